@@ -18,7 +18,7 @@ $(PY):
 # torch first: any other torch request would pull a multi-GB CUDA build.
 $(STAMP): $(PY) pyproject.toml
 	$(PIP) install -q torch==$(TORCH_VERSION)
-	$(PIP) install -q -e .
+	$(PIP) install -q -e ".[all]"
 	touch $@
 
 $(TEST_STAMP): $(STAMP)
@@ -43,7 +43,7 @@ up: install
 test: install-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-proto: $(STAMP)
+proto: $(TEST_STAMP)
 	$(PY) -m services.common.protogen gen
 
 bench: install-test

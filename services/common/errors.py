@@ -1,0 +1,109 @@
+"""Domain errors and their one mapping to gRPC status codes.
+
+Domain code raises these and knows nothing of gRPC; `grpc_errors` turns them into
+`context.abort(code, message)` at the servicer boundary (the MLServer way)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+
+import grpc
+
+log = logging.getLogger(__name__)
+
+
+class KubetuneError(Exception):
+    code = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class InvalidArgument(KubetuneError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(KubetuneError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(KubetuneError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(KubetuneError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unavailable(KubetuneError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class PermissionDenied(KubetuneError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class Unauthenticated(KubetuneError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ResourceExhausted(KubetuneError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status and message a caller sees for an exception raised by domain code."""
+    if isinstance(exc, KubetuneError):
+        return exc.code, exc.message
+    if isinstance(exc, grpc.aio.AioRpcError):
+        # A backend's answer passes through unchanged.
+        return exc.code(), exc.details() or exc.code().name
+    return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log"
+
+
+async def _abort(context, exc: BaseException, method: str):
+    code, message = status_for(exc)
+    if code == grpc.StatusCode.INTERNAL:
+        log.exception("unhandled error in %s", method)
+    await context.abort(code, message)
+
+
+def grpc_errors(method):
+    """Maps domain errors to status codes for unary and streaming servicer methods."""
+    name = method.__qualname__
+    if inspect.isasyncgenfunction(method):
+
+        @functools.wraps(method)
+        async def stream(self, request, context):
+            try:
+                async for item in method(self, request, context):
+                    yield item
+            except (KubetuneError, grpc.aio.AioRpcError, Exception) as exc:  # noqa: BLE001
+                if isinstance(exc, grpc.aio.AbortError):
+                    raise
+                await _abort(context, exc, name)
+
+        return stream
+
+    @functools.wraps(method)
+    async def unary(self, request, context):
+        try:
+            return await method(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every error becomes a status
+            await _abort(context, exc, name)
+
+    return unary
+
+
+def servicer_errors(cls):
+    """Class decorator: wraps every public RPC method of a servicer with grpc_errors."""
+    for attr, value in list(vars(cls).items()):
+        if attr[:1].isupper() and callable(value):
+            setattr(cls, attr, grpc_errors(value))
+    return cls

@@ -1,0 +1,149 @@
+"""NATS and JetStream: connect, declare the streams idempotently, publish and
+subscribe to typed events (kubetune.events.v1.Event)."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+import nats
+from google.protobuf.message import Message
+from nats.js.api import (
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError
+
+from kubetune.events.v1 import events_pb2
+from services.common import subjects
+
+log = logging.getLogger(__name__)
+
+EVENT_RETENTION_S = 7 * 24 * 3600
+# A message larger than this is refused by the server; epochs and tickets are tiny.
+MAX_PAYLOAD = 1024 * 1024
+
+
+def stream_configs() -> list[StreamConfig]:
+    return [
+        StreamConfig(
+            name=subjects.EVENTS_STREAM,
+            subjects=[subjects.ALL_EVENTS],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=EVENT_RETENTION_S,
+            discard=DiscardPolicy.OLD,
+            duplicate_window=120,
+        ),
+        StreamConfig(
+            name=subjects.WORK_STREAM,
+            subjects=["kubetune.work.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            duplicate_window=120,
+        ),
+    ]
+
+
+async def declare_streams(js) -> None:
+    """Creates the streams, or updates them to the config above; safe to repeat."""
+    for config in stream_configs():
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+
+
+async def connect(url: str, name: str, **kwargs) -> nats.NATS:
+    async def on_error(exc):
+        log.warning("nats error: %s", exc)
+
+    async def on_disconnect():
+        log.warning("nats disconnected")
+
+    async def on_reconnect():
+        log.info("nats reconnected")
+
+    return await nats.connect(
+        url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        **kwargs,
+    )
+
+
+def make_event(**payload: Message) -> events_pb2.Event:
+    """`make_event(trial_started=TrialStarted(...))`: an Event with a fresh id and time."""
+    (field, message), = payload.items()
+    event = events_pb2.Event(id=uuid.uuid4().hex)
+    event.time.GetCurrentTime()
+    getattr(event, field).CopyFrom(message)
+    return event
+
+
+def subject_of(event: events_pb2.Event) -> str:
+    field = event.WhichOneof("payload")
+    if field is None:
+        raise ValueError("event has no payload")
+    return subjects.SUBJECT_BY_PAYLOAD[field]
+
+
+def encode(event: events_pb2.Event) -> bytes:
+    return event.SerializeToString()
+
+
+def decode(subject: str, data: bytes) -> events_pb2.Event:
+    event = events_pb2.Event.FromString(data)
+    event.subject = subject
+    return event
+
+
+class EventBus:
+    """Publishes events to JetStream (so consumers that were down catch up) and
+    subscribes to them. One per process."""
+
+    def __init__(self, nc: nats.NATS):
+        self.nc = nc
+        self.js = nc.jetstream()
+
+    @classmethod
+    async def open(cls, url: str, name: str, *, declare: bool = True) -> "EventBus":
+        nc = await connect(url, name)
+        bus = cls(nc)
+        if declare:
+            await declare_streams(bus.js)
+        return bus
+
+    async def publish(self, **payload: Message) -> events_pb2.Event:
+        event = make_event(**payload)
+        subject = subject_of(event)
+        # The event id doubles as the JetStream message id: a retried publish is stored once.
+        await self.js.publish(subject, encode(event), headers={"Nats-Msg-Id": event.id})
+        return event
+
+    async def subscribe(
+        self, pattern: str, handler: Callable[[events_pb2.Event], Awaitable[None]]
+    ):
+        """Live events only (core NATS): for watchers that start from a snapshot."""
+
+        async def on_message(msg):
+            try:
+                await handler(decode(msg.subject, msg.data))
+            except Exception:  # noqa: BLE001 - one bad event must not kill the subscription
+                log.exception("event handler failed for %s", msg.subject)
+
+        return await self.nc.subscribe(pattern, cb=on_message)
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except Exception:  # noqa: BLE001 - closing anyway
+                await self.nc.close()

@@ -1,0 +1,182 @@
+"""The one gRPC server bootstrap: health, reflection, access log, graceful stop.
+
+`make_server()` builds without blocking so tests can start a server in a fixture;
+`run()` is the blocking entry point each part's __main__ calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # gRPC shares ports by default (SO_REUSEPORT): off, so a taken port is an error.
+    ("grpc.so_reuseport", 0),
+]
+
+
+class PortInUse(RuntimeError):
+    pass
+
+
+class AccessLogInterceptor(grpc.aio.ServerInterceptor):
+    """One log line per call: method, status, duration."""
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler_call_details.method.startswith("/grpc."):
+            return handler
+        method = handler_call_details.method
+
+        def wrap_unary(behavior):
+            async def call(request, context):
+                start = time.perf_counter()
+                try:
+                    return await behavior(request, context)
+                finally:
+                    _log_call(method, context, start)
+
+            return call
+
+        def wrap_stream(behavior):
+            async def call(request, context):
+                start = time.perf_counter()
+                try:
+                    async for item in behavior(request, context):
+                        yield item
+                finally:
+                    _log_call(method, context, start)
+
+            return call
+
+        if handler.unary_unary:
+            return handler._replace(unary_unary=wrap_unary(handler.unary_unary))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=wrap_unary(handler.stream_unary))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=wrap_stream(handler.unary_stream))
+        if handler.stream_stream:
+            return handler._replace(stream_stream=wrap_stream(handler.stream_stream))
+        return handler
+
+
+def _log_call(method: str, context, start: float) -> None:
+    code = context.code() or grpc.StatusCode.OK
+    if isinstance(code, int):
+        code = grpc.StatusCode(code) if code in grpc.StatusCode else code
+    name = getattr(code, "name", str(code))
+    level = logging.INFO if name in ("OK", "CANCELLED") else logging.WARNING
+    log.log(
+        level,
+        "rpc %s %s",
+        method,
+        name,
+        extra={"method": method, "status": name, "duration_ms": round((time.perf_counter() - start) * 1000, 2)},
+    )
+
+
+@dataclass
+class Server:
+    """A started gRPC server and what must be stopped with it."""
+
+    server: grpc.aio.Server
+    health: health.aio.HealthServicer
+    port: int
+    service_names: list[str]
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ["", *self.service_names]:
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float) -> None:
+        """Health NOT_SERVING first (so balancers stop sending), then stop, then cleanups."""
+        await self.set_serving(False)
+        await self.server.stop(grace)
+        for cleanup in reversed(self.on_stop):
+            try:
+                await cleanup()
+            except Exception:  # noqa: BLE001 - stop the rest regardless
+                log.exception("cleanup failed during shutdown")
+
+
+async def make_server(
+    address: str,
+    register: Callable[[grpc.aio.Server], Iterable[str]],
+    *,
+    interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
+    options: list[tuple[str, object]] | None = None,
+) -> Server:
+    """Builds and starts a server; `register` adds servicers and returns their full names."""
+    server = grpc.aio.server(
+        interceptors=[AccessLogInterceptor(), *interceptors],
+        options=options or SERVER_OPTIONS,
+    )
+    service_names = list(register(server))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    try:
+        port = (
+            server.add_secure_port(address, credentials)
+            if credentials
+            else server.add_insecure_port(address)
+        )
+    except RuntimeError as exc:
+        raise PortInUse(address) from exc
+    if port == 0:
+        raise PortInUse(address)
+    await server.start()
+    started = Server(server, health_servicer, port, service_names)
+    await started.set_serving(True)
+    return started
+
+
+def port_in_use_message(part: str, address: str, setting: str) -> str:
+    return f"{part}: port {address} is already in use; set {setting} to another port"
+
+
+async def run(
+    part: str,
+    address: str,
+    port_setting: str,
+    build: Callable[[], Awaitable[Server]],
+    grace: float,
+) -> int:
+    """Runs a part until SIGTERM/SIGINT/SIGQUIT, then stops it gracefully. Returns an exit code."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        server = await build()
+    except PortInUse:
+        log.error(port_in_use_message(part, address, port_setting))
+        return 2
+    log.info("%s serving on port %d", part, server.port, extra={"port": server.port})
+    await stop.wait()
+    log.info("%s stopping (grace %.1fs)", part, grace)
+    await server.stop(grace)
+    log.info("%s stopped", part)
+    return 0

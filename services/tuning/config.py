@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.config import PORTS, PartSettings, address_of
+
+
+def storage_url():
+    return Field(
+        "",
+        validation_alias=AliasChoices("KUBETUNE_TUNING_STORAGE_URL"),
+        description="Optuna storage URL; empty: SQLite under the data home. PostgreSQL for many machines.",
+    )
+
+
+class Settings(PartSettings):
+    """The tuning service. Env prefix KUBETUNE_TUNING_."""
+
+    model_config = SettingsConfigDict(env_prefix="KUBETUNE_TUNING_", extra="ignore", populate_by_name=True)
+
+    port: int = PORTS["tuning"]
+    storage_url: str = storage_url()
+    max_trials: int = Field(10_000, description="Most trials one study may ask for.")
+    max_parallel: int = Field(64, description="Most trials of one study that may run at once.")
+    data_address: str = address_of("data")
+    tracking_address: str = address_of("tracking")

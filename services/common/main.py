@@ -1,0 +1,21 @@
+"""The shape of every part's __main__: settings -> logging -> start -> serve until signalled."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+
+from services.common.config import PartSettings
+from services.common.logs import setup_logging
+from services.common.server import Server, run
+
+
+def main(part: str, settings_cls: type[PartSettings], start: Callable[[PartSettings], Awaitable[Server]]) -> None:
+    settings = settings_cls()
+    setup_logging(part, settings.log_level)
+    prefix = settings_cls.model_config.get("env_prefix", "KUBETUNE_")
+    code = asyncio.run(
+        run(part, settings.address, f"{prefix}PORT", lambda: start(settings), settings.grace_s)
+    )
+    sys.exit(code)

@@ -1,0 +1,43 @@
+"""Shared fixtures: real servers on free ports, started once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests import servers
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = REPO / "services" / "data" / "sample"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory):
+    with servers.nats_server(tmp_path_factory.mktemp("nats")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory):
+    with servers.mlflow_server(tmp_path_factory.mktemp("mlflow")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server over HTTP, with throwaway credentials in the environment."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with servers.moto_s3_server() as url:
+        yield url
+    mp.undo()
+
+
+@pytest.fixture
+def seed_dir() -> Path:
+    return SEED

@@ -1,0 +1,349 @@
+"""The tracking store over MLflow's REST API (MlflowClient): every write, and the
+queries when no direct read path is configured (fine for hundreds of runs; see
+sql_store.py for thousands)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from mlflow import MlflowClient
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag, ViewType
+from mlflow.exceptions import MlflowException, RestException
+
+from services.common import lineage
+from services.common.errors import FailedPrecondition, InvalidArgument, KubetuneError, NotFound, Unavailable
+from services.tracking.records import (
+    ALL_COLUMNS,
+    Columns,
+    DatasetRecord,
+    ExperimentRecord,
+    MetricPoint,
+    MetricValue,
+    RunPage,
+    RunQuery,
+    RunRecord,
+)
+from services.tracking.store import TrackingStore
+
+log = logging.getLogger(__name__)
+
+# MLflow's limits per log_batch call.
+MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
+SEARCH_PAGE = 1000
+# Input tags kubetune adds to a dataset input (MLflow's digest holds only 36 characters).
+INPUT_TAG_VERSION = "kubetune.dataset_version"
+INPUT_TAG_SHA256 = "kubetune.content_sha256"
+INPUT_TAG_CONTEXT = "mlflow.data.context"
+
+_ATTRIBUTE_COLUMN = {
+    "status": "status",
+    "started_at": "start_time",
+    "ended_at": "end_time",
+    "run_name": "run_name",
+    "run_id": "run_id",
+}
+
+
+def domain_error(exc: Exception) -> KubetuneError:
+    """MLflow's errors as the domain's: what is permanent and what is worth a retry."""
+    if isinstance(exc, MlflowException):
+        code = exc.error_code
+        if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            return NotFound(exc.message)
+        if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"):
+            return InvalidArgument(exc.message)
+        if code in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            return FailedPrecondition(exc.message)
+        if isinstance(exc, RestException) and code not in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE"):
+            return InvalidArgument(exc.message)
+    return Unavailable(f"MLflow tracking server: {exc}")
+
+
+def mlflow_calls(method):
+    """Wraps a store method so MLflow's exceptions leave it as domain errors."""
+
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except KubetuneError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - requests' and MLflow's errors alike
+            raise domain_error(exc) from exc
+
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
+
+
+def dataset_entity(dataset: DatasetRecord) -> DatasetInput:
+    source_type = dataset.source_uri.split("://", 1)[0] if "://" in dataset.source_uri else "local"
+    profile = json.dumps({"num_rows": dataset.row_count}) if dataset.row_count else None
+    tags = [InputTag(INPUT_TAG_CONTEXT, "train")]
+    if dataset.version:
+        tags.append(InputTag(INPUT_TAG_VERSION, dataset.version))
+    if dataset.content_sha256:
+        tags.append(InputTag(INPUT_TAG_SHA256, dataset.content_sha256))
+    entity = Dataset(
+        name=dataset.name,
+        digest=(dataset.content_sha256 or dataset.version or dataset.name)[:36],
+        source_type=source_type,
+        source=dataset.source_uri or dataset.name,
+        schema=dataset.schema_json or None,
+        profile=profile,
+    )
+    return DatasetInput(dataset=entity, tags=tags)
+
+
+def dataset_record(
+    name: str, digest: str, source: str, schema: str | None, profile: str | None, tags: dict[str, str]
+) -> DatasetRecord:
+    rows = 0
+    if profile:
+        try:
+            rows = int(json.loads(profile).get("num_rows", 0))
+        except (ValueError, TypeError, AttributeError):
+            rows = 0
+    return DatasetRecord(
+        name=name,
+        version=tags.get(INPUT_TAG_VERSION, ""),
+        content_sha256=tags.get(INPUT_TAG_SHA256, digest),
+        source_uri=source,
+        schema_json=schema or "",
+        row_count=rows,
+    )
+
+
+def project(run: RunRecord, columns: Columns) -> RunRecord:
+    """Keeps only the asked-for columns; the tags the domain reads are always kept."""
+    if columns.everything and columns.dataset and columns.model_uri:
+        return run
+    keep_tags = set(columns.tags or ()) | {lineage.TAG_STUDY, lineage.TAG_TRIAL, lineage.MLFLOW_PARENT}
+    if columns.metrics is not None:
+        run.metrics = {k: v for k, v in run.metrics.items() if k in columns.metrics}
+    if columns.params is not None:
+        run.params = {k: v for k, v in run.params.items() if k in columns.params}
+    if columns.tags is not None:
+        run.tags = {k: v for k, v in run.tags.items() if k in keep_tags}
+    if not columns.dataset:
+        run.dataset = None
+    if not columns.model_uri:
+        run.model_uri = ""
+    return run
+
+
+def _quote(value: str) -> str:
+    if "'" not in value:
+        return f"'{value}'"
+    if '"' not in value:
+        return f'"{value}"'
+    raise InvalidArgument("a filter value may not contain both ' and \"")
+
+
+def filter_string(query: RunQuery) -> str:
+    """The query's filters in MLflow's search syntax."""
+    clauses = []
+    for f in query.filters:
+        if f.kind == "metric":
+            clauses.append(f"metrics.`{f.key}` {f.op} {float(f.value)!r}")
+        elif f.kind in ("param", "tag"):
+            clauses.append(f"{f.kind}s.`{f.key}` {f.op} {_quote(f.value)}")
+        else:
+            column = _ATTRIBUTE_COLUMN[f.key]
+            value = f.value if column in ("start_time", "end_time") else _quote(f.value)
+            clauses.append(f"attributes.{column} {f.op} {value}")
+    if query.since_ms is not None:
+        clauses.append(f"attributes.start_time >= {query.since_ms}")
+    if query.until_ms is not None:
+        clauses.append(f"attributes.start_time < {query.until_ms}")
+    return " and ".join(clauses)
+
+
+def order_by(query: RunQuery) -> list[str]:
+    direction = "DESC" if query.descending else "ASC"
+    if query.sort_kind == "attribute":
+        return [f"attributes.{_ATTRIBUTE_COLUMN[query.sort_key]} {direction}"]
+    return [f"{query.sort_kind}s.`{query.sort_key}` {direction}"]
+
+
+class MlflowStore(TrackingStore):
+    def __init__(self, tracking_uri: str):
+        self.uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    # --- writes -----------------------------------------------------------------
+    @mlflow_calls
+    def get_or_create_experiment(self, name: str) -> str:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None and experiment.lifecycle_stage == "active":
+            return experiment.experiment_id
+        if experiment is not None:
+            self.client.restore_experiment(experiment.experiment_id)
+            return experiment.experiment_id
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException as exc:
+            # Created by a concurrent caller between our look-up and create.
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            log.debug("experiment %s created concurrently: %s", name, exc)
+            return experiment.experiment_id
+
+    @mlflow_calls
+    def find_runs(self, experiment_id: str, tags: dict[str, str]) -> list[str]:
+        filters = " and ".join(f"tags.`{k}` = {_quote(v)}" for k, v in tags.items())
+        runs = self.client.search_runs(
+            [experiment_id], filters, ViewType.ACTIVE_ONLY, max_results=100,
+            order_by=["attributes.start_time ASC"],
+        )
+        return [r.info.run_id for r in runs]
+
+    @mlflow_calls
+    def create_run(self, experiment_id: str, name: str, tags: dict[str, str]) -> str:
+        run = self.client.create_run(experiment_id, tags=tags, run_name=name)
+        return run.info.run_id
+
+    @mlflow_calls
+    def log_batch(self, run_id, metrics=(), params=None, tags=None) -> None:
+        metrics = [Metric(m.key, m.value, m.timestamp_ms, m.step) for m in metrics]
+        params = [Param(k, str(v)) for k, v in (params or {}).items()]
+        tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        # Params and tags first, metrics after: a batch is retried whole, and each
+        # part is idempotent on its own.
+        while metrics or params or tags:
+            self.client.log_batch(
+                run_id, metrics=metrics[:MAX_METRICS], params=params[:MAX_PARAMS], tags=tags[:MAX_TAGS],
+                synchronous=True,
+            )
+            metrics, params, tags = metrics[MAX_METRICS:], params[MAX_PARAMS:], tags[MAX_TAGS:]
+
+    @mlflow_calls
+    def log_dataset(self, run_id: str, dataset: DatasetRecord) -> None:
+        self.client.log_inputs(run_id, [dataset_entity(dataset)])
+
+    @mlflow_calls
+    def end_run(self, run_id: str, status: str, end_ms: int) -> None:
+        self.client.set_terminated(run_id, status=status, end_time=end_ms)
+
+    @mlflow_calls
+    def metric_steps(self, run_id: str, keys: list[str]) -> dict[str, set[int]]:
+        return {k: {m.step for m in self.client.get_metric_history(run_id, k)} for k in keys}
+
+    # --- queries ----------------------------------------------------------------
+    def _active_experiments(self):
+        return self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=50_000)
+
+    @mlflow_calls
+    def list_experiments(self, name_contains="", since_ms=None, until_ms=None) -> list[ExperimentRecord]:
+        out = []
+        needle = name_contains.lower()
+        for e in self._active_experiments():
+            if needle and needle not in e.name.lower():
+                continue
+            query = RunQuery(experiment_ids=(e.experiment_id,), since_ms=since_ms, until_ms=until_ms)
+            count = self._count(query)
+            if (since_ms is not None or until_ms is not None) and count == 0:
+                continue
+            out.append(ExperimentRecord(e.experiment_id, e.name, e.creation_time or 0,
+                                        e.last_update_time or 0, count))
+        return sorted(out, key=lambda e: e.created_ms, reverse=True)
+
+    def _search(self, query: RunQuery, max_results: int, page_token=None):
+        experiment_ids = list(query.experiment_ids) or [e.experiment_id for e in self._active_experiments()]
+        return self.client.search_runs(
+            experiment_ids, filter_string(query), ViewType.ACTIVE_ONLY,
+            max_results=max_results, order_by=order_by(query), page_token=page_token,
+        )
+
+    def _count(self, query: RunQuery) -> int:
+        total, token = 0, None
+        while True:
+            page = self._search(query, SEARCH_PAGE, token)
+            total += len(page)
+            token = page.token
+            if not token:
+                return total
+
+    @mlflow_calls
+    def list_runs(self, query: RunQuery) -> RunPage:
+        # REST search has no offset and no count: walk the pages.
+        matched, token, total = [], None, 0
+        while True:
+            page = self._search(query, SEARCH_PAGE, token)
+            for run in page:
+                if query.offset <= total < query.offset + query.page_size:
+                    matched.append(run)
+                total += 1
+            token = page.token
+            if not token:
+                break
+        runs = [project(self._record(r), query.columns) for r in matched]
+        next_offset = query.offset + query.page_size
+        return RunPage(runs, total, next_offset if next_offset < total else None)
+
+    @mlflow_calls
+    def get_runs(self, run_ids: list[str]) -> list[RunRecord]:
+        out = []
+        for run_id in run_ids:
+            try:
+                run = self.client.get_run(run_id)
+            except MlflowException as exc:
+                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                    continue
+                raise
+            if run.info.lifecycle_stage != "active":
+                continue
+            record = self._record(run, check_model=True)
+            out.append(record)
+        return out
+
+    @mlflow_calls
+    def metric_histories(self, run_ids, keys) -> dict[tuple[str, str], list[MetricPoint]]:
+        out = {}
+        for run_id in run_ids:
+            for key in keys:
+                try:
+                    history = self.client.get_metric_history(run_id, key)
+                except MlflowException as exc:
+                    if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                        break
+                    raise
+                if history:
+                    points = sorted(
+                        (MetricPoint(m.step, m.value, m.timestamp) for m in history),
+                        key=lambda p: (p.step, p.timestamp_ms),
+                    )
+                    out[(run_id, key)] = points
+        return out
+
+    def _record(self, run, check_model: bool = False) -> RunRecord:
+        info, data = run.info, run.data
+        dataset = None
+        if run.inputs and run.inputs.dataset_inputs:
+            d = run.inputs.dataset_inputs[0]
+            tags = {t.key: t.value for t in d.tags}
+            ds = d.dataset
+            dataset = dataset_record(ds.name, ds.digest, ds.source, ds.schema, ds.profile, tags)
+        model_uri = data.tags.get(lineage.TAG_MODEL_URI, "")
+        if not model_uri and run.outputs and run.outputs.model_outputs:
+            model_uri = lineage.model_uri(info.run_id)
+        if not model_uri and check_model:
+            if any(a.path.endswith("MLmodel") for a in self.client.list_artifacts(info.run_id, lineage.MODEL_ARTIFACT)):
+                model_uri = lineage.model_uri(info.run_id)
+        return RunRecord(
+            run_id=info.run_id,
+            experiment_id=info.experiment_id,
+            name=info.run_name or "",
+            status=info.status,
+            start_ms=info.start_time,
+            end_ms=info.end_time,
+            params=dict(data.params),
+            metrics=dict(data.metrics),
+            tags=dict(data.tags),
+            dataset=dataset,
+            model_uri=model_uri,
+        )
+
+
+__all__ = ["ALL_COLUMNS", "MlflowStore", "domain_error", "project"]

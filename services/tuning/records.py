@@ -1,0 +1,108 @@
+"""What kubetune keeps in the Optuna storage beside Optuna's own data: the study's
+spec and state as study user attributes, the ticket, worker and MLflow run of each
+trial as trial attributes. Read by the tuning service and by workers alike."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import optuna
+from google.protobuf import json_format
+from optuna.trial import FrozenTrial, TrialState
+
+from kubetune.tuning.v1 import tuning_pb2 as pb
+
+SPEC = "kubetune:spec"
+STATE = "kubetune:state"
+DATASET = "kubetune:dataset_version"
+TASK = "kubetune:task_kind"
+EXPERIMENT = "kubetune:mlflow_experiment_id"
+RUN = "kubetune:mlflow_run_id"
+CREATED = "kubetune:created_at"
+FINISHED = "kubetune:finished_at"
+# Tickets carry sequence numbers 0, 1, 2...: ISSUED is the next one. Tickets below
+# VOID_BELOW were purged when the study stopped and will never run.
+ISSUED = "kubetune:tickets_issued"
+VOID_BELOW = "kubetune:tickets_void_below"
+
+T_TICKET = "kubetune:ticket"
+T_SEQUENCE = "kubetune:sequence"
+T_WORKER = "kubetune:worker"
+T_RUN = "kubetune:mlflow_run_id"
+T_REASON = "kubetune:reason"
+T_TRAIN_CURVE = "kubetune:train_loss_curve"
+T_EPOCHS = "kubetune:epochs_done"
+# A trial lost with its worker (or abandoned at shutdown): FAIL in Optuna, but its
+# ticket runs again, so it does not count towards n_trials.
+T_ABANDONED = "kubetune:abandoned"
+
+RUNNING, STOPPED, COMPLETED = "RUNNING", "STOPPED", "COMPLETED"
+STATE_PB = {RUNNING: pb.STUDY_STATE_RUNNING, STOPPED: pb.STUDY_STATE_STOPPED, COMPLETED: pb.STUDY_STATE_COMPLETED}
+TRIAL_STATE_PB = {
+    TrialState.RUNNING: pb.TRIAL_STATE_RUNNING,
+    TrialState.WAITING: pb.TRIAL_STATE_QUEUED,
+    TrialState.COMPLETE: pb.TRIAL_STATE_COMPLETE,
+    TrialState.PRUNED: pb.TRIAL_STATE_PRUNED,
+    TrialState.FAIL: pb.TRIAL_STATE_FAIL,
+}
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat()
+
+
+def default_storage_url(home: Path) -> str:
+    path = (home / "tuning" / "optuna.db").resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def make_storage(url: str) -> optuna.storages.RDBStorage:
+    kwargs = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        # Several worker processes write one SQLite file: wait for the lock, don't fail.
+        kwargs["connect_args"] = {"timeout": 60}
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+
+
+def spec_to_json(spec: pb.StudySpec) -> str:
+    return json_format.MessageToJson(spec, indent=None, preserving_proto_field_name=True)
+
+
+def spec_from_attrs(attrs: dict) -> pb.StudySpec:
+    return json_format.Parse(attrs[SPEC], pb.StudySpec())
+
+
+def counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    """Counts by state, abandoned trials left out (their tickets ran again)."""
+    out = {"running": 0, "complete": 0, "pruned": 0, "fail": 0, "abandoned": 0}
+    for t in trials:
+        if t.state == TrialState.RUNNING:
+            out["running"] += 1
+        elif t.state == TrialState.COMPLETE:
+            out["complete"] += 1
+        elif t.state == TrialState.PRUNED:
+            out["pruned"] += 1
+        elif t.state == TrialState.FAIL:
+            out["abandoned" if t.user_attrs.get(T_ABANDONED) else "fail"] += 1
+    out["finished"] = out["complete"] + out["pruned"] + out["fail"]
+    return out
+
+
+def queued(attrs: dict, trials: list[FrozenTrial]) -> int:
+    """Tickets issued and still live that no trial has taken yet."""
+    void_below = int(attrs.get(VOID_BELOW, 0))
+    live = int(attrs.get(ISSUED, 0)) - void_below
+    taken = {t.system_attrs.get(T_SEQUENCE) for t in trials}
+    taken = {s for s in taken if s is not None and s >= void_below}
+    return max(0, live - len(taken))
+
+
+def untaken_sequences(attrs: dict, trials: list[FrozenTrial]) -> list[int]:
+    taken = {t.system_attrs.get(T_SEQUENCE) for t in trials}
+    return [s for s in range(int(attrs.get(VOID_BELOW, 0)), int(attrs.get(ISSUED, 0))) if s not in taken]
+
+
+def ticket_id(study_id: str, sequence: int) -> str:
+    return f"{study_id}-{sequence}"

@@ -1,0 +1,318 @@
+"""The search space and study settings: validation, Optuna distributions,
+samplers and pruners. Shared by the tuning service (which validates) and the
+workers (which suggest); imports no grpc and no nats."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+
+from kubetune.tuning.v1 import tuning_pb2 as pb
+from services.common.errors import InvalidArgument
+
+MAX_LAYERS = 16
+MAX_UNITS = 8192
+MAX_EPOCHS = 10_000
+ACTIVATIONS = ("relu", "tanh", "gelu", "leaky_relu", "silu", "elu")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+# Float hyperparameters with the bounds a value may take.
+FLOAT_PARAMS = {
+    "learning_rate": (1e-8, 10.0),
+    "dropout": (0.0, 0.95),
+    "weight_decay": (0.0, 1.0),
+    "momentum": (0.0, 0.999),
+}
+INT_PARAMS = {
+    "n_layers": (1, MAX_LAYERS),
+    "units": (1, MAX_UNITS),
+    "batch_size": (1, 65536),
+    "max_epochs": (1, MAX_EPOCHS),
+}
+CATEGORICAL_PARAMS = {"activation": ACTIVATIONS, "optimizer": OPTIMIZERS}
+PER_LAYER_UNITS = re.compile(r"^units_l(\d+)$")
+
+# What a trial uses for a hyperparameter the search space leaves out.
+DEFAULTS = {
+    "learning_rate": 1e-3,
+    "dropout": 0.0,
+    "weight_decay": 0.0,
+    "momentum": 0.9,
+    "n_layers": 2,
+    "units": 32,
+    "batch_size": 32,
+    "activation": "relu",
+    "optimizer": "adam",
+}
+
+OBJECTIVE_METRICS = {"val_loss", "val_accuracy", "train_loss", "duration_s", "n_params"}
+STUDY_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+SAMPLER_NAMES = {
+    pb.SAMPLER_UNSPECIFIED: "tpe",
+    pb.SAMPLER_TPE: "tpe",
+    pb.SAMPLER_RANDOM: "random",
+    pb.SAMPLER_CMAES: "cmaes",
+    pb.SAMPLER_QMC: "qmc",
+    pb.SAMPLER_NSGA2: "nsga2",
+    pb.SAMPLER_GRID: "grid",
+}
+PRUNER_NAMES = {
+    pb.PRUNER_UNSPECIFIED: "median",
+    pb.PRUNER_MEDIAN: "median",
+    pb.PRUNER_HYPERBAND: "hyperband",
+    pb.PRUNER_SUCCESSIVE_HALVING: "successive_halving",
+    pb.PRUNER_NONE: "none",
+}
+
+
+def param_kind(name: str) -> str:
+    if name in FLOAT_PARAMS:
+        return "float"
+    if name in INT_PARAMS or PER_LAYER_UNITS.match(name):
+        return "int"
+    if name in CATEGORICAL_PARAMS:
+        return "categorical"
+    known = ", ".join([*FLOAT_PARAMS, *INT_PARAMS, "units_l0..", *CATEGORICAL_PARAMS])
+    raise InvalidArgument(f"unknown hyperparameter {name!r}; known: {known}", field="search_space")
+
+
+def _is_int_like(text: str) -> bool:
+    try:
+        return float(text) == int(float(text))
+    except ValueError:
+        return False
+
+
+def _bounds(name: str) -> tuple[float, float]:
+    if name in FLOAT_PARAMS:
+        return FLOAT_PARAMS[name]
+    if name in INT_PARAMS:
+        return INT_PARAMS[name]
+    return INT_PARAMS["units"]
+
+
+def distribution(spec: pb.ParamSpec) -> BaseDistribution:
+    """The Optuna distribution of one parameter, validated; errors name the field."""
+    field = f"search_space.{spec.name}"
+    kind = param_kind(spec.name)
+    domain = spec.WhichOneof("domain")
+    if domain is None:
+        raise InvalidArgument(f"{field}: give a float_range, int_range or categorical", field=field)
+    if domain == "categorical":
+        choices = list(spec.categorical.choices)
+        if not choices:
+            raise InvalidArgument(f"{field}: choices are empty", field=field)
+        if len(set(choices)) != len(choices):
+            raise InvalidArgument(f"{field}: choices repeat a value", field=field)
+        if kind == "categorical":
+            allowed = CATEGORICAL_PARAMS[spec.name]
+            bad = [c for c in choices if c not in allowed]
+            if bad:
+                raise InvalidArgument(f"{field}: {bad[0]!r} is not one of {', '.join(allowed)}", field=field)
+            return CategoricalDistribution(choices)
+        low, high = _bounds(spec.name)
+        values = []
+        for c in choices:
+            try:
+                v = float(c)
+            except ValueError:
+                raise InvalidArgument(f"{field}: choice {c!r} is not a number", field=field) from None
+            if kind == "int" and not _is_int_like(c):
+                raise InvalidArgument(f"{field}: choice {c!r} is not a whole number", field=field)
+            if not (math.isfinite(v) and low <= v <= high):
+                raise InvalidArgument(f"{field}: choice {c!r} is outside [{low:g}, {high:g}]", field=field)
+            values.append(int(float(c)) if kind == "int" else v)
+        return CategoricalDistribution(values)
+    if kind == "categorical":
+        raise InvalidArgument(f"{field}: {spec.name} takes categorical choices", field=field)
+    rng = spec.float_range if domain == "float_range" else spec.int_range
+    low, high, log = rng.low, rng.high, rng.log
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise InvalidArgument(f"{field}: bounds must be finite numbers", field=field)
+    if low > high:
+        raise InvalidArgument(f"{field}: min {low:g} is greater than max {high:g}", field=field)
+    if log and low <= 0:
+        raise InvalidArgument(f"{field}: a log scale needs min > 0 (got {low:g})", field=field)
+    lo_ok, hi_ok = _bounds(spec.name)
+    if low < lo_ok or high > hi_ok:
+        raise InvalidArgument(f"{field}: range must lie within [{lo_ok:g}, {hi_ok:g}]", field=field)
+    step = rng.step
+    if step < 0:
+        raise InvalidArgument(f"{field}: step must not be negative", field=field)
+    if log and step not in (0, 1) and domain == "int_range":
+        raise InvalidArgument(f"{field}: a log scale cannot have a step", field=field)
+    if log and step and domain == "float_range":
+        raise InvalidArgument(f"{field}: a log scale cannot have a step", field=field)
+    if kind == "int" or domain == "int_range":
+        if domain == "float_range" and not (float(low).is_integer() and float(high).is_integer()):
+            raise InvalidArgument(f"{field}: {spec.name} takes whole numbers", field=field)
+        return IntDistribution(int(low), int(high), log=log, step=int(step or 1))
+    return FloatDistribution(low, high, log=log, step=step or None)
+
+
+def distributions(spec: pb.StudySpec) -> dict[str, BaseDistribution]:
+    names = [p.name for p in spec.search_space]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise InvalidArgument(f"search_space: {sorted(dupes)[0]} is given twice", field="search_space")
+    dists = {p.name: distribution(p) for p in spec.search_space}
+    per_layer = sorted(int(PER_LAYER_UNITS.match(n).group(1)) for n in dists if PER_LAYER_UNITS.match(n))
+    if per_layer and "units" in dists:
+        raise InvalidArgument("search_space: give units (shared) or units_lN (per layer), not both", field="search_space")
+    return dists
+
+
+def objectives(spec: pb.StudySpec) -> list[tuple[str, str]]:
+    """(metric, 'minimize'|'maximize') per objective; val_loss minimised by default."""
+    if not spec.objectives:
+        return [("val_loss", "minimize")]
+    out = []
+    for i, obj in enumerate(spec.objectives):
+        metric = obj.metric or "val_loss"
+        if metric not in OBJECTIVE_METRICS:
+            raise InvalidArgument(
+                f"objectives[{i}].metric: {metric!r} is not one of {', '.join(sorted(OBJECTIVE_METRICS))}",
+                field=f"objectives[{i}].metric",
+            )
+        direction = obj.direction or (pb.DIRECTION_MAXIMIZE if metric == "val_accuracy" else pb.DIRECTION_MINIMIZE)
+        out.append((metric, "maximize" if direction == pb.DIRECTION_MAXIMIZE else "minimize"))
+    if len({m for m, _ in out}) != len(out):
+        raise InvalidArgument("objectives: a metric is given twice", field="objectives")
+    return out
+
+
+def validate(spec: pb.StudySpec, *, max_trials: int, max_parallel: int) -> dict[str, BaseDistribution]:
+    """Checks everything but the dataset; returns the distributions."""
+    if spec.name and not STUDY_NAME.match(spec.name):
+        raise InvalidArgument(
+            "name: use lowercase letters, digits, '-' and '_' (at most 63), starting with a letter or digit",
+            field="name",
+        )
+    if not spec.dataset:
+        raise InvalidArgument("dataset: name the dataset to tune on", field="dataset")
+    if spec.n_trials < 1 or spec.n_trials > max_trials:
+        raise InvalidArgument(f"n_trials: must be between 1 and {max_trials} (got {spec.n_trials})", field="n_trials")
+    if spec.max_parallel < 0 or spec.max_parallel > max_parallel:
+        raise InvalidArgument(f"max_parallel: must be between 1 and {max_parallel}", field="max_parallel")
+    if not (0 <= spec.max_epochs <= MAX_EPOCHS):
+        raise InvalidArgument(f"max_epochs: must be between 1 and {MAX_EPOCHS}", field="max_epochs")
+    if not (0 <= spec.early_stopping_patience <= MAX_EPOCHS):
+        raise InvalidArgument("early_stopping_patience: must be between 0 and the epochs", field="early_stopping_patience")
+    if not (math.isfinite(spec.timeout_seconds) and spec.timeout_seconds >= 0):
+        raise InvalidArgument("timeout_seconds: must be 0 (none) or a positive number", field="timeout_seconds")
+    if spec.pruner_warmup_epochs < 0:
+        raise InvalidArgument("pruner_warmup_epochs: must not be negative", field="pruner_warmup_epochs")
+    if spec.sampler not in SAMPLER_NAMES:
+        raise InvalidArgument(f"sampler: unknown value {spec.sampler}", field="sampler")
+    if spec.pruner not in PRUNER_NAMES:
+        raise InvalidArgument(f"pruner: unknown value {spec.pruner}", field="pruner")
+    dists = distributions(spec)
+    objs = objectives(spec)
+    sampler = SAMPLER_NAMES[spec.sampler]
+    categorical = [n for n, d in dists.items() if isinstance(d, CategoricalDistribution)]
+    if sampler == "cmaes" and categorical:
+        raise InvalidArgument(
+            f"sampler: CMA-ES cannot search categorical parameters ({', '.join(categorical)}); "
+            "use TPE or give them ranges",
+            field="sampler",
+        )
+    if sampler == "cmaes" and len(objs) > 1:
+        raise InvalidArgument("sampler: CMA-ES handles one objective; use NSGA-II", field="sampler")
+    if sampler == "grid":
+        not_grid = [n for n, d in dists.items() if not isinstance(d, CategoricalDistribution)]
+        if not dists or not_grid:
+            raise InvalidArgument(
+                f"sampler: grid needs every parameter as categorical choices ({', '.join(not_grid) or 'none given'})",
+                field="sampler",
+            )
+    if len(objs) > 1 and sampler not in ("nsga2", "random", "tpe"):
+        raise InvalidArgument("objectives: several objectives need NSGA-II, TPE or random", field="objectives")
+    if len(objs) > 1 and PRUNER_NAMES[spec.pruner] != "none":
+        raise InvalidArgument("pruner: pruning needs a single objective; choose none", field="pruner")
+    return dists
+
+
+def make_sampler(spec: pb.StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+    """Rebuilt by each worker per ticket: the seed plus the ticket's sequence keeps
+    parallel workers from drawing the same random points."""
+    seed = (spec.seed or 42) + seed_offset
+    name = SAMPLER_NAMES[spec.sampler]
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "qmc":
+        # QMC draws its sequence from the number of trials, so the seed stays the study's.
+        return optuna.samplers.QMCSampler(seed=spec.seed or 42, warn_independent_sampling=False)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if name == "grid":
+        grid = {p.name: distributions(spec)[p.name].choices for p in spec.search_space}
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
+
+
+def make_pruner(spec: pb.StudySpec) -> optuna.pruners.BasePruner:
+    name = PRUNER_NAMES[spec.pruner]
+    warmup = spec.pruner_warmup_epochs or 1
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=warmup, max_resource=max_epochs(spec))
+    if name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup)
+    return optuna.pruners.NopPruner()
+
+
+def max_epochs(spec: pb.StudySpec) -> int:
+    for p in spec.search_space:
+        if p.name == "max_epochs" and p.HasField("int_range"):
+            return int(p.int_range.high)
+    return spec.max_epochs or 20
+
+
+def suggest(trial: optuna.Trial, spec: pb.StudySpec, dists: dict[str, BaseDistribution]) -> dict:
+    """The trial's full hyperparameters: suggested where searched, defaults elsewhere."""
+    params = dict(DEFAULTS)
+    params["max_epochs"] = spec.max_epochs or 20
+    for name, dist in dists.items():
+        params[name] = _suggest(trial, name, dist)
+    n_layers = int(params["n_layers"])
+    params["layer_units"] = [int(params.get(f"units_l{i}", params["units"])) for i in range(n_layers)]
+    return params
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution):
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(name, dist.choices)
+    if isinstance(dist, IntDistribution):
+        return trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    return trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def format_value(value) -> str:
+    """How a parameter value is shown: '0.001', '64', 'adam'."""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def space_size(dists: dict[str, BaseDistribution]) -> float:
+    """Number of distinct points; inf when any dimension is continuous."""
+    size = 1.0
+    for d in dists.values():
+        if isinstance(d, CategoricalDistribution):
+            size *= len(d.choices)
+        elif isinstance(d, IntDistribution) and not d.log:
+            size *= (d.high - d.low) // d.step + 1
+        else:
+            return math.inf
+    return size

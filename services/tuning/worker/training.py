@@ -1,0 +1,297 @@
+"""Training one trial with Lightning, configured lean for small tabular data.
+
+No grpc, no nats: progress goes to an `on_epoch` callback and stopping is asked
+through a `should_stop` callable, so the trainer can be tested and benchmarked alone."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from services.tuning.worker.tabular_model import build_mlp
+
+log = logging.getLogger(__name__)
+for noisy in ("lightning.pytorch", "lightning.fabric", "lightning"):
+    logging.getLogger(noisy).setLevel(logging.ERROR)
+
+SPLIT = (0.8, 0.1, 0.1)
+
+
+@dataclass
+class TabularData:
+    """Features and target in memory, already split and standardised."""
+
+    features: list[str]
+    x: dict[str, torch.Tensor]
+    y: dict[str, torch.Tensor]
+    x_mean: np.ndarray
+    x_std: np.ndarray
+    y_mean: float = 0.0
+    y_std: float = 1.0
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def classification(self) -> bool:
+        return bool(self.classes)
+
+    def spec(self) -> dict:
+        return {
+            "features": self.features,
+            "x_mean": self.x_mean.tolist(),
+            "x_std": self.x_std.tolist(),
+            "y_mean": self.y_mean,
+            "y_std": self.y_std,
+            "classes": self.classes,
+        }
+
+
+def split_indices(n: int, seed: int) -> dict[str, np.ndarray]:
+    """The fixed-seed 80/10/10 split; every split keeps at least one row."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = max(1, int(round(n * SPLIT[1])))
+    n_test = max(1, int(round(n * SPLIT[2])))
+    n_train = n - n_val - n_test
+    return {
+        "train": order[:n_train],
+        "val": order[n_train : n_train + n_val],
+        "test": order[n_train + n_val :],
+    }
+
+
+def prepare(features: list[str], x: np.ndarray, y: np.ndarray, seed: int, classes: list[str] | None = None) -> TabularData:
+    idx = split_indices(len(x), seed)
+    x = x.astype(np.float32)
+    train_x = x[idx["train"]]
+    x_mean = train_x.mean(axis=0)
+    x_std = train_x.std(axis=0)
+    x_std[x_std == 0] = 1.0
+    xs = (x - x_mean) / x_std
+    if classes:
+        ys = y.astype(np.int64)
+        y_mean, y_std = 0.0, 1.0
+    else:
+        y = y.astype(np.float32)
+        y_mean = float(y[idx["train"]].mean())
+        y_std = float(y[idx["train"]].std()) or 1.0
+        ys = (y - y_mean) / y_std
+    return TabularData(
+        features=features,
+        x={k: torch.from_numpy(xs[v]) for k, v in idx.items()},
+        y={k: torch.from_numpy(ys[v]) for k, v in idx.items()},
+        x_mean=x_mean,
+        x_std=x_std,
+        y_mean=y_mean,
+        y_std=y_std,
+        classes=list(classes or []),
+    )
+
+
+class TensorBatches:
+    """Batches sliced from in-memory tensors: no DataLoader, no collate, no worker processes."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0):
+        self.x, self.y = x, y
+        self.batch_size = max(1, min(batch_size, len(x)))
+        self.shuffle = shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.x), generator=self.generator) if self.shuffle else None
+        for start in range(0, len(self.x), self.batch_size):
+            if order is None:
+                yield self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
+            else:
+                take = order[start : start + self.batch_size]
+                yield self.x[take], self.y[take]
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    elapsed_s: float
+
+
+class TabularModule(L.LightningModule):
+    def __init__(self, data: TabularData, params: dict):
+        super().__init__()
+        n_out = len(data.classes) if data.classification else 1
+        self.architecture = {
+            "n_features": len(data.features),
+            "n_outputs": n_out,
+            "layer_units": [int(u) for u in params["layer_units"]],
+            "dropout": float(params["dropout"]),
+            "activation": str(params["activation"]),
+        }
+        self.net = build_mlp(**self.architecture)
+        self.params = params
+        self.classification = data.classification
+        self.loss_fn = nn.CrossEntropyLoss() if self.classification else nn.MSELoss()
+        self._train_sum = 0.0
+        self._train_n = 0
+        self._val: list[tuple[float, int, int]] = []
+
+    def forward(self, x):
+        out = self.net(x)
+        # [B, 1] -> [B]: comparing [B, 1] with [B] broadcasts to [B, B] and is not an MSE.
+        return out if self.classification else out.squeeze(-1)
+
+    def training_step(self, batch, _):
+        x, y = batch
+        loss = self.loss_fn(self(x), y)
+        self._train_sum += loss.item() * len(x)
+        self._train_n += len(x)
+        return loss
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        out = self(x)
+        correct = int((out.argmax(dim=1) == y).sum()) if self.classification else 0
+        self._val.append((self.loss_fn(out, y).item() * len(x), len(x), correct))
+
+    def on_validation_epoch_end(self):
+        total = sum(n for _, n, _ in self._val) or 1
+        val_loss = sum(s for s, _, _ in self._val) / total
+        self.log("val_loss", val_loss, prog_bar=False, logger=False)
+        self.last_val_accuracy = sum(c for _, _, c in self._val) / total if self.classification else float("nan")
+        if self.classification:
+            self.log("val_accuracy", self.last_val_accuracy, prog_bar=False, logger=False)
+        self._val.clear()
+
+    def take_train_loss(self) -> float:
+        loss = self._train_sum / max(1, self._train_n)
+        self._train_sum, self._train_n = 0.0, 0
+        return loss
+
+    def configure_optimizers(self):
+        name = self.params["optimizer"]
+        lr = float(self.params["learning_rate"])
+        wd = float(self.params["weight_decay"])
+        if name == "sgd":
+            return torch.optim.SGD(self.parameters(), lr=lr, weight_decay=wd, momentum=float(self.params["momentum"]))
+        if name == "adamw":
+            return torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=wd)
+        return torch.optim.Adam(self.parameters(), lr=lr, weight_decay=wd)
+
+
+class _EpochReporter(L.Callback):
+    """Reports each epoch, keeps the best weights, stops early or when asked to."""
+
+    def __init__(self, on_epoch, should_stop, patience: int):
+        self.on_epoch = on_epoch
+        self.should_stop = should_stop
+        self.patience = patience
+        self.best_val = math.inf
+        self.best_epoch = -1
+        self.best_state = None
+        self.history: list[EpochResult] = []
+        self.start = time.perf_counter()
+        self.stopped_by_request = False
+
+    # on_validation_end runs before the pruning callback's, so a pruned epoch is reported too.
+    def on_validation_end(self, trainer, module):
+        if trainer.sanity_checking:
+            return
+        val = float(trainer.callback_metrics["val_loss"])
+        result = EpochResult(
+            epoch=trainer.current_epoch,
+            train_loss=module.take_train_loss(),
+            val_loss=val,
+            val_accuracy=module.last_val_accuracy,
+            elapsed_s=time.perf_counter() - self.start,
+        )
+        self.history.append(result)
+        if val < self.best_val:
+            self.best_val, self.best_epoch = val, result.epoch
+            self.best_state = copy.deepcopy(module.net.state_dict())
+        if self.on_epoch:
+            self.on_epoch(result)
+        if not math.isfinite(val):
+            raise FloatingPointError(f"validation loss is {val} at epoch {result.epoch}: training diverged")
+        if result.epoch - self.best_epoch >= self.patience:
+            trainer.should_stop = True
+        if self.should_stop and self.should_stop():
+            self.stopped_by_request = True
+            trainer.should_stop = True
+
+
+@dataclass
+class TrainResult:
+    best_val_loss: float
+    best_epoch: int
+    history: list[EpochResult]
+    test_loss: float
+    val_accuracy: float
+    architecture: dict
+    state_dict: dict
+    n_params: int
+    duration_s: float
+    stopped_by_request: bool
+
+
+def train(
+    data: TabularData,
+    params: dict,
+    *,
+    seed: int,
+    patience: int,
+    callbacks: list[L.Callback] = (),
+    on_epoch: Callable[[EpochResult], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainResult:
+    """Trains; the weights kept (and the objective) are the best validation epoch's."""
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    module = TabularModule(data, params)
+    reporter = _EpochReporter(on_epoch, should_stop, patience)
+    trainer = L.Trainer(
+        max_epochs=int(params["max_epochs"]),
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[reporter, *callbacks],
+    )
+    batch_size = int(params["batch_size"])
+    trainer.fit(
+        module,
+        train_dataloaders=TensorBatches(data.x["train"], data.y["train"], batch_size, shuffle=True, seed=seed),
+        val_dataloaders=TensorBatches(data.x["val"], data.y["val"], 4096, shuffle=False),
+    )
+    if reporter.best_state is None:
+        raise RuntimeError("training finished no epoch")
+    module.net.load_state_dict(reporter.best_state)
+    module.eval()
+    with torch.no_grad():
+        out = module(data.x["test"])
+        test_loss = float(module.loss_fn(out, data.y["test"]))
+    best = reporter.history[reporter.best_epoch]
+    return TrainResult(
+        best_val_loss=reporter.best_val,
+        best_epoch=reporter.best_epoch,
+        history=reporter.history,
+        test_loss=test_loss,
+        val_accuracy=best.val_accuracy,
+        architecture=module.architecture,
+        state_dict=reporter.best_state,
+        n_params=sum(p.numel() for p in module.net.parameters()),
+        duration_s=time.perf_counter() - start,
+        stopped_by_request=reporter.stopped_by_request,
+    )

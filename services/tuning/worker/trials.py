@@ -1,0 +1,270 @@
+"""One ticket, one trial: ask Optuna, train, log the model, tell Optuna.
+
+Synchronous (it runs in a worker thread) and free of grpc and nats: the runner
+passes in `Ports`, plain callables for the dataset, the MLflow run and events."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import optuna
+import pandas as pd
+import torch
+from optuna.trial import TrialState
+from optuna_integration import PyTorchLightningPruningCallback
+
+from kubetune.data.v1 import data_pb2
+from kubetune.events.v1 import events_pb2 as ev
+from kubetune.tracking.v1 import tracking_pb2
+from kubetune.tuning.v1 import tuning_pb2 as pb
+from services.common import lineage
+from services.tuning import records, space
+from services.tuning.worker import tabular_model
+from services.tuning.worker.datasets import DatasetCache
+from services.tuning.worker.training import EpochResult, TabularData, TrainResult, train
+
+log = logging.getLogger(__name__)
+MODEL_CODE = Path(tabular_model.__file__)
+
+
+@dataclass
+class Ports:
+    get_dataset: Callable[[str], data_pb2.DatasetVersion]
+    create_run: Callable[[tracking_pb2.CreateTrialRunRequest], str]
+    publish: Callable[..., None]
+    # (study_id) -> the study was stopped; () -> this worker is shutting down.
+    study_stopped: Callable[[str], bool]
+    shutting_down: Callable[[], bool]
+
+
+class Outcome:
+    DONE = "done"  # ack: the ticket produced a finished trial
+    DROPPED = "dropped"  # ack: the ticket is not needed (study stopped, finished, or surplus)
+    ABANDONED = "abandoned"  # nak: this worker stops; another one runs the ticket
+
+
+def _fmt_params(params: dict, dists: dict) -> dict[str, str]:
+    shown = {k: params[k] for k in dists} if dists else {}
+    for k in ("learning_rate", "dropout", "n_layers", "batch_size", "optimizer", "activation", "max_epochs"):
+        shown.setdefault(k, params[k])
+    shown["layer_units"] = ",".join(str(u) for u in params["layer_units"])
+    return {k: space.format_value(v) for k, v in shown.items()}
+
+
+class TrialRunner:
+    def __init__(self, storage: optuna.storages.BaseStorage, ports: Ports, cache: DatasetCache,
+                 worker: str, mlflow_uri: str, patience_default: int = 5):
+        self.storage = storage
+        self.ports = ports
+        self.cache = cache
+        self.worker = worker
+        self.mlflow = mlflow.MlflowClient(mlflow_uri)
+        self.mlflow_uri = mlflow_uri
+        self.patience_default = patience_default
+
+    # -- the ticket ----------------------------------------------------------------
+
+    def run(self, ticket: pb.TrialTicket) -> str:
+        storage = self.storage
+        study_key = storage.get_study_id_from_name(ticket.study_id)
+        attrs = storage.get_study_user_attrs(study_key)
+        spec = records.spec_from_attrs(attrs)
+        trials = storage.get_all_trials(study_key, deepcopy=False)
+        self._abandon_lost(ticket, trials)
+        if any(t.system_attrs.get(records.T_TICKET) == ticket.ticket_id and t.state.is_finished()
+               and not t.user_attrs.get(records.T_ABANDONED) for t in trials):
+            return Outcome.DROPPED  # done before; only the ack was lost
+        trials = storage.get_all_trials(study_key, deepcopy=False)
+        counted = records.counts(trials)
+        if attrs.get(records.STATE) != records.RUNNING or self.ports.study_stopped(ticket.study_id):
+            return Outcome.DROPPED
+        if counted["finished"] + counted["running"] >= spec.n_trials or self._timed_out(spec, attrs):
+            return Outcome.DROPPED
+        study = optuna.load_study(
+            study_name=ticket.study_id,
+            storage=storage,
+            sampler=space.make_sampler(spec, seed_offset=ticket.sequence),
+            pruner=space.make_pruner(spec),
+        )
+        trial = study.ask()
+        storage.set_trial_system_attr(trial._trial_id, records.T_TICKET, ticket.ticket_id)
+        storage.set_trial_system_attr(trial._trial_id, records.T_SEQUENCE, ticket.sequence)
+        trial.set_user_attr(records.T_WORKER, self.worker)
+        return self._run_trial(study, trial, spec, attrs)
+
+    def _timed_out(self, spec: pb.StudySpec, attrs: dict) -> bool:
+        if not spec.timeout_seconds:
+            return False
+        created = dt.datetime.fromisoformat(attrs[records.CREATED])
+        return (dt.datetime.now(dt.timezone.utc) - created).total_seconds() > spec.timeout_seconds
+
+    def _abandon_lost(self, ticket: pb.TrialTicket, trials) -> None:
+        """A redelivered ticket whose trial is still RUNNING: that trial's worker is gone."""
+        for t in trials:
+            if t.state == TrialState.RUNNING and t.system_attrs.get(records.T_TICKET) == ticket.ticket_id:
+                reason = f"worker {t.user_attrs.get(records.T_WORKER, '?')} was lost; the ticket runs again"
+                self._finish_abandoned(t._trial_id, t.number, ticket.study_id, t.user_attrs.get(records.T_RUN, ""), reason)
+
+    def _finish_abandoned(self, trial_id: int, number: int, study_id: str, run_id: str, reason: str) -> None:
+        self.storage.set_trial_user_attr(trial_id, records.T_ABANDONED, True)
+        self.storage.set_trial_user_attr(trial_id, records.T_REASON, reason)
+        self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        self.ports.publish(trial_failed=ev.TrialFailed(study_id=study_id, trial=number, mlflow_run_id=run_id, reason=reason))
+        log.warning("trial %s/%d abandoned: %s", study_id, number, reason)
+
+    # -- the trial -------------------------------------------------------------------
+
+    def _run_trial(self, study: optuna.Study, trial: optuna.Trial, spec: pb.StudySpec, attrs: dict) -> str:
+        study_id = study.study_name
+        run_id = ""
+        try:
+            dists = space.distributions(spec)
+            params = space.suggest(trial, spec, dists)
+            version = self.ports.get_dataset(attrs[records.DATASET])
+            data = self.cache.prepared(version)
+            shown = _fmt_params(params, dists)
+            run_id = self.ports.create_run(tracking_pb2.CreateTrialRunRequest(
+                experiment_id=attrs.get(records.EXPERIMENT, ""),
+                parent_run_id=attrs.get(records.RUN, ""),
+                study_id=study_id,
+                trial=trial.number,
+                params=shown,
+                tags={
+                    lineage.TAG_WORKER: self.worker,
+                    lineage.TAG_DATASET: attrs[records.DATASET],
+                    lineage.TAG_TASK: "classification" if data.classification else "regression",
+                    lineage.TAG_FEATURES: json.dumps(data.features),
+                },
+                dataset=tracking_pb2.DatasetInput(
+                    name=version.name, version=version.version, content_sha256=version.content_sha256,
+                    source_uri=version.source_uri, row_count=version.row_count,
+                    schema_json=json.dumps([{"name": c.name, "type": c.dtype} for c in version.columns]),
+                ),
+            ))
+            trial.set_user_attr(records.T_RUN, run_id)
+            self.ports.publish(trial_started=ev.TrialStarted(
+                study_id=study_id, trial=trial.number, params=shown, mlflow_run_id=run_id, worker=self.worker))
+            result = self._train(trial, spec, params, data, run_id)
+        except optuna.TrialPruned as pruned:
+            epochs = len(trial.storage.get_trial(trial._trial_id).intermediate_values)
+            trial.set_user_attr(records.T_REASON, str(pruned))
+            study.tell(trial, state=TrialState.PRUNED)
+            self.ports.publish(trial_pruned=ev.TrialPruned(
+                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epochs_done=epochs, reason=str(pruned)))
+            return Outcome.DONE
+        except Exception as exc:  # noqa: BLE001 - a failed trial is a result, not a crash
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("trial %s/%d failed: %s", study_id, trial.number, reason, exc_info=True)
+            trial.set_user_attr(records.T_REASON, reason[:1000])
+            study.tell(trial, state=TrialState.FAIL)
+            self.ports.publish(trial_failed=ev.TrialFailed(
+                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, reason=reason[:1000]))
+            return Outcome.DONE
+
+        if result.stopped_by_request:
+            why = "worker shutting down" if self.ports.shutting_down() else "study stopped"
+            self._finish_abandoned(trial._trial_id, trial.number, study_id, run_id, f"{why} at epoch {len(result.history) - 1}")
+            return Outcome.ABANDONED if self.ports.shutting_down() else Outcome.DONE
+
+        values = self._objective_values(spec, result)
+        metrics = self._final_metrics(result, data)
+        self._log_model(run_id, result, data)
+        trial.set_user_attr(records.T_EPOCHS, len(result.history))
+        trial.set_user_attr(records.T_TRAIN_CURVE, [h.train_loss for h in result.history])
+        trial.set_user_attr("kubetune:val_loss_curve", [h.val_loss for h in result.history])
+        study.tell(trial, values if len(values) > 1 else values[0])
+        self.ports.publish(trial_completed=ev.TrialCompleted(
+            study_id=study_id, trial=trial.number, mlflow_run_id=run_id, values=values, metrics=metrics,
+            epochs_done=len(result.history), best_epoch=result.best_epoch))
+        return Outcome.DONE
+
+    def _train(self, trial: optuna.Trial, spec: pb.StudySpec, params: dict, data: TabularData, run_id: str) -> TrainResult:
+        study_id = trial.study.study_name
+        objectives = space.objectives(spec)
+        callbacks = []
+        monitor = objectives[0][0]
+        if len(objectives) == 1 and space.PRUNER_NAMES[spec.pruner] != "none" and monitor in ("val_loss", "val_accuracy"):
+            callbacks.append(PyTorchLightningPruningCallback(trial, monitor=monitor))
+
+        def on_epoch(e: EpochResult) -> None:
+            self.ports.publish(epoch_completed=ev.EpochCompleted(
+                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epoch=e.epoch,
+                train_loss=e.train_loss, val_loss=e.val_loss, val_accuracy=e.val_accuracy, elapsed_s=e.elapsed_s))
+
+        return train(
+            data, params,
+            seed=(spec.seed or 42) + trial.number,
+            patience=spec.early_stopping_patience or self.patience_default,
+            callbacks=callbacks,
+            on_epoch=on_epoch,
+            should_stop=lambda: self.ports.shutting_down() or self.ports.study_stopped(study_id),
+        )
+
+    @staticmethod
+    def _objective_values(spec: pb.StudySpec, result: TrainResult) -> list[float]:
+        best = result.history[result.best_epoch]
+        by_metric = {
+            "val_loss": result.best_val_loss,
+            "val_accuracy": best.val_accuracy,
+            "train_loss": best.train_loss,
+            "duration_s": result.duration_s,
+            "n_params": float(result.n_params),
+        }
+        values = [by_metric[m] for m, _ in space.objectives(spec)]
+        if not all(math.isfinite(v) for v in values):
+            raise FloatingPointError(f"objective is not a finite number: {values}")
+        return values
+
+    def _final_metrics(self, result: TrainResult, data: TabularData) -> dict[str, float]:
+        metrics = {
+            "best_val_loss": result.best_val_loss,
+            "best_epoch": float(result.best_epoch),
+            "test_loss": result.test_loss,
+            "duration_s": result.duration_s,
+            "n_params": float(result.n_params),
+        }
+        net = tabular_model.build_mlp(**result.architecture)
+        net.load_state_dict(result.state_dict)
+        net.eval()
+        x = torch.cat([data.x[k] for k in ("train", "val", "test")])
+        y = torch.cat([data.y[k] for k in ("train", "val", "test")])
+        with torch.no_grad():
+            out = net(x)
+        if data.classification:
+            metrics["accuracy"] = float((out.argmax(dim=1) == y).float().mean())
+            metrics["val_accuracy"] = result.val_accuracy
+        else:
+            pred = out.squeeze(-1) * data.y_std + data.y_mean
+            truth = y * data.y_std + data.y_mean
+            metrics["rmse"] = float(torch.sqrt(torch.mean((pred - truth) ** 2)))
+        return metrics
+
+    def _log_model(self, run_id: str, result: TrainResult, data: TabularData) -> None:
+        """An MLflow pyfunc (models from code), preprocessing included, uploaded to the run."""
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            weights = tmp / "weights.pt"
+            torch.save(result.state_dict, weights)
+            spec_file = tmp / "spec.json"
+            spec_file.write_text(json.dumps({**data.spec(), "architecture": result.architecture}))
+            raw = data.x["train"][:5].numpy() * data.x_std + data.x_mean
+            example = pd.DataFrame(raw.astype(np.float64), columns=data.features)
+            mlflow.pyfunc.save_model(
+                path=tmp / "model",
+                python_model=str(MODEL_CODE),
+                artifacts={"weights": str(weights), "spec": str(spec_file)},
+                input_example=example,
+                # Explicit: inferring requirements costs seconds per model (DESIGN.md).
+                pip_requirements=[f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
+                                  f"pandas=={pd.__version__}", f"numpy=={np.__version__}"],
+            )
+            self.mlflow.log_artifacts(run_id, str(tmp / "model"), lineage.MODEL_ARTIFACT)

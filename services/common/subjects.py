@@ -46,5 +46,12 @@ STUDY_EVENTS = "kubetune.tuning.study.*"
 # tickets are a work queue: each is removed once a worker acks it.
 EVENTS_STREAM = "KUBETUNE_EVENTS"
 WORK_STREAM = "KUBETUNE_WORK"
+# One subject per study (`kubetune.work.trial.<study_id>`), so a stopped study's
+# queued tickets can be purged; workers take from all of them.
 TRIAL_TICKETS = "kubetune.work.trial"
+ALL_TRIAL_TICKETS = TRIAL_TICKETS + ".>"
 WORKERS_CONSUMER = "workers"
+
+
+def ticket_subject(study_id: str) -> str:
+    return f"{TRIAL_TICKETS}.{study_id}"

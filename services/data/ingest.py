@@ -27,7 +27,7 @@ import hashlib
 import io
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -244,8 +244,8 @@ class Reader:
     target: str
     text_target: bool
     batches: Iterator[Batch]
-    locate: "callable"  # (column name, source row offset) -> message suffix
-    labels: list[str] = field(default_factory=list)
+    locate: Callable[[int], str]  # 1-based data row -> "row 17 (line 18)"
+    files: dict[str, str] = field(default_factory=dict)  # column -> the file it is in
 
     @property
     def features(self) -> list[str]:
@@ -539,12 +539,13 @@ def read_xy(x: SourceFile, y: SourceFile, options: IngestOptions, plan: Plan) ->
         pending: list[pa.Array] = []
         buffered = 0
         xrows = 0
-        for xb in read(x, xshape, xnames, xtypes):
+        xbatches = read(x, xshape, xnames, xtypes)
+        for xb in xbatches:
             n = xb.num_rows
             while buffered < n:
                 yb = next(ybatches, None)
                 if yb is None:
-                    total_x = xrows + n + sum(b.num_rows for b in read(x, xshape, xnames, xtypes)) - xrows - n
+                    total_x = xrows + n + sum(b.num_rows for b in xbatches)
                     raise _mismatch(x, y, total_x, xrows + buffered)
                 pending.append(yb.column(0))
                 buffered += yb.num_rows
@@ -564,7 +565,8 @@ def read_xy(x: SourceFile, y: SourceFile, options: IngestOptions, plan: Plan) ->
         if extra:
             raise _mismatch(x, y, xrows, xrows + extra)
 
-    return Reader(columns, target, text_target, batches(), _csv_locator(x, xshape.header))
+    files = {name: x.label for name in xnames} | {target: y.label}
+    return Reader(columns, target, text_target, batches(), _csv_locator(x, xshape.header), files)
 
 
 def _chunks(array):
@@ -612,7 +614,7 @@ def write_table(reader: Reader, options: IngestOptions, out: Path, *, min_rows: 
             if not target_ok.all():
                 if policy is MissingPolicy.REFUSE:
                     first = int(np.argmin(target_ok))
-                    raise _missing(label, reader.target, reader.locate(rows_in + first + 1))
+                    raise _missing(reader.files.get(reader.target, label), reader.target, reader.locate(rows_in + first + 1))
                 keep &= target_ok
             feature_masks = []
             for name, values in zip(features, batch.features):
@@ -622,7 +624,7 @@ def write_table(reader: Reader, options: IngestOptions, out: Path, *, min_rows: 
                     moments[name].missing += int((~ok).sum())
                     if policy is MissingPolicy.REFUSE:
                         first = int(np.argmin(ok))
-                        raise _missing(label, name, reader.locate(rows_in + first + 1), values[first])
+                        raise _missing(reader.files.get(name, label), name, reader.locate(rows_in + first + 1), values[first])
                     bad_rows |= ~ok
                     if policy is MissingPolicy.DROP_ROWS:
                         keep &= ok

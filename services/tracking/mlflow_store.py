@@ -191,10 +191,11 @@ class MlflowStore(TrackingStore):
             return experiment.experiment_id
 
     @mlflow_calls
-    def find_runs(self, experiment_id: str, tags: dict[str, str]) -> list[str]:
+    def find_runs(self, experiment_id: str | None, tags: dict[str, str]) -> list[str]:
         filters = " and ".join(f"tags.`{k}` = {_quote(v)}" for k, v in tags.items())
+        experiment_ids = [experiment_id] if experiment_id else [e.experiment_id for e in self._active_experiments()]
         runs = self.client.search_runs(
-            [experiment_id], filters, ViewType.ACTIVE_ONLY, max_results=100,
+            experiment_ids, filters, ViewType.ACTIVE_ONLY, max_results=100,
             order_by=["attributes.start_time ASC"],
         )
         return [r.info.run_id for r in runs]

@@ -119,12 +119,14 @@ class MlflowSqlStore(MlflowStore):
 
     # --- the look-ups that make writes idempotent -------------------------------
     @mlflow_calls
-    def find_runs(self, experiment_id: str, tags_wanted: dict[str, str]) -> list[str]:
+    def find_runs(self, experiment_id: str | None, tags_wanted: dict[str, str]) -> list[str]:
         q = select(runs.c.run_uuid).where(
-            runs.c.experiment_id == int(experiment_id), runs.c.lifecycle_stage == "active",
+            runs.c.lifecycle_stage == "active",
             *[exists().where(tags.c.run_uuid == runs.c.run_uuid, tags.c.key == k, tags.c.value == v)
               for k, v in tags_wanted.items()],
         ).order_by(runs.c.start_time, runs.c.run_uuid)
+        if experiment_id:
+            q = q.where(runs.c.experiment_id == int(experiment_id))
         with self.engine.connect() as conn:
             return [r[0] for r in conn.execute(q)]
 

@@ -27,8 +27,9 @@ class TrackingStore(abc.ABC):
         """The id of the active experiment with this name, created if missing."""
 
     @abc.abstractmethod
-    def find_runs(self, experiment_id: str, tags: dict[str, str]) -> list[str]:
-        """Ids of active runs of the experiment carrying every one of these tags, oldest first."""
+    def find_runs(self, experiment_id: str | None, tags: dict[str, str]) -> list[str]:
+        """Ids of active runs carrying every one of these tags, oldest first; in one
+        experiment, or in any when experiment_id is None."""
 
     @abc.abstractmethod
     def create_run(self, experiment_id: str, name: str, tags: dict[str, str]) -> str: ...

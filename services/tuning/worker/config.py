@@ -24,4 +24,5 @@ class Settings(PartSettings):
     torch_threads: int = Field(1, description="torch threads per worker, so N workers do not fight over cores.")
     cache_dir: str = Field("", description="Dataset cache; empty: <home>/worker-cache.")
     ack_wait_s: float = Field(30.0, description="A ticket not acked or extended for this long is redelivered.")
+    s3_endpoint_url: str = Field("", description="S3-compatible endpoint for datasets stored in S3; empty: AWS.")
     max_deliveries: int = Field(3, description="Times a ticket is tried before it is dropped.")

@@ -1,0 +1,233 @@
+"""StudySummary: best-so-far history, counts by state, parameter importances and
+parallel-coordinates data for one study, computed from the tuning service's trials
+once per change of the study and cached under its revision.
+
+`summarize` is pure: it takes the study and its trials as plain data (see
+tuning_source.py for where they come from) and imports Optuna only to build an
+in-memory study for the importance evaluator."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import logging
+import math
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+FINISHED = ("COMPLETE", "PRUNED", "FAIL")
+
+
+@dataclass(frozen=True)
+class ParamSpace:
+    name: str
+    kind: str  # float, int or categorical
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    step: float = 0.0  # 0: continuous (float) or 1 (int)
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StudyView:
+    study_id: str
+    directions: tuple[str, ...] = ("minimize",)
+    search_space: tuple[ParamSpace, ...] = ()
+    # Changes whenever a trial finishes or the study's state changes.
+    revision: str = ""
+
+
+@dataclass(frozen=True)
+class TrialView:
+    number: int
+    state: str  # QUEUED, RUNNING, COMPLETE, PRUNED, FAIL
+    params: dict[str, str] = field(default_factory=dict)
+    values: tuple[float, ...] = ()
+    val_loss_curve: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    trial: int
+    value: float
+    best_so_far: float
+    state: str
+
+
+@dataclass
+class Summary:
+    study_id: str
+    revision: str
+    history: list[HistoryPoint]
+    counts_by_state: dict[str, int]
+    importances: list[tuple[str, float]]
+    parallel_coordinates: list[tuple[int, dict[str, str], float]]
+
+
+class StudySource(abc.ABC):
+    """Where studies and their trials come from: the tuning service."""
+
+    @abc.abstractmethod
+    async def get_study(self, study_id: str) -> StudyView: ...
+
+    @abc.abstractmethod
+    async def list_trials(self, study_id: str) -> list[TrialView]: ...
+
+
+def _distribution(space: ParamSpace):
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    if space.kind == "float":
+        return FloatDistribution(space.low, space.high, log=space.log, step=space.step or None)
+    if space.kind == "int":
+        return IntDistribution(int(space.low), int(space.high), log=space.log, step=int(space.step or 1))
+    return CategoricalDistribution(list(space.choices))
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _observed_space(trials: list[TrialView]) -> list[ParamSpace]:
+    """A search space read off the trials, when the study's spec has none."""
+    values: dict[str, set[str]] = {}
+    for t in trials:
+        for k, v in t.params.items():
+            values.setdefault(k, set()).add(v)
+    out = []
+    for name, seen in sorted(values.items()):
+        numbers = [_number(v) for v in seen]
+        if all(n is not None for n in numbers):
+            if min(numbers) < max(numbers):
+                out.append(ParamSpace(name, "float", min(numbers), max(numbers)))
+        elif len(seen) > 1:
+            out.append(ParamSpace(name, "categorical", choices=tuple(sorted(seen))))
+    return out
+
+
+def _param_value(space: ParamSpace, text: str):
+    if space.kind == "categorical":
+        return text
+    value = float(text)
+    return int(round(value)) if space.kind == "int" else value
+
+
+def importances(study: StudyView, trials: list[TrialView]) -> list[tuple[str, float]]:
+    """Optuna's parameter importances for the first objective, most important first.
+    Empty with fewer than two completed trials or nothing that varies."""
+    complete = [t for t in trials if t.state == "COMPLETE" and t.values]
+    if len(complete) < 2:
+        return []
+    import optuna
+
+    spaces = {s.name: s for s in (study.search_space or _observed_space(complete))}
+    frozen = []
+    for t in complete:
+        params, dists = {}, {}
+        for name, text in t.params.items():
+            space = spaces.get(name)
+            if space is None:
+                continue
+            try:
+                dist = _distribution(space)
+                value = _param_value(space, text)
+                if not dist._contains(dist.to_internal_repr(value)):
+                    continue
+            except (ValueError, TypeError):
+                continue
+            params[name], dists[name] = value, dist
+        if not params:
+            continue
+        try:
+            frozen.append(optuna.trial.create_trial(
+                params=params, distributions=dists, values=list(t.values), state=optuna.trial.TrialState.COMPLETE,
+            ))
+        except ValueError as exc:
+            log.debug("trial %d left out of importances: %s", t.number, exc)
+    if len(frozen) < 2:
+        return []
+    directions = [optuna.study.StudyDirection.MAXIMIZE if d == "maximize" else optuna.study.StudyDirection.MINIMIZE
+                  for d in study.directions] or [optuna.study.StudyDirection.MINIMIZE]
+    n_values = len(frozen[0].values)
+    directions = (directions + [directions[-1]] * n_values)[:n_values]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    mem = optuna.create_study(directions=directions)
+    mem.add_trials(frozen)
+    try:
+        import sklearn  # noqa: F401 - fANOVA needs scikit-learn's random forest
+
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    except ImportError:
+        evaluator = optuna.importance.PedAnovaImportanceEvaluator()
+    try:
+        result = optuna.importance.get_param_importances(mem, evaluator=evaluator, target=lambda t: t.values[0])
+    except (ValueError, RuntimeError) as exc:  # e.g. no parameter common to every trial
+        log.info("no importances for study %s: %s", study.study_id, exc)
+        return []
+    return [(k, float(v)) for k, v in result.items()]
+
+
+def summarize(study: StudyView, trials: list[TrialView]) -> Summary:
+    maximize = bool(study.directions) and study.directions[0] == "maximize"
+    better = max if maximize else min
+    history, best = [], math.nan
+    for t in sorted(trials, key=lambda t: t.number):
+        if t.state not in FINISHED:
+            continue
+        if t.state == "COMPLETE" and t.values:
+            value = t.values[0]
+            best = value if math.isnan(best) else better(best, value)
+        elif t.state == "PRUNED" and t.val_loss_curve:
+            value = t.val_loss_curve[-1]  # the value the pruner judged
+        else:
+            value = math.nan
+        history.append(HistoryPoint(t.number, value, best, t.state))
+    parallel = [(t.number, dict(t.params), t.values[0]) for t in sorted(trials, key=lambda t: t.number)
+                if t.state == "COMPLETE" and t.values]
+    return Summary(
+        study_id=study.study_id,
+        revision=study.revision,
+        history=history,
+        counts_by_state=dict(Counter(t.state for t in trials)),
+        importances=importances(study, trials),
+        parallel_coordinates=parallel,
+    )
+
+
+class SummaryCache:
+    """One summary per study, recomputed only when the study's revision changes."""
+
+    def __init__(self, source: StudySource, capacity: int = 64):
+        self.source = source
+        self.capacity = capacity
+        self._cache: OrderedDict[str, Summary] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.computed = 0  # how many times a summary was computed (tests read it)
+
+    async def get(self, study_id: str) -> Summary:
+        study = await self.source.get_study(study_id)
+        cached = self._cache.get(study_id)
+        if cached is not None and cached.revision == study.revision:
+            self._cache.move_to_end(study_id)
+            return cached
+        lock = self._locks.setdefault(study_id, asyncio.Lock())
+        async with lock:
+            cached = self._cache.get(study_id)
+            if cached is not None and cached.revision == study.revision:
+                return cached
+            trials = await self.source.list_trials(study_id)
+            summary = await asyncio.to_thread(summarize, study, trials)
+            self.computed += 1
+            self._cache[study_id] = summary
+            self._cache.move_to_end(study_id)
+            while len(self._cache) > self.capacity:
+                evicted, _ = self._cache.popitem(last=False)
+                self._locks.pop(evicted, None)
+            return summary

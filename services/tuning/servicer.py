@@ -1,0 +1,59 @@
+"""TuningService over gRPC: protobuf in, StudyManager, protobuf out."""
+
+from __future__ import annotations
+
+from kubetune.tuning.v1 import tuning_pb2 as pb
+from kubetune.tuning.v1 import tuning_pb2_grpc
+from services.common.errors import InvalidArgument, servicer_errors
+from services.common.watch import EventHub
+from services.tuning.studies import StudyManager
+
+
+def study_id_of(event) -> str:
+    kind = event.WhichOneof("payload")
+    return getattr(getattr(event, kind), "study_id", "") if kind else ""
+
+
+def _need_id(study_id: str) -> str:
+    if not study_id:
+        raise InvalidArgument("study_id: name the study", field="study_id")
+    return study_id
+
+
+@servicer_errors
+class TuningServicer(tuning_pb2_grpc.TuningServiceServicer):
+    def __init__(self, studies: StudyManager, hub: EventHub):
+        self.studies = studies
+        self.hub = hub
+
+    async def CreateStudy(self, request, context):
+        return pb.CreateStudyResponse(study=await self.studies.create(request.spec))
+
+    async def GetStudy(self, request, context):
+        return pb.GetStudyResponse(study=await self.studies.get(_need_id(request.study_id)))
+
+    async def ListStudies(self, request, context):
+        return pb.ListStudiesResponse(studies=await self.studies.list(list(request.states), request.dataset))
+
+    async def ListTrials(self, request, context):
+        trials = await self.studies.trials(_need_id(request.study_id), list(request.states), request.with_curves)
+        return pb.ListTrialsResponse(trials=trials)
+
+    async def WatchStudy(self, request, context):
+        study_id = _need_id(request.study_id)
+        await self.studies.get(study_id)  # NOT_FOUND before the stream starts
+        watch = self.hub.open(lambda event: study_id_of(event) == study_id)
+        try:
+            yield pb.WatchStudyResponse(snapshot=await self.studies.snapshot(study_id))
+            async for event in watch.events():
+                yield pb.WatchStudyResponse(event=event)
+                if event.WhichOneof("payload") == "study_completed":
+                    return
+        finally:
+            watch.close()
+
+    async def StopStudy(self, request, context):
+        return pb.StopStudyResponse(study=await self.studies.stop(_need_id(request.study_id)))
+
+    async def ResumeStudy(self, request, context):
+        return pb.ResumeStudyResponse(study=await self.studies.resume(_need_id(request.study_id)))

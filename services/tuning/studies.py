@@ -1,0 +1,298 @@
+"""Studies: create, watch over, stop, resume. Keeps each running study's trial queue
+topped up to its parallelism. No grpc, no nats: the dataset lookup, the parent
+MLflow run, events and tickets come in as `StudyPorts`."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from kubetune.data.v1 import data_pb2
+from kubetune.events.v1 import events_pb2 as ev
+from kubetune.tuning.v1 import tuning_pb2 as pb
+from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.tuning import records, space
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudyPorts:
+    # ref -> DatasetVersion; raises NotFound for an unknown dataset.
+    get_dataset: Callable[[str], Awaitable[data_pb2.DatasetVersion]]
+    # (study_id, dataset name, dataset version, params) -> (experiment_id, run_id)
+    create_study_run: Callable[[str, str, str, dict], Awaitable[tuple[str, str]]]
+    publish: Callable[..., Awaitable[None]]
+    send_ticket: Callable[[pb.TrialTicket], Awaitable[None]]
+    purge_tickets: Callable[[str], Awaitable[None]]
+
+
+def _ts(message, iso: str | None) -> None:
+    if iso:
+        message.FromDatetime(dt.datetime.fromisoformat(iso))
+
+
+def _trial_ts(message, when: dt.datetime | None) -> None:
+    if when:
+        message.FromDatetime(when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc))
+
+
+def trial_to_pb(study_id: str, t: FrozenTrial, curves: bool = False) -> pb.Trial:
+    out = pb.Trial(
+        study_id=study_id,
+        number=t.number,
+        state=records.TRIAL_STATE_PB.get(t.state, pb.TRIAL_STATE_UNSPECIFIED),
+        params={k: space.format_value(v) for k, v in t.params.items()},
+        values=t.values or [],
+        epochs_done=int(t.user_attrs.get(records.T_EPOCHS, len(t.intermediate_values))),
+        mlflow_run_id=t.user_attrs.get(records.T_RUN, ""),
+        worker=t.user_attrs.get(records.T_WORKER, ""),
+        reason=t.user_attrs.get(records.T_REASON, ""),
+    )
+    _trial_ts(out.started_at, t.datetime_start)
+    _trial_ts(out.finished_at, t.datetime_complete)
+    if curves:
+        out.val_loss_curve.extend(t.user_attrs.get("kubetune:val_loss_curve")
+                                  or [t.intermediate_values[k] for k in sorted(t.intermediate_values)])
+        out.train_loss_curve.extend(t.user_attrs.get(records.T_TRAIN_CURVE, []))
+    return out
+
+
+def best_trial(trials: list[FrozenTrial], directions: list[str]) -> FrozenTrial | None:
+    """Single objective: the best value. Several: the Pareto trial best on the first."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
+    if not done:
+        return None
+    sign = [1 if d == "minimize" else -1 for d in directions]
+    keyed = [(tuple(s * v for s, v in zip(sign, t.values)), t) for t in done]
+    if len(directions) > 1:
+        keyed = [(k, t) for k, t in keyed
+                 if not any(all(a <= b for a, b in zip(o, k)) and o != k for o, _ in keyed)]
+    return min(keyed, key=lambda kt: (kt[0], kt[1].number))[1]
+
+
+class StudyManager:
+    def __init__(self, storage: optuna.storages.BaseStorage, ports: StudyPorts, *, max_trials: int, max_parallel: int):
+        self.storage = storage
+        self.ports = ports
+        self.max_trials = max_trials
+        self.max_parallel = max_parallel
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, study_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(study_id, asyncio.Lock())
+
+    async def _io(self, fn, *args, **kwargs):
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def _key(self, study_id: str) -> int:
+        try:
+            return await self._io(self.storage.get_study_id_from_name, study_id)
+        except KeyError:
+            raise NotFound(f"study {study_id!r} not found") from None
+
+    # -- create ----------------------------------------------------------------------
+
+    async def create(self, spec: pb.StudySpec) -> pb.Study:
+        space.validate(spec, max_trials=self.max_trials, max_parallel=self.max_parallel)
+        directions = [d for _, d in space.objectives(spec)]
+        try:
+            version = await self.ports.get_dataset(spec.dataset)
+        except NotFound:
+            raise InvalidArgument(f"dataset: no dataset {spec.dataset!r}; register it first", field="dataset") from None
+        if version.task_kind != data_pb2.TASK_KIND_CLASSIFICATION and any(m == "val_accuracy" for m, _ in space.objectives(spec)):
+            raise InvalidArgument("objectives: val_accuracy needs a classification dataset", field="objectives")
+        dataset_ref = f"{version.name}@{version.version}"
+        study_id = spec.name or self._new_id(version.name)
+        try:
+            key = await self._io(self.storage.create_new_study, [optuna.study.StudyDirection[d.upper()] for d in directions], study_id)
+        except optuna.exceptions.DuplicatedStudyError:
+            raise AlreadyExists(f"name: a study named {study_id!r} already exists", field="name") from None
+        task = "classification" if version.task_kind == data_pb2.TASK_KIND_CLASSIFICATION else "regression"
+        try:
+            experiment_id, run_id = await self.ports.create_study_run(
+                study_id, version.name, dataset_ref,
+                {"n_trials": str(spec.n_trials), "sampler": space.SAMPLER_NAMES[spec.sampler],
+                 "pruner": space.PRUNER_NAMES[spec.pruner], "max_parallel": str(spec.max_parallel or 1)},
+            )
+        except BaseException:
+            # Nothing half-made: no study without its MLflow run.
+            await self._io(self.storage.delete_study, key)
+            raise
+        for attr, value in {
+            records.SPEC: records.spec_to_json(spec),
+            records.DATASET: dataset_ref,
+            records.TASK: task,
+            records.CREATED: records.now_iso(),
+            records.EXPERIMENT: experiment_id,
+            records.RUN: run_id,
+            records.ISSUED: 0,
+            records.STATE: records.RUNNING,
+        }.items():
+            await self._io(self.storage.set_study_user_attr, key, attr, value)
+        await self.ports.publish(study_created=ev.StudyCreated(study_id=study_id, dataset_version=dataset_ref, n_trials=spec.n_trials))
+        log.info("study %s created on %s: %d trials", study_id, dataset_ref, spec.n_trials, extra={"study_id": study_id})
+        await self.top_up(study_id)
+        return await self.get(study_id)
+
+    @staticmethod
+    def _new_id(dataset: str) -> str:
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        base = "".join(c if c.isalnum() or c in "-_" else "-" for c in dataset.lower())[:30].strip("-_") or "study"
+        return f"{base}-{stamp}-{secrets.token_hex(2)}"
+
+    # -- read ------------------------------------------------------------------------
+
+    def _study_pb(self, study_id: str, attrs: dict, directions, trials: list[FrozenTrial]) -> pb.Study:
+        spec = records.spec_from_attrs(attrs)
+        c = records.counts(trials)
+        out = pb.Study(
+            id=study_id,
+            spec=spec,
+            state=records.STATE_PB.get(attrs.get(records.STATE), pb.STUDY_STATE_UNSPECIFIED),
+            dataset_version=attrs.get(records.DATASET, ""),
+            counts=pb.TrialCounts(queued=records.queued(attrs, trials), running=c["running"],
+                                  complete=c["complete"], pruned=c["pruned"], fail=c["fail"]),
+            mlflow_experiment_id=attrs.get(records.EXPERIMENT, ""),
+            mlflow_run_id=attrs.get(records.RUN, ""),
+            task_kind=attrs.get(records.TASK, ""),
+        )
+        _ts(out.created_at, attrs.get(records.CREATED))
+        _ts(out.finished_at, attrs.get(records.FINISHED))
+        best = best_trial(trials, [d.name.lower() for d in directions])
+        if best is not None:
+            out.best_trial.CopyFrom(trial_to_pb(study_id, best))
+            out.best_values.extend(best.values)
+        return out
+
+    def _load(self, study_id: str):
+        key = self.storage.get_study_id_from_name(study_id)
+        attrs = self.storage.get_study_user_attrs(key)
+        if records.SPEC not in attrs:
+            raise NotFound(f"study {study_id!r} was not made by kubetune")
+        return key, attrs, self.storage.get_study_directions(key), self.storage.get_all_trials(key, deepcopy=False)
+
+    async def get(self, study_id: str) -> pb.Study:
+        await self._key(study_id)
+        key, attrs, directions, trials = await self._io(self._load, study_id)
+        return self._study_pb(study_id, attrs, directions, trials)
+
+    async def list(self, states=(), dataset: str = "") -> list[pb.Study]:
+        def load_all():
+            out = []
+            for s in self.storage.get_all_studies():
+                if records.SPEC not in s.user_attrs:
+                    continue
+                trials = self.storage.get_all_trials(s._study_id, deepcopy=False)
+                out.append(self._study_pb(s.study_name, s.user_attrs, s.directions, trials))
+            return out
+
+        studies = await self._io(load_all)
+        if states:
+            studies = [s for s in studies if s.state in states]
+        if dataset:
+            studies = [s for s in studies if s.dataset_version == dataset or s.dataset_version.split("@")[0] == dataset]
+        return sorted(studies, key=lambda s: s.created_at.ToDatetime(), reverse=True)
+
+    async def trials(self, study_id: str, states=(), curves: bool = False) -> list[pb.Trial]:
+        key = await self._key(study_id)
+        trials = await self._io(self.storage.get_all_trials, key, False)
+        out = [trial_to_pb(study_id, t, curves) for t in trials]
+        return [t for t in out if not states or t.state in states]
+
+    async def snapshot(self, study_id: str) -> pb.StudySnapshot:
+        study = await self.get(study_id)
+        return pb.StudySnapshot(study=study, trials=await self.trials(study_id, curves=True))
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def stop(self, study_id: str) -> pb.Study:
+        key = await self._key(study_id)
+        async with self._lock(study_id):
+            attrs = await self._io(self.storage.get_study_user_attrs, key)
+            if attrs.get(records.STATE) != records.RUNNING:
+                raise FailedPrecondition(f"study {study_id} is {attrs.get(records.STATE, 'unknown').lower()}, not running")
+            await self._io(self.storage.set_study_user_attr, key, records.STATE, records.STOPPED)
+            await self.ports.purge_tickets(study_id)
+            await self._io(self.storage.set_study_user_attr, key, records.VOID_BELOW, int(attrs.get(records.ISSUED, 0)))
+            await self.ports.publish(study_stopped=ev.StudyStopped(study_id=study_id))
+        log.info("study %s stopped", study_id, extra={"study_id": study_id})
+        return await self.get(study_id)
+
+    async def resume(self, study_id: str) -> pb.Study:
+        key = await self._key(study_id)
+        async with self._lock(study_id):
+            _, attrs, _, trials = await self._io(self._load, study_id)
+            spec = records.spec_from_attrs(attrs)
+            if attrs.get(records.STATE) == records.RUNNING:
+                raise FailedPrecondition(f"study {study_id} is already running")
+            if records.counts(trials)["finished"] >= spec.n_trials:
+                raise FailedPrecondition(f"study {study_id} already finished its {spec.n_trials} trials")
+            await self._io(self.storage.set_study_user_attr, key, records.STATE, records.RUNNING)
+            await self._io(self.storage.set_study_user_attr, key, records.VOID_BELOW, int(attrs.get(records.ISSUED, 0)))
+            await self.ports.publish(study_resumed=ev.StudyResumed(study_id=study_id))
+        log.info("study %s resumed", study_id, extra={"study_id": study_id})
+        await self.top_up(study_id)
+        return await self.get(study_id)
+
+    async def top_up(self, study_id: str, resend: bool = False) -> None:
+        """Issues tickets up to the parallelism; completes the study when it is done.
+        `resend` republishes live tickets no trial took (after a restart)."""
+        async with self._lock(study_id):
+            key, attrs, directions, trials = await self._io(self._load, study_id)
+            if attrs.get(records.STATE) != records.RUNNING:
+                return
+            spec = records.spec_from_attrs(attrs)
+            c = records.counts(trials)
+            remaining = spec.n_trials - c["finished"]
+            timed_out = bool(spec.timeout_seconds) and (
+                dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(attrs[records.CREATED])
+            ).total_seconds() > spec.timeout_seconds
+            if (remaining <= 0 or timed_out) and c["running"] == 0:
+                await self._complete(study_id, key, attrs, directions, trials, c)
+                return
+            if resend:
+                for seq in records.untaken_sequences(attrs, trials):
+                    await self.ports.send_ticket(pb.TrialTicket(study_id=study_id, ticket_id=records.ticket_id(study_id, seq), sequence=seq))
+            if timed_out:
+                return
+            want = min(spec.max_parallel or 1, remaining) - c["running"] - records.queued(attrs, trials)
+            if want <= 0:
+                return
+            first = int(attrs.get(records.ISSUED, 0))
+            # Counted before sent: a crash in between leaves a ticket the next `resend` sends.
+            await self._io(self.storage.set_study_user_attr, key, records.ISSUED, first + want)
+            for seq in range(first, first + want):
+                await self.ports.send_ticket(pb.TrialTicket(study_id=study_id, ticket_id=records.ticket_id(study_id, seq), sequence=seq))
+
+    async def _complete(self, study_id, key, attrs, directions, trials, c) -> None:
+        await self._io(self.storage.set_study_user_attr, key, records.STATE, records.COMPLETED)
+        await self._io(self.storage.set_study_user_attr, key, records.FINISHED, records.now_iso())
+        best = best_trial(trials, [d.name.lower() for d in directions])
+        event = ev.StudyCompleted(study_id=study_id, mlflow_run_id=attrs.get(records.RUN, ""),
+                                  complete=c["complete"], pruned=c["pruned"], fail=c["fail"], best_trial=-1)
+        if best is not None:
+            event.best_trial = best.number
+            event.best_values.extend(best.values)
+            event.best_params.update({k: space.format_value(v) for k, v in best.params.items()})
+        await self.ports.publish(study_completed=event)
+        log.info("study %s completed: %d complete, %d pruned, %d failed", study_id,
+                 c["complete"], c["pruned"], c["fail"], extra={"study_id": study_id})
+
+    async def running_ids(self) -> list[str]:
+        studies = await self._io(self.storage.get_all_studies)
+        return [s.study_name for s in studies if s.user_attrs.get(records.STATE) == records.RUNNING]
+
+    async def reconcile(self, resend: bool = False) -> None:
+        for study_id in await self.running_ids():
+            try:
+                await self.top_up(study_id, resend=resend)
+            except Exception:  # noqa: BLE001 - one broken study must not block the others
+                log.exception("reconciling study %s failed", study_id)

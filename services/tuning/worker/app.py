@@ -1,0 +1,156 @@
+"""A warm worker: pulls trial tickets from the JetStream work queue and runs them
+one at a time, keeping the ticket alive while it trains."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from pathlib import Path
+
+import nats.errors
+import torch
+from nats.js.api import AckPolicy, ConsumerConfig
+
+from kubetune.data.v1 import data_pb2, data_pb2_grpc
+from kubetune.tracking.v1 import tracking_pb2_grpc
+from kubetune.tuning.v1 import tuning_pb2 as pb
+from services.common import subjects
+from services.common.clients import channel
+from services.common.events import EventBus
+from services.common.server import Server, make_server
+from services.tuning import records
+from services.tuning.worker.config import Settings
+from services.tuning.worker.datasets import DatasetCache
+from services.tuning.worker.trials import Outcome, Ports, TrialRunner
+
+log = logging.getLogger(__name__)
+CALL_TIMEOUT_S = 30
+
+
+class Worker:
+    def __init__(self, settings: Settings, bus: EventBus, runner_factory):
+        self.settings = settings
+        self.bus = bus
+        self.loop = asyncio.get_running_loop()
+        self.shutting_down = threading.Event()
+        self.stopped_studies: set[str] = set()
+        self.runner: TrialRunner = runner_factory(self)
+        self.task: asyncio.Task | None = None
+        self.current: pb.TrialTicket | None = None
+
+    # Bridges for the trial thread: run a coroutine on the worker's loop and wait.
+    def call(self, coro, timeout: float = CALL_TIMEOUT_S):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def publish(self, **payload) -> None:
+        self.call(self.bus.publish(**payload))
+
+    async def watch_studies(self) -> None:
+        async def on_event(event):
+            kind = event.WhichOneof("payload")
+            if kind == "study_stopped":
+                self.stopped_studies.add(event.study_stopped.study_id)
+            elif kind == "study_resumed":
+                self.stopped_studies.discard(event.study_resumed.study_id)
+
+        await self.bus.subscribe(subjects.STUDY_EVENTS, on_event)
+
+    async def consume(self) -> None:
+        sub = await self.bus.js.pull_subscribe(
+            subjects.ALL_TRIAL_TICKETS,
+            durable=subjects.WORKERS_CONSUMER,
+            stream=subjects.WORK_STREAM,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=self.settings.ack_wait_s,
+                max_deliver=self.settings.max_deliveries,
+            ),
+        )
+        while not self.shutting_down.is_set():
+            try:
+                msgs = await sub.fetch(1, timeout=1.0)
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
+                continue
+            except Exception:  # noqa: BLE001 - NATS restarting: wait and fetch again
+                log.warning("fetching a ticket failed; retrying", exc_info=True)
+                await asyncio.sleep(1.0)
+                continue
+            for msg in msgs:
+                await self.handle(msg)
+
+    async def handle(self, msg) -> None:
+        ticket = pb.TrialTicket.FromString(msg.data)
+        self.current = ticket
+        keepalive = asyncio.create_task(self._keep_alive(msg))
+        try:
+            outcome = await asyncio.to_thread(self.runner.run, ticket)
+        except Exception:  # noqa: BLE001 - a broken ticket must not stop the worker
+            log.exception("ticket %s failed before its trial ran", ticket.ticket_id)
+            outcome = Outcome.ABANDONED
+        finally:
+            keepalive.cancel()
+            self.current = None
+        try:
+            if outcome == Outcome.ABANDONED:
+                await msg.nak(delay=1.0)
+            else:
+                await msg.ack()
+        except Exception:  # noqa: BLE001 - redelivery sorts it out
+            log.warning("could not settle ticket %s", ticket.ticket_id, exc_info=True)
+        log.info("ticket %s: %s", ticket.ticket_id, outcome, extra={"study_id": ticket.study_id})
+
+    async def _keep_alive(self, msg) -> None:
+        """In-progress acks: a long trial keeps its ticket; a dead worker's ticket is redelivered."""
+        while True:
+            await asyncio.sleep(self.settings.ack_wait_s / 3)
+            try:
+                await msg.in_progress()
+            except Exception:  # noqa: BLE001
+                log.warning("in-progress ack failed", exc_info=True)
+
+    async def stop(self) -> None:
+        self.shutting_down.set()
+        if self.task:
+            try:
+                await asyncio.wait_for(self.task, timeout=self.settings.grace_s + 30)
+            except asyncio.TimeoutError:
+                self.task.cancel()
+
+
+async def start(settings: Settings) -> Server:
+    torch.set_num_threads(settings.torch_threads)
+    home = Path(settings.home)
+    bus = await EventBus.open(settings.nats_url, f"worker-{settings.name}")
+    data_channel = channel(settings.data_address)
+    tracking_channel = channel(settings.tracking_address)
+    data = data_pb2_grpc.DataServiceStub(data_channel)
+    tracking = tracking_pb2_grpc.TrackingServiceStub(tracking_channel)
+    storage = records.make_storage(settings.storage_url or records.default_storage_url(home))
+
+    def s3_client():
+        import boto3
+
+        return boto3.client("s3", endpoint_url=settings.s3_endpoint_url or None)
+
+    cache = DatasetCache(Path(settings.cache_dir) if settings.cache_dir else home / "worker-cache", s3_client)
+
+    def runner_factory(worker: Worker) -> TrialRunner:
+        ports = Ports(
+            get_dataset=lambda ref: worker.call(
+                data.GetDataset(data_pb2.GetDatasetRequest(ref=ref), timeout=CALL_TIMEOUT_S)).version,
+            create_run=lambda request: worker.call(
+                tracking.CreateTrialRun(request, timeout=CALL_TIMEOUT_S)).run_id,
+            publish=worker.publish,
+            study_stopped=lambda study_id: study_id in worker.stopped_studies,
+            shutting_down=worker.shutting_down.is_set,
+        )
+        return TrialRunner(storage, ports, cache, settings.name, settings.mlflow_uri)
+
+    worker = Worker(settings, bus, runner_factory)
+    await worker.watch_studies()
+    server = await make_server(settings.address, lambda s: [])
+    worker.task = asyncio.create_task(worker.consume())
+    server.on_stop += [bus.close, data_channel.close, tracking_channel.close, worker.stop]
+    log.info("worker %s ready (torch threads %d)", settings.name, settings.torch_threads)
+    return server

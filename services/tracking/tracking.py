@@ -8,11 +8,10 @@ import base64
 import hashlib
 import json
 import math
-import time
 from datetime import datetime
 
 from services.common import lineage
-from services.common.errors import InvalidArgument, NotFound
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.tracking.downsample import downsample
 from services.tracking.records import (
     ALL_COLUMNS,
@@ -273,9 +272,7 @@ class Tracking:
         if not study_id:
             raise InvalidArgument("study_id is required")
         if self.summaries is None:
-            raise NotFound("study summaries need the tuning service, which is not configured")
+            raise FailedPrecondition("study summaries need the tuning service, which is not configured")
         return await self.summaries.get(study_id)
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)

@@ -124,10 +124,11 @@ async def make_server(
     interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
     options: list[tuple[str, object]] | None = None,
+    access_log: bool = True,
 ) -> Server:
     """Builds and starts a server; `register` adds servicers and returns their full names."""
     server = grpc.aio.server(
-        interceptors=[AccessLogInterceptor(), *interceptors],
+        interceptors=[*([AccessLogInterceptor()] if access_log else []), *interceptors],
         options=options or SERVER_OPTIONS,
     )
     service_names = list(register(server))

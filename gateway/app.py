@@ -1,0 +1,120 @@
+"""The gateway: one long-lived channel per backend, the proxy, its own methods."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+from pathlib import Path
+
+import grpc
+from prometheus_client import start_http_server
+
+from gateway import routes as api
+from gateway.auth import Authenticator, parse_tokens
+from gateway.config import Settings
+from gateway.proxy import Proxy
+from kubetune.gateway.v1 import gateway_pb2
+from services.common import subjects
+from services.common.clients import channel, health_status
+from services.common.events import EventBus
+from services.common.server import Server, make_server
+from services.common.watch import EventHub
+
+log = logging.getLogger(__name__)
+
+
+def event_filter(request: gateway_pb2.WatchEventsRequest):
+    """Each non-empty list of the request must match; an empty one matches everything."""
+    studies, datasets, models = set(request.study_ids), set(request.datasets), set(request.models)
+    kinds = [k.replace(">", "*") for k in request.kinds]
+
+    def accepts(event) -> bool:
+        kind = event.WhichOneof("payload")
+        payload = getattr(event, kind)
+        if studies and getattr(payload, "study_id", None) not in studies:
+            return False
+        if datasets:
+            name = getattr(payload, "name", None) if kind.startswith(("dataset", "download")) else None
+            ref = getattr(payload, "dataset_version", None)
+            if name not in datasets and ref not in datasets and (ref or "").split("@")[0] not in datasets:
+                return False
+        if models and (not kind.startswith(("model", "alias")) or payload.name not in models):
+            return False
+        if kinds and not any(fnmatch.fnmatchcase(subjects.SUBJECT_BY_PAYLOAD[kind], k) for k in kinds):
+            return False
+        return True
+
+    return accepts
+
+
+class LocalMethods:
+    def __init__(self, hub: EventHub, channels: dict[str, grpc.aio.Channel], addresses: dict[str, str], bus: EventBus):
+        self.hub, self.channels, self.addresses, self.bus = hub, channels, addresses, bus
+
+    async def WatchEvents(self, request, context):
+        watch = self.hub.open(event_filter(request))
+        async for event in watch.events():
+            yield event
+
+    async def GetPlatformHealth(self, request, context):
+        names = list(self.channels)
+        statuses = await asyncio.gather(*(health_status(self.channels[n], timeout=1.0) for n in names))
+        parts = [gateway_pb2.PartHealth(name="gateway", status="SERVING", address="")]
+        parts += [gateway_pb2.PartHealth(name=n, status=s, address=self.addresses[n]) for n, s in zip(names, statuses)]
+        nats_ok = self.bus.nc.is_connected
+        parts.append(gateway_pb2.PartHealth(name="nats", status="SERVING" if nats_ok else "UNAVAILABLE",
+                                            address=self.bus.nc.connected_url.netloc if nats_ok and self.bus.nc.connected_url else ""))
+        return gateway_pb2.GetPlatformHealthResponse(parts=parts, all_serving=all(p.status == "SERVING" for p in parts))
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if not (settings.tls_cert or settings.tls_key):
+        return None
+    if not (settings.tls_cert and settings.tls_key):
+        raise ValueError("TLS needs both KUBETUNE_GATEWAY_TLS_CERT and KUBETUNE_GATEWAY_TLS_KEY")
+    return grpc.ssl_server_credentials([(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())])
+
+
+async def start(settings: Settings) -> Server:
+    addresses = {
+        "data": settings.data_address,
+        "tuning": settings.tuning_address,
+        "tracking": settings.tracking_address,
+        "registry": settings.registry_address,
+    }
+    channels = {name: channel(address) for name, address in addresses.items()}
+    auth = Authenticator(parse_tokens(settings.tokens, settings.tokens_file))
+    if not auth.enabled:
+        log.warning("authentication is OFF: no tokens configured (fine on loopback, never on a network)")
+    else:
+        log.info("authentication on: %d tokens", len(auth.tokens))
+    bus = await EventBus.open(settings.nats_url, "gateway")
+    hub = EventHub()
+    await hub.attach(bus, "kubetune.>")
+    local = LocalMethods(hub, channels, addresses, bus)
+    proxy = Proxy(channels, addresses, auth, settings.deadline_s,
+                  {name: getattr(local, name) for name in api.LOCAL})
+    handlers = {route.name: proxy.handler(route) for route in api.routes()}
+
+    def register(server):
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(api.GATEWAY.full_name, handlers),))
+        return [api.GATEWAY.full_name]
+
+    options = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = await make_server(settings.address, register, credentials=server_credentials(settings),
+                               options=options, access_log=False)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.host)
+        log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+
+    async def close_channels():
+        for ch in channels.values():
+            await ch.close()
+
+    server.on_stop += [bus.close, close_channels]
+    return server

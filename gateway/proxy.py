@@ -1,0 +1,180 @@
+"""Forwarding with auth, validation, deadlines, request ids, access log and metrics.
+
+Requests are parsed (to validate them); backend responses pass through as bytes."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+import grpc
+from prometheus_client import Counter, Histogram
+
+from gateway import validation
+from gateway.auth import ROLE_NAMES, Authenticator
+from gateway.routes import Route
+from services.common.errors import KubetuneError, status_for
+
+log = logging.getLogger("gateway.access")
+
+REQUESTS = Counter("kubetune_gateway_requests_total", "Gateway calls by method and status.", ["method", "code"])
+LATENCY = Histogram(
+    "kubetune_gateway_request_seconds", "Gateway call latency (streams: until they end).", ["method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+
+class BackendError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def explain_backend(backend: str, address: str, exc: grpc.aio.AioRpcError) -> BackendError:
+    code = exc.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return BackendError(code, f"the {backend} service is unavailable ({address}); try again shortly")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return BackendError(code, f"the {backend} service did not answer in time")
+    return BackendError(code, exc.details() or code.name)
+
+
+class Call:
+    """Bookkeeping of one call: request id, role, access log line and metrics."""
+
+    def __init__(self, route: Route, context, auth: Authenticator):
+        self.route, self.context = route, context
+        self.request_id = next((v for k, v in context.invocation_metadata() if k == "x-request-id"), "") or uuid.uuid4().hex[:16]
+        self.start = time.perf_counter()
+        self.code = grpc.StatusCode.OK
+        self.role = ""
+        context.set_trailing_metadata((("x-request-id", self.request_id),))
+        self.role = ROLE_NAMES[auth.check(context.invocation_metadata(), route.role, route.name)] if auth.enabled else "local"
+
+    @property
+    def metadata(self):
+        return (("x-request-id", self.request_id),)
+
+    async def fail(self, exc: BaseException):
+        if isinstance(exc, BackendError):
+            self.code, message = exc.code, exc.message
+        else:
+            self.code, message = status_for(exc)
+            if self.code == grpc.StatusCode.INTERNAL:
+                log.exception("gateway error in %s", self.route.name, extra={"request_id": self.request_id})
+        await self.context.abort(self.code, f"{message} [request {self.request_id}]",
+                                 trailing_metadata=(("x-request-id", self.request_id),))
+
+    def done(self):
+        seconds = time.perf_counter() - self.start
+        REQUESTS.labels(self.route.name, self.code.name).inc()
+        LATENCY.labels(self.route.name).observe(seconds)
+        log.log(
+            logging.INFO if self.code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.WARNING,
+            "%s %s", self.route.name, self.code.name,
+            extra={"method": self.route.name, "status": self.code.name, "duration_ms": round(seconds * 1000, 2),
+                   "role": self.role, "request_id": self.request_id},
+        )
+
+
+def _validated(iterator):
+    async def gen():
+        async for item in iterator:
+            validation.check(item)
+            yield item
+
+    return gen()
+
+
+class Proxy:
+    def __init__(self, channels: dict[str, grpc.aio.Channel], addresses: dict[str, str], auth: Authenticator,
+                 deadline_s: float, local: dict[str, Callable]):
+        self.channels = channels
+        self.addresses = addresses
+        self.auth = auth
+        self.deadline_s = deadline_s
+        self.local = local
+
+    def _deadline(self, context) -> float:
+        remaining = context.time_remaining()
+        return min(self.deadline_s, remaining) if remaining is not None else self.deadline_s
+
+    def handler(self, route: Route):
+        if route.backend:
+            channel = self.channels[route.backend]
+            target = route.backend_path
+            kind = (route.client_streaming, route.server_streaming)
+            # Backend responses stay bytes: the client gets them as the backend sent them.
+            make = {
+                (False, False): channel.unary_unary,
+                (True, False): channel.stream_unary,
+                (False, True): channel.unary_stream,
+                (True, True): channel.stream_stream,
+            }[kind]
+            backend_call = make(target, request_serializer=route.request.SerializeToString, response_deserializer=None)
+        else:
+            backend_call = self.local[route.name]
+
+        def rpc_error(exc):
+            if isinstance(exc, grpc.aio.AioRpcError):
+                return explain_backend(route.backend, self.addresses.get(route.backend, ""), exc)
+            return exc
+
+        async def unary(request, context):
+            call = await self._open(route, context)
+            try:
+                validation.check(request)
+                if not route.backend:
+                    return (await backend_call(request, context)).SerializeToString()
+                return await backend_call(request, timeout=self._deadline(context), metadata=call.metadata)
+            except Exception as exc:  # noqa: BLE001 - every error becomes a status
+                await call.fail(rpc_error(exc))
+            finally:
+                call.done()
+
+        async def client_stream(requests, context):
+            call = await self._open(route, context)
+            try:
+                return await backend_call(_validated(requests), timeout=self._deadline(context) * 10, metadata=call.metadata)
+            except Exception as exc:  # noqa: BLE001
+                await call.fail(rpc_error(exc))
+            finally:
+                call.done()
+
+        async def server_stream(request, context):
+            call = await self._open(route, context)
+            stream = None
+            try:
+                if route.client_streaming:
+                    stream = backend_call(_validated(request), metadata=call.metadata)
+                else:
+                    validation.check(request)
+                    stream = backend_call(request, context) if not route.backend else backend_call(request, metadata=call.metadata)
+                async for item in stream:
+                    yield item if route.backend else item.SerializeToString()
+            except Exception as exc:  # noqa: BLE001
+                await call.fail(rpc_error(exc))
+            finally:
+                if stream is not None and hasattr(stream, "cancel"):
+                    stream.cancel()
+                call.done()
+
+        deserialize = route.request.FromString
+        if route.server_streaming and route.client_streaming:
+            return grpc.stream_stream_rpc_method_handler(server_stream, request_deserializer=deserialize)
+        if route.server_streaming:
+            return grpc.unary_stream_rpc_method_handler(server_stream, request_deserializer=deserialize)
+        if route.client_streaming:
+            return grpc.stream_unary_rpc_method_handler(client_stream, request_deserializer=deserialize)
+        return grpc.unary_unary_rpc_method_handler(unary, request_deserializer=deserialize)
+
+    async def _open(self, route: Route, context) -> Call:
+        try:
+            return Call(route, context, self.auth)
+        except KubetuneError as exc:
+            code, message = status_for(exc)
+            REQUESTS.labels(route.name, code.name).inc()
+            log.warning("%s %s", route.name, code.name, extra={"method": route.name, "status": code.name})
+            await context.abort(code, message)

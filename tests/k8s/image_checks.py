@@ -1,0 +1,207 @@
+"""What each Dockerfile does, read without a Docker engine: its stages, the extra it
+installs, torch or not, the sources it copies, the module it runs. Plus the two
+steps that stand in for a build: resolving the image's dependency set with
+`pip install --dry-run --report`, and importing the part in an environment that holds
+only that set."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import venv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.k8s.parts import REPO, Part
+
+ENTRYPOINT_SCRIPT = REPO / "k8s" / "images" / "entrypoint.sh"
+TORCH_FAMILY = ("torch", "lightning", "pytorch-lightning", "torchvision", "triton")
+
+
+@dataclass
+class Dockerfile:
+    path: Path
+    stages: list[list[str]] = field(default_factory=list)  # instructions per FROM
+    args: dict[str, str] = field(default_factory=dict)  # ARG defaults, any stage
+
+    @classmethod
+    def read(cls, path: Path) -> "Dockerfile":
+        text = re.sub(r"\\\n\s*", " ", path.read_text())  # join continued lines
+        df = cls(path)
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            word = line.split()[0].upper()
+            if word == "FROM":
+                df.stages.append([])
+            if word == "ARG" and "=" in line:
+                k, _, v = line[4:].strip().partition("=")
+                df.args.setdefault(k, v.strip('"'))
+            if df.stages:
+                df.stages[-1].append(line)
+        return df
+
+    def final(self, word: str) -> list[str]:
+        return [line[len(word):].strip() for line in self.stages[-1] if line.upper().startswith(word + " ")]
+
+    def all(self, word: str) -> list[str]:
+        return [line[len(word):].strip() for s in self.stages for line in s if line.upper().startswith(word + " ")]
+
+    def env(self) -> dict[str, str]:
+        out = {}
+        for spec in self.final("ENV"):
+            for k, v in re.findall(r"(\w+)=(\S+)", spec):
+                out[k] = v
+        return out
+
+    def source_copies(self) -> list[str]:
+        """Repository paths the final stage copies into /app (the part's code)."""
+        out = []
+        for spec in self.final("COPY"):
+            words = [w for w in spec.split() if not w.startswith("--")]
+            if "--from" in spec or not words[-1].startswith("/app"):
+                continue
+            out += words[:-1]
+        return out
+
+    def pip_installs(self) -> list[str]:
+        return [r for r in self.all("RUN") if "pip install" in r]
+
+
+def check_dockerfile(part: Part) -> list[str]:
+    problems = []
+    path = REPO / part.dockerfile
+    if not path.is_file():
+        return [f"{part.name}: {part.dockerfile} does not exist"]
+    df = Dockerfile.read(path)
+    where = part.dockerfile
+    if len(df.stages) < 2:
+        problems.append(f"{where}: one stage; dependencies belong in a builder stage")
+    base = df.args.get("PYTHON_IMAGE", "")
+    if not re.fullmatch(r"python:\d+\.\d+\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", base):
+        problems.append(f"{where}: base {base!r} is not a slim Python pinned to an exact version")
+    users = df.final("USER")
+    if not users or users[-1] in ("0", "root"):
+        problems.append(f"{where}: the final stage does not switch to a non-root USER")
+    elif users[-1] != "10001":
+        problems.append(f"{where}: USER {users[-1]} differs from runAsUser 10001 in the manifests")
+    installs = " ".join(df.pip_installs())
+    if f'".[{part.extra}]"' not in installs:
+        problems.append(f"{where}: does not install the [{part.extra}] extra")
+    torch_first = re.search(r'pip install "torch==\$\{TORCH_VERSION\}" --index-url', installs)
+    if part.torch and not torch_first:
+        problems.append(f"{where}: needs torch, installed first from TORCH_INDEX_URL")
+    if not part.torch and "torch" in installs:
+        problems.append(f"{where}: a query part's image installs torch")
+    if part.torch and "cpu" not in df.args.get("TORCH_INDEX_URL", ""):
+        problems.append(f"{where}: TORCH_INDEX_URL should default to the CPU wheels")
+    env = df.env()
+    if env.get("KUBETUNE_MODULE") != part.module:
+        problems.append(f"{where}: runs {env.get('KUBETUNE_MODULE')!r}, not {part.module}")
+    if df.final("ENTRYPOINT") != ['["kubetune-entrypoint"]'] or not ENTRYPOINT_SCRIPT.exists():
+        problems.append(f"{where}: ENTRYPOINT is not k8s/images/entrypoint.sh")
+    for src in df.source_copies():
+        if not (REPO / src).exists():
+            problems.append(f"{where}: copies {src}, which does not exist")
+    if "gen" not in df.source_copies():
+        problems.append(f"{where}: does not copy the generated protobuf code (gen)")
+    top = part.module.split(".")[0]
+    if top not in df.source_copies():
+        problems.append(f"{where}: does not copy {top}, where {part.module} lives")
+    return problems
+
+
+def dockerignored(paths: list[str]) -> list[str]:
+    """Paths a Dockerfile copies that .dockerignore leaves out (top-level entries;
+    `!` re-includes)."""
+    rules = [r.strip() for r in (REPO / ".dockerignore").read_text().splitlines()
+             if r.strip() and not r.startswith("#")]
+    out = []
+    for p in paths:
+        excluded = False
+        for r in rules:
+            neg = r.startswith("!")
+            pattern = r.lstrip("!")
+            if p == pattern or p.startswith(pattern + "/"):
+                excluded = not neg
+        if excluded:
+            out.append(p)
+    return out
+
+
+# ---------------------------------------------------------------- without Docker
+
+
+def build_dir(tmp: Path) -> Path:
+    """What the deps stage sees: pyproject.toml, an empty README and gen, no sources."""
+    shutil.copy(REPO / "pyproject.toml", tmp / "pyproject.toml")
+    (tmp / "README.md").touch()
+    (tmp / "gen").mkdir(exist_ok=True)
+    return tmp
+
+
+def empty_env(tmp: Path, torch_version: str | None) -> Path:
+    """A venv without pip. With torch_version, it holds a stand-in torch dist-info, as
+    the Dockerfile's first step leaves torch installed before the extra's step."""
+    env = tmp / "env"
+    venv.EnvBuilder(with_pip=False).create(env)
+    python = env / "bin" / "python"
+    if torch_version:
+        site = Path(subprocess.check_output(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
+        info = site / f"torch-{torch_version}+cpu.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: torch\nVersion: {torch_version}+cpu\n")
+        (info / "INSTALLER").write_text("pip\n")
+        (info / "RECORD").write_text("")
+    return python
+
+
+def resolve(part: Part, tmp: Path) -> dict[str, str]:
+    """The image's dependency set, as the Dockerfile's install step resolves it:
+    name -> version of everything pip would install (one pip call)."""
+    df = Dockerfile.read(REPO / part.dockerfile)
+    torch_version = df.args.get("TORCH_VERSION") if part.torch else None
+    python = empty_env(tmp, torch_version)
+    src = tmp / "build"
+    src.mkdir()
+    build_dir(src)
+    report = tmp / "report.json"
+    wanted = [f".[{part.extra}]"] + ([f"torch=={torch_version}"] if torch_version else [])
+    cmd = [sys.executable, "-m", "pip", "--python", str(python), "install", "--dry-run", "--quiet",
+           "--disable-pip-version-check", "--report", str(report), *wanted]
+    done = subprocess.run(cmd, cwd=src, capture_output=True, text=True,
+                          env={**os.environ, "PIP_NO_INPUT": "1"})
+    if done.returncode != 0:
+        raise RuntimeError(f"pip could not resolve {part.image}:\n{done.stderr[-4000:]}")
+    data = json.loads(report.read_text())
+    return {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in data["install"]}
+
+
+def source_tree(part: Part, dest: Path) -> Path:
+    """/app as the Dockerfile lays it out: only the paths it copies."""
+    for src in Dockerfile.read(REPO / part.dockerfile).source_copies():
+        target = dest / src
+        if (REPO / src).is_dir():
+            shutil.copytree(REPO / src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(REPO / src, target)
+    return dest
+
+
+def entry_modules(part: Part) -> list[str]:
+    """The part's entry module where it exists; until then, every module of the part
+    (others are still writing them), so an import of torch in one still shows."""
+    pkg = REPO / part.module.replace(".", "/")
+    if (pkg / "__main__.py").exists():
+        return [part.module + ".__main__"]
+    mods = []
+    for f in sorted(pkg.glob("*.py")):
+        mods.append(part.module if f.name == "__init__.py" else f"{part.module}.{f.stem}")
+    return mods

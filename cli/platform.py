@@ -1,0 +1,283 @@
+"""`kubetune up`: every part of kubetune as a local process, supervised.
+
+Start order: NATS and MLflow; data, tracking, registry; tuning (which creates the
+Optuna storage, before any worker can race to); workers, gateway, UI. A child that
+dies is restarted with backoff; Ctrl-C or SIGTERM stops them all, newest first."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.common.clients import sync_health_status
+from services.common.config import PORTS
+
+SAMPLE = Path(__file__).resolve().parents[1] / "services" / "data" / "sample"
+STATE_FILE = "platform.json"
+STOP_GRACE_S = 15
+READY_TIMEOUT_S = 120
+
+
+@dataclass
+class Part:
+    name: str
+    command: list[str]
+    port: int
+    check: str  # grpc, http or tcp
+    setting: str  # what changes the port
+    env: dict[str, str] = field(default_factory=dict)
+    stage: int = 0
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    started_at: float = 0.0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def url(self, path: str = "/") -> str:
+        return f"http://{self.address}{path}"
+
+
+def say(message: str) -> None:
+    print(f"kubetune: {message}", flush=True)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def health(kind: str, address: str, timeout: float = 1.0) -> str:
+    if kind == "grpc":
+        return sync_health_status(address, timeout)
+    if kind == "http":
+        try:
+            with urllib.request.urlopen(f"http://{address}/", timeout=timeout) as r:
+                return "SERVING" if r.status < 500 else "NOT_SERVING"
+        except Exception:  # noqa: BLE001
+            return "UNAVAILABLE"
+    host, port = address.rsplit(":", 1)
+    with socket.socket() as s:
+        s.settimeout(timeout)
+        return "SERVING" if s.connect_ex((host, int(port))) == 0 else "UNAVAILABLE"
+
+
+def plan(home: Path, workers: int, ports: dict[str, int]) -> list[Part]:
+    py = sys.executable
+    bindir = Path(py).parent
+    nats_bin = shutil.which("nats-server", path=str(bindir)) or shutil.which("nats-server") or "nats-server"
+    mlflow_bin = shutil.which("mlflow", path=str(bindir)) or "mlflow"
+    mlflow_dir = home / "mlflow"
+    mlflow_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        "KUBETUNE_HOME": str(home),
+        "KUBETUNE_NATS_URL": f"nats://127.0.0.1:{ports['nats']}",
+        "KUBETUNE_MLFLOW_URI": f"http://127.0.0.1:{ports['mlflow']}",
+        **{f"KUBETUNE_{p.upper()}_ADDRESS": f"127.0.0.1:{ports[p]}" for p in ("data", "tuning", "tracking", "registry", "gateway")},
+        "KUBETUNE_TRACKING_BACKEND_STORE_URI": f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+        "KUBETUNE_UI_MLFLOW_UI_URL": f"http://127.0.0.1:{ports['mlflow']}",
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+    def service(name: str, module: str, stage: int, **extra) -> Part:
+        prefix = f"KUBETUNE_{name.upper()}_"
+        return Part(name, [py, "-m", module], ports[name], "grpc", f"--{name}-port or {prefix}PORT",
+                    {**env, f"{prefix}PORT": str(ports[name]), **extra}, stage)
+
+    parts = [
+        Part("nats", [nats_bin, "-a", "127.0.0.1", "-p", str(ports["nats"]), "-js", "-sd", str(home / "nats")],
+             ports["nats"], "tcp", "--nats-port", env, 0),
+        Part("mlflow", [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(ports["mlflow"]),
+                        "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+                        "--artifacts-destination", str(mlflow_dir / "artifacts"), "--workers", "1"],
+             ports["mlflow"], "http", "--mlflow-port", env, 0),
+        service("data", "services.data", 1),
+        service("tracking", "services.tracking", 1),
+        service("registry", "services.registry", 1),
+        service("tuning", "services.tuning", 2),
+    ]
+    for i in range(workers):
+        port = ports["worker"] + i
+        parts.append(Part(f"worker-{i}", [py, "-m", "services.tuning.worker"], port, "grpc",
+                          "--worker-port or KUBETUNE_WORKER_PORT",
+                          {**env, "KUBETUNE_WORKER_PORT": str(port), "KUBETUNE_WORKER_NAME": f"worker-{i}"}, 3))
+    parts.append(service("gateway", "gateway", 3, KUBETUNE_GATEWAY_METRICS_PORT=str(ports["metrics"])))
+    parts.append(Part("ui", [py, "-m", "ui"], ports["ui"], "http", "--ui-port or KUBETUNE_UI_PORT",
+                      {**env, "KUBETUNE_UI_PORT": str(ports["ui"])}, 3))
+    return parts
+
+
+class Supervisor:
+    def __init__(self, home: Path, parts: list[Part]):
+        self.home = home
+        self.parts = parts
+        self.logs = home / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.stopping = False
+
+    def spawn(self, part: Part) -> None:
+        log = open(self.logs / f"{part.name}.log", "ab")
+        part.proc = subprocess.Popen(
+            part.command, env={**os.environ, **part.env}, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.home,
+        )
+        log.close()
+        part.started_at = time.monotonic()
+
+    def wait_ready(self, parts: list[Part], timeout: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        pending = list(parts)
+        while pending:
+            if self.stopping:
+                raise KeyboardInterrupt
+            for part in list(pending):
+                if part.proc.poll() is not None:
+                    tail = (self.logs / f"{part.name}.log").read_text(errors="replace").strip().splitlines()[-5:]
+                    raise RuntimeError(f"{part.name} exited with code {part.proc.returncode} while starting:\n  "
+                                       + "\n  ".join(tail))
+                if health(part.check, part.address) == "SERVING":
+                    say(f"{part.name} serving on {part.address} ({time.monotonic() - part.started_at:.1f}s)")
+                    pending.remove(part)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not ready after {timeout:.0f}s: {', '.join(p.name for p in pending)} "
+                                   f"(see {self.logs})")
+            time.sleep(0.1)
+
+    def start_all(self) -> None:
+        for stage in sorted({p.stage for p in self.parts}):
+            group = [p for p in self.parts if p.stage == stage]
+            for part in group:
+                self.spawn(part)
+            self.wait_ready(group)
+        (self.home / STATE_FILE).write_text(json.dumps(
+            {"pid": os.getpid(), "parts": [{"name": p.name, "check": p.check, "address": p.address} for p in self.parts]},
+            indent=2))
+
+    def supervise(self) -> None:
+        """Restarts a child that died, with exponential backoff, until told to stop."""
+        while not self.stopping:
+            now = time.monotonic()
+            for part in self.parts:
+                if self.stopping:
+                    break
+                if part.proc is not None and part.proc.poll() is not None:
+                    code = part.proc.returncode
+                    part.proc = None
+                    # A child that ran a while before dying starts over with a short wait.
+                    if now - part.started_at > 60:
+                        part.restarts = 0
+                    delay = min(30.0, 0.5 * 2 ** part.restarts)
+                    part.restarts += 1
+                    part.next_start = now + delay
+                    say(f"{part.name} exited with code {code}; restarting in {delay:.1f}s (restart {part.restarts})")
+                elif part.proc is None and now >= part.next_start:
+                    self.spawn(part)
+                    say(f"{part.name} restarted (pid {part.proc.pid})")
+            time.sleep(0.2)
+
+    def stop_all(self) -> None:
+        self.stopping = True
+        running = [p for p in reversed(self.parts) if p.proc is not None and p.proc.poll() is None]
+        for part in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(part.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for part in running:
+            try:
+                part.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"{part.name} did not stop in {STOP_GRACE_S}s; killing it")
+            # Whatever the child left in its group (mlflow's workers) goes too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(part.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                part.proc.wait(5)
+        with contextlib.suppress(FileNotFoundError):
+            (self.home / STATE_FILE).unlink()
+        say("stopped")
+
+
+def register_sample(gateway_address: str, home: Path) -> None:
+    """On first start, the seed data as dataset `sample`, so a newcomer can press go."""
+    marker = home / ".sample-registered"
+    if marker.exists():
+        return
+    import grpc
+
+    from kubetune.data.v1 import data_pb2
+    from kubetune.gateway.v1 import gateway_pb2_grpc
+
+    with grpc.insecure_channel(gateway_address) as ch:
+        response = gateway_pb2_grpc.GatewayStub(ch).RegisterDataset(
+            data_pb2.RegisterDatasetRequest(name="sample", uri=str(SAMPLE)), timeout=60)
+    marker.write_text(f"{response.version.name}@{response.version.version}\n")
+    say(f"registered the sample data as dataset sample@{response.version.version}")
+
+
+def run_up(home: Path, workers: int, ports: dict[str, int]) -> int:
+    home = home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    parts = plan(home, workers, ports)
+    for part in parts:
+        if not port_free(part.port):
+            say(f"port {part.port} ({part.name}) is already in use; change it with {part.setting}")
+            return 2
+    supervisor = Supervisor(home, parts)
+
+    def on_signal(signum, _frame):
+        supervisor.stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    say(f"starting in {home} (logs in {home / 'logs'})")
+    try:
+        supervisor.start_all()
+        register_sample(f"127.0.0.1:{ports['gateway']}", home)
+        say("ready:")
+        print(f"  UI         http://127.0.0.1:{ports['ui']}", flush=True)
+        print(f"  gateway    127.0.0.1:{ports['gateway']}  (grpcurl -plaintext 127.0.0.1:{ports['gateway']} list)", flush=True)
+        print(f"  MLflow UI  http://127.0.0.1:{ports['mlflow']}", flush=True)
+        print(f"  Optuna     optuna-dashboard sqlite:///{home / 'tuning' / 'optuna.db'}", flush=True)
+        print("  Ctrl-C stops everything.", flush=True)
+        supervisor.supervise()
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - one clear line, then stop what started
+        say(f"failed to start: {exc}")
+        return 1
+    finally:
+        supervisor.stop_all()
+
+
+def run_status(home: Path, as_json: bool) -> int:
+    state_file = home.resolve() / STATE_FILE
+    if not state_file.exists():
+        rows = [{"name": "platform", "status": "UNAVAILABLE", "address": "", "detail": f"no {STATE_FILE} in {home}: is `kubetune up` running?"}]
+    else:
+        state = json.loads(state_file.read_text())
+        rows = [{**p, "status": health(p["check"], p["address"])} for p in state["parts"]]
+    ok = all(r["status"] == "SERVING" for r in rows)
+    if as_json:
+        print(json.dumps({"all_serving": ok, "parts": rows}, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['name']:<10} {r['status']:<12} {r['address']}  {r.get('detail', '')}".rstrip())
+    return 0 if ok else 1

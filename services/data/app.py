@@ -1,0 +1,93 @@
+"""Builds the data service: store, blobs, sources, catalog, event bus, reference
+consumer and gRPC server, with every cleanup registered on the server."""
+
+from __future__ import annotations
+
+import asyncio
+
+from kubetune.data.v1 import data_pb2, data_pb2_grpc
+from kubetune.events.v1 import events_pb2
+from services.common.events import EventBus
+from services.common.server import Server, make_server
+from services.data.blobs import BlobStore, LocalBlobs, S3Blobs
+from services.data.catalog import Catalog
+from services.data.config import Settings
+from services.data.model import DatasetVersion
+from services.data.references import ReferenceConsumer
+from services.data.servicer import DataServicer
+from services.data.sources import Sources, s3_client
+from services.data.store import open_store
+
+SERVICE_NAME = data_pb2.DESCRIPTOR.services_by_name["DataService"].full_name
+
+
+class BusNotifier:
+    """The catalog's facts, published as kubetune.data.* events."""
+
+    def __init__(self, bus: EventBus):
+        self.bus = bus
+
+    async def registered(self, version: DatasetVersion) -> None:
+        await self.bus.publish(
+            dataset_registered=events_pb2.DatasetRegistered(
+                name=version.name, version=version.version,
+                content_sha256=version.content_sha256, row_count=version.row_count,
+            )
+        )
+
+    async def deleted(self, name: str, version: str) -> None:
+        await self.bus.publish(dataset_deleted=events_pb2.DatasetDeleted(name=name, version=version))
+
+    async def progressed(self, name: str, uri: str, done: int, total: int) -> None:
+        await self.bus.publish(
+            download_progressed=events_pb2.DownloadProgressed(name=name, uri=uri, bytes_done=done, bytes_total=total)
+        )
+
+
+def make_blobs(settings: Settings) -> BlobStore:
+    data = settings.home / "data"
+    if settings.cache_uri.startswith("s3://"):
+        client = s3_client(settings.s3_endpoint_url, settings.s3_region)
+        return S3Blobs(client, settings.cache_uri, data / "cache")
+    if settings.cache_uri:
+        raise ValueError(f"cache_uri must be empty or s3://bucket/prefix, not {settings.cache_uri!r}")
+    return LocalBlobs(data / "blobs")
+
+
+async def start(settings: Settings) -> Server:
+    store = await asyncio.to_thread(open_store, settings.catalog_url, settings.home)
+    blobs = await asyncio.to_thread(make_blobs, settings)
+    sources = Sources(
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
+        max_bytes=settings.max_bytes,
+        allow_local=settings.allow_local_paths,
+    )
+    bus = await EventBus.open(settings.nats_url, "data")
+    catalog = Catalog(
+        store, blobs, sources,
+        work_dir=settings.home / "data" / "tmp",
+        min_rows=settings.min_rows,
+        max_bytes=settings.max_bytes,
+        notifier=BusNotifier(bus),
+    )
+    consumer = await ReferenceConsumer(bus, catalog).start()
+
+    def register(server):
+        data_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(catalog), server)
+        return [SERVICE_NAME]
+
+    try:
+        server = await make_server(settings.address, register)
+    except BaseException:
+        await consumer.stop()
+        await bus.close()
+        await asyncio.to_thread(store.close)
+        raise
+
+    async def close_store():
+        await asyncio.to_thread(store.close)
+
+    # Run in reverse: the consumer stops, then NATS drains, then the store closes.
+    server.on_stop.extend([close_store, bus.close, consumer.stop])
+    return server

@@ -15,4 +15,3 @@ class Settings(PartSettings):
     gateway_address: str = address_of("gateway")
     gateway_token: str = Field("", description="Bearer token the UI sends to the gateway.")
     mlflow_ui_url: str = Field(DEFAULT_MLFLOW_URI, description="MLflow UI link shown to users.")
-    storage_secret: str = Field("kubetune-local", description="Signs NiceGUI's browser storage.")

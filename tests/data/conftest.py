@@ -42,7 +42,7 @@ def bucket(s3) -> str:
 
 
 @pytest.fixture
-def service_factory(tmp_path, nats_url, s3_endpoint):
+async def service_factory(tmp_path, nats_url, s3_endpoint):
     """Starts data services (with settings overrides); stops them at the end of the test."""
     started = []
 
@@ -54,14 +54,14 @@ def service_factory(tmp_path, nats_url, s3_endpoint):
         return DataService(settings, data_pb2_grpc.DataServiceStub(ch), server)
 
     yield make
-    return started
+    for server, ch in reversed(started):
+        await ch.close()
+        await server.stop(0)
 
 
 @pytest.fixture
-async def data(service_factory, request) -> DataService:
-    service = await service_factory()
-    yield service
-    await service.server.stop(0)
+async def data(service_factory) -> DataService:
+    return await service_factory()
 
 
 def upload_folder(s3, bucket: str, prefix: str, folder: Path) -> str:

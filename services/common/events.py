@@ -142,7 +142,10 @@ class EventBus:
             except Exception:  # noqa: BLE001 - one bad event must not kill the subscription
                 log.exception("event handler failed for %s", msg.subject)
 
-        return await self.nc.subscribe(pattern, cb=on_message)
+        sub = await self.nc.subscribe(pattern, cb=on_message)
+        # The server knows of the subscription once flush returns: nothing published after is missed.
+        await self.nc.flush()
+        return sub
 
     async def close(self) -> None:
         if not self.nc.is_closed:

@@ -271,6 +271,24 @@ def _csv_reader(src: SourceFile, shape: CsvShape, names: list[str], types: dict[
     return pacsv.open_csv(src.path, read_options=read, parse_options=parse, convert_options=convert)
 
 
+def _csv_batches(src: SourceFile, shape: CsvShape, names: list[str], types, replan) -> Iterator[pa.RecordBatch]:
+    """Record batches; a conversion error becomes a Replan (when `replan` says so) or a
+    FailedPrecondition naming the column, row and value."""
+    reader = None
+    while True:
+        try:
+            if reader is None:
+                reader = _csv_reader(src, shape, names, types)  # reads the first block
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as exc:
+            column, error = _arrow_error(src, shape, names, types, exc)
+            again = replan(column)
+            raise (again or error) from exc
+        yield batch
+
+
 def _arrow_error(src: SourceFile, shape: CsvShape, names: list[str], types, exc: pa.ArrowInvalid):
     """A pyarrow conversion error, with the row and value it does not name."""
     message = str(exc)
@@ -382,20 +400,15 @@ def read_csv_table(src: SourceFile, options: IngestOptions, plan: Plan) -> Reade
     features = [c.name for c in columns if c.role is Role.FEATURE]
     check_index = _index_checker(src.label) if index else None
 
+    def replan(column: str | None) -> Replan | None:
+        if column == target and not text_target:
+            return Replan(text_target=True)
+        if column is not None and column == index:
+            return Replan(allow_index=False)
+        return None
+
     def batches() -> Iterator[Batch]:
-        reader = _csv_reader(src, shape, names, types)
-        while True:
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except pa.ArrowInvalid as exc:
-                column, error = _arrow_error(src, shape, names, types, exc)
-                if column == target and not text_target:
-                    raise Replan(text_target=True) from exc
-                if column == index:
-                    raise Replan(allow_index=False) from exc
-                raise error from exc
+        for batch in _csv_batches(src, shape, names, types, replan):
             if check_index:
                 check_index(_as_float(batch.column(index)))
             yield Batch(
@@ -520,19 +533,14 @@ def read_xy(x: SourceFile, y: SourceFile, options: IngestOptions, plan: Plan) ->
     check_index = _index_checker(x.label) if xindex else None
 
     def read(src, shape, names, types):
-        reader = _csv_reader(src, shape, names, types)
-        while True:
-            try:
-                yield reader.read_next_batch()
-            except StopIteration:
-                return
-            except pa.ArrowInvalid as exc:
-                column, error = _arrow_error(src, shape, names, types, exc)
-                if src is y and not text_target:
-                    raise Replan(text_target=True) from exc
-                if src is x and column == xindex:
-                    raise Replan(allow_index=False) from exc
-                raise error from exc
+        def replan(column: str | None) -> Replan | None:
+            if src is y and column is not None and not text_target:
+                return Replan(text_target=True)
+            if src is x and column is not None and column == xindex:
+                return Replan(allow_index=False)
+            return None
+
+        return _csv_batches(src, shape, names, types, replan)
 
     def batches() -> Iterator[Batch]:
         ybatches = read(y, yshape, ynames, ytypes)

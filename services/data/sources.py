@@ -58,7 +58,8 @@ def parse_uri(uri: str, *, allow_local: bool) -> SourceUri:
         bucket, _, key = uri[len("s3://"):].partition("/")
         if not BUCKET.match(bucket):
             raise InvalidArgument(f"{uri!r} does not name a valid S3 bucket; " + URI_HELP, field="uri")
-        if any(part in (".", "..") for part in key.split("/")) or "//" in key:
+        segments = key.split("/")[:-1] + [key.rsplit("/", 1)[-1] or "end"]
+        if any(part in ("", ".", "..") for part in segments) and key:
             raise InvalidArgument(f"{uri!r}: the key may not contain '.', '..' or empty segments", field="uri")
         if key and not key.lower().endswith(TABLE_SUFFIXES) and not key.endswith("/"):
             key += "/"
@@ -206,9 +207,12 @@ class S3Source:
         try:
             head = self.client.head_object(Bucket=bucket, Key=key)
         except Exception as exc:  # noqa: BLE001 - mapped
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NotFound"):
                 # HEAD has no body, so a missing bucket also reads as 404: tell them apart.
                 self._check_bucket(bucket, label)
+            if code == "403":
+                self._explain_forbidden(bucket, key, label)
             raise s3_error(exc, label) from exc
         return _Object(key.rsplit("/", 1)[-1], label, head["ContentLength"], key,
                        head.get("ETag", "").strip('"'), head.get("VersionId") or "")
@@ -219,6 +223,13 @@ class S3Source:
         except Exception as exc:  # noqa: BLE001 - mapped
             if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
                 raise NotFound(f"{label}: the bucket {bucket!r} does not exist") from exc
+
+    def _explain_forbidden(self, bucket: str, key: str, label: str) -> None:
+        """HEAD's 403 has no body: a one-byte GET says whether the credentials are wrong."""
+        try:
+            self.client.get_object(Bucket=bucket, Key=key, Range="bytes=0-0")["Body"].close()
+        except Exception as exc:  # noqa: BLE001 - mapped
+            raise s3_error(exc, label) from exc
 
     def resolve(self, src: SourceUri) -> tuple[Layout, list[_Object]]:
         if src.is_table:

@@ -51,7 +51,9 @@ async def start(settings: Settings) -> Server:
         )
         await consumer.start()
     server = await make_server(settings.address, register)
-    server.tracking = tracking  # tests read the summary cache through it
+    # What tests and operators look at on a running service.
+    server.tracking = tracking
+    server.consumer_name = settings.consumer_name
 
     async def cleanup() -> None:
         if consumer is not None:

@@ -81,7 +81,7 @@ def param_kind(name: str) -> str:
     if name in CATEGORICAL_PARAMS:
         return "categorical"
     known = ", ".join([*FLOAT_PARAMS, *INT_PARAMS, "units_l0..", *CATEGORICAL_PARAMS])
-    raise InvalidArgument(f"unknown hyperparameter {name!r}; known: {known}", field="search_space")
+    raise InvalidArgument(f"search_space: unknown hyperparameter {name!r}; known: {known}", field="search_space")
 
 
 def _is_int_like(text: str) -> bool:

@@ -206,3 +206,37 @@ def entry_modules(part: Part) -> list[str]:
     for f in sorted(pkg.glob("*.py")):
         mods.append(part.module if f.name == "__init__.py" else f"{part.module}.{f.stem}")
     return mods
+
+
+def resolve_requirements(requirements: Path, tmp: Path) -> dict[str, str]:
+    """The same dry run for an image that installs a requirements file (MLflow's)."""
+    python = empty_env(tmp, None)
+    report = tmp / "report.json"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--dry-run",
+                    "--quiet", "--disable-pip-version-check", "--report", str(report),
+                    "-r", str(requirements)], check=True, capture_output=True, text=True)
+    data = json.loads(report.read_text())
+    return {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in data["install"]}
+
+
+def deps_only_env(pins: dict[str, str], tmp: Path) -> Path:
+    """A venv holding exactly `pins` (the image's resolved set) and nothing else."""
+    env = tmp / "image-env"
+    venv.EnvBuilder(with_pip=False).create(env)
+    python = env / "bin" / "python"
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
+                    "--disable-pip-version-check", "--no-deps",
+                    *[f"{n}=={v}" for n, v in sorted(pins.items())]],
+                   check=True, capture_output=True, text=True)
+    return python
+
+
+def import_in(python: Path, app: Path, modules: list[str]) -> subprocess.CompletedProcess:
+    """Import the modules as the image would run them: /app and /app/gen on the path,
+    nothing from the developer's environment."""
+    code = "import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n" \
+           "print(sorted(k for k in sys.modules if k.split('.')[0] in ('torch', 'lightning')))"
+    return subprocess.run([str(python), "-s", "-c", code, *modules], cwd=app, capture_output=True,
+                          text=True, timeout=120,
+                          env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": f"{app}:{app}/gen",
+                               "HOME": str(app)})

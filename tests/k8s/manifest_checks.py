@@ -7,6 +7,7 @@ of it fails with the problem named. These replace the original README's list of
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable
 from functools import lru_cache
 from urllib.parse import urlsplit
@@ -68,8 +69,20 @@ def container_env(container: dict, docs) -> tuple[dict[str, str | None], list[st
         else:
             problems.append(f"{container['name']}: envFrom {source} hides its keys: use env with secretKeyRef")
     for item in container.get("env", []):
-        env[item["name"]] = item.get("value") if "valueFrom" not in item else None
+        env[item["name"]] = item.get("value") if "valueFrom" not in item else _secret_value(item, docs)
     return env, problems
+
+
+def _secret_value(item: dict, docs) -> str | None:
+    """A secretKeyRef's value where the overlay renders the Secret (dev), else None."""
+    ref = item["valueFrom"].get("secretKeyRef")
+    secret = named(docs, "Secret", ref["name"]) if ref else None
+    if secret is None:
+        return None
+    if ref["key"] in (secret.get("stringData") or {}):
+        return secret["stringData"][ref["key"]]
+    raw = (secret.get("data") or {}).get(ref["key"])
+    return base64.b64decode(raw).decode() if raw is not None else None
 
 
 @lru_cache(maxsize=None)
@@ -199,21 +212,26 @@ def check_ports(docs) -> list[str]:
     return problems
 
 
+# URL schemes of servers a part connects to, and their default ports.
+SCHEME_PORTS = {"http": 80, "https": 443, "nats": 4222, "postgresql": 5432, "postgres": 5432,
+                "postgresql+psycopg2": 5432}
+
+
 def _endpoint_settings(part: Part, w: dict, docs) -> list[tuple[str, str, int]]:
-    """(setting, host, port) for every other part or server a part's settings name."""
+    """(setting, host, port) for every part or server a part's settings name: the
+    `*_address` settings, and every setting whose value is a server URL (NATS,
+    MLflow, PostgreSQL from a rendered Secret, an S3 endpoint)."""
     out = []
-    env, _ = container_env(main_container(w), docs)
-    fields = set(settings_env(part.name).values())
+    fields = set(settings_env(part.name).values()) - set(part.unused)
     for field in sorted(fields):
-        if not (field.endswith("_address") or field in ("nats_url", "mlflow_uri")):
-            continue
         value = configured(part, w, docs, field)
         if field.endswith("_address"):
             host, _, port = str(value).rpartition(":")
-        else:
-            url = urlsplit(str(value))
-            host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
-        out.append((field, host, int(port)))
+            out.append((field, host, int(port)))
+        elif isinstance(value, str) and "://" in value:
+            url = urlsplit(value)
+            if url.scheme in SCHEME_PORTS and url.hostname:
+                out.append((field, url.hostname, url.port or SCHEME_PORTS[url.scheme]))
     return out
 
 
@@ -284,8 +302,8 @@ def check_network_policies(docs) -> list[str]:
             problems.append(f"{part.name}: no NetworkPolicy selects its pods")
         for field, host, port in _endpoint_settings(part, w, docs):
             svc, sp = _service_port(docs, host, port)
-            if sp is None or field in part.unused:
-                continue  # check_addresses reports a missing one
+            if sp is None:
+                continue  # check_addresses reports it
             for tw in workloads_behind(svc, docs):
                 target = main_container(tw)
                 tport = container_port(target, sp.get("targetPort", sp["port"]))

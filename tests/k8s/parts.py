@@ -30,8 +30,8 @@ class Part:
     torch: bool = False  # only the worker and the registry's Predict need it
     http: bool = False  # serves HTTP, not gRPC (the UI)
     service: bool = True  # has a Service (workers are called by nobody)
-    # Settings every part inherits but this one never connects to (DESIGN.md: the UI
-    # talks to the gateway only), so its NetworkPolicy need not let it through.
+    # Settings that name no server this part connects to: inherited ones it ignores
+    # (DESIGN.md: the UI talks to the gateway only), links shown to a browser.
     unused: tuple[str, ...] = ()
 
     def settings_class(self):
@@ -56,7 +56,7 @@ PARTS = {
         Part("gateway", "gateway.config:Settings", "gateway",
              "gateway/Dockerfile", "kubetune-gateway", "gateway"),
         Part("ui", "ui.config:Settings", "ui", "ui/Dockerfile", "kubetune-ui", "ui", http=True,
-             unused=("nats_url",)),
+             unused=("nats_url", "mlflow_ui_url")),
     )
 }
 # Query services start fast and stay small: no torch, no lightning (DESIGN.md rule 4).

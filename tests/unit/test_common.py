@@ -1,0 +1,122 @@
+import asyncio
+import json
+import logging
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from kubetune.events.v1 import events_pb2 as ev
+from kubetune.tuning.v1 import tuning_pb2, tuning_pb2_grpc
+from services.common import events, subjects
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, servicer_errors, status_for
+from services.common.logs import JsonFormatter
+from services.common.server import PortInUse, make_server
+from services.tuning.worker.config import Settings as WorkerSettings
+
+
+def test_settings_read_part_prefix_and_shared_names(monkeypatch):
+    monkeypatch.setenv("KUBETUNE_WORKER_PORT", "51234")
+    monkeypatch.setenv("KUBETUNE_NATS_URL", "nats://nats:4222")
+    monkeypatch.setenv("KUBETUNE_TUNING_STORAGE_URL", "postgresql://db/optuna")
+    monkeypatch.setenv("KUBETUNE_DATA_ADDRESS", "data:50061")
+    s = WorkerSettings()
+    assert (s.port, s.nats_url, s.storage_url, s.data_address) == (51234, "nats://nats:4222", "postgresql://db/optuna", "data:50061")
+
+
+def test_settings_reject_a_bad_type(monkeypatch):
+    monkeypatch.setenv("KUBETUNE_WORKER_PORT", "not-a-port")
+    with pytest.raises(ValueError, match="port"):
+        WorkerSettings()
+
+
+def test_error_mapping():
+    assert status_for(InvalidArgument("x"))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert status_for(NotFound("x"))[0] == grpc.StatusCode.NOT_FOUND
+    assert status_for(FailedPrecondition("x")) == (grpc.StatusCode.FAILED_PRECONDITION, "x")
+    code, message = status_for(KeyError("secret detail"))
+    assert code == grpc.StatusCode.INTERNAL and "secret detail" not in message
+
+
+def test_every_event_payload_has_one_subject():
+    payloads = {f.name for f in ev.Event.DESCRIPTOR.oneofs_by_name["payload"].fields}
+    assert payloads == set(subjects.SUBJECT_BY_PAYLOAD)
+    assert len(set(subjects.SUBJECT_BY_PAYLOAD.values())) == len(payloads)
+    for subject in subjects.SUBJECT_BY_PAYLOAD.values():
+        parts = subject.split(".")
+        assert len(parts) == 4 and parts[0] == "kubetune" and subject == subject.lower()
+
+
+def test_event_round_trip():
+    event = events.make_event(trial_started=ev.TrialStarted(study_id="s1", trial=3, params={"lr": "0.01"}))
+    assert events.subject_of(event) == "kubetune.tuning.trial.started"
+    back = events.decode("kubetune.tuning.trial.started", events.encode(event))
+    assert back.trial_started.params["lr"] == "0.01" and back.id == event.id and back.subject.endswith("started")
+
+
+def test_json_log_lines_carry_extra_fields():
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello %s", ("you",), None)
+    record.study_id = "s1"
+    line = json.loads(JsonFormatter("data").format(record))
+    assert line["msg"] == "hello you" and line["part"] == "data" and line["study_id"] == "s1"
+
+
+@servicer_errors
+class _Failing(tuning_pb2_grpc.TuningServiceServicer):
+    async def GetStudy(self, request, context):
+        raise InvalidArgument("study_id: bad", field="study_id")
+
+    async def ListStudies(self, request, context):
+        raise RuntimeError("boom")
+
+    async def WatchStudy(self, request, context):
+        yield tuning_pb2.WatchStudyResponse()
+        raise NotFound("gone")
+
+
+async def test_server_maps_errors_serves_health_and_refuses_a_taken_port():
+    def register(server):
+        tuning_pb2_grpc.add_TuningServiceServicer_to_server(_Failing(), server)
+        return ["kubetune.tuning.v1.TuningService"]
+
+    server = await make_server("127.0.0.1:0", register)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            stub = tuning_pb2_grpc.TuningServiceStub(ch)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.GetStudy(tuning_pb2.GetStudyRequest())
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "study_id" in err.value.details()
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await stub.ListStudies(tuning_pb2.ListStudiesRequest())
+            assert err.value.code() == grpc.StatusCode.INTERNAL and "boom" not in err.value.details()
+            stream = stub.WatchStudy(tuning_pb2.WatchStudyRequest())
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                async for _ in stream:
+                    pass
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            health = health_pb2_grpc.HealthStub(ch)
+            status = await health.Check(health_pb2.HealthCheckRequest(service="kubetune.tuning.v1.TuningService"))
+            assert status.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(PortInUse):
+                await make_server(f"127.0.0.1:{server.port}", lambda s: [])
+            await server.set_serving(False)
+            status = await health.Check(health_pb2.HealthCheckRequest())
+            assert status.status == health_pb2.HealthCheckResponse.NOT_SERVING
+    finally:
+        await server.stop(0)
+
+
+async def test_event_bus_declares_streams_idempotently_and_delivers(nats_url):
+    bus = await events.EventBus.open(nats_url, "test")
+    again = await events.EventBus.open(nats_url, "test-again")
+    got = asyncio.Queue()
+    try:
+        await bus.subscribe("kubetune.tuning.trial.*", got.put)
+        sent = await again.publish(trial_failed=ev.TrialFailed(study_id="s", trial=1, reason="x"))
+        received = await asyncio.wait_for(got.get(), 5)
+        assert received.id == sent.id and received.subject == subjects.TRIAL_FAILED
+        info = await bus.js.stream_info(subjects.EVENTS_STREAM)
+        assert info.state.messages >= 1
+    finally:
+        await bus.close()
+        await again.close()

@@ -1,0 +1,103 @@
+import math
+
+import optuna
+import pytest
+
+from kubetune.tuning.v1 import tuning_pb2 as pb
+from services.common.errors import InvalidArgument
+from services.tuning import space
+
+
+def spec(*params, **kw) -> pb.StudySpec:
+    base = dict(dataset="sample", n_trials=4)
+    base.update(kw)
+    return pb.StudySpec(search_space=list(params), **base)
+
+
+def flt(name, low, high, log=False):
+    return pb.ParamSpec(name=name, float_range=pb.FloatRange(low=low, high=high, log=log))
+
+
+def integer(name, low, high, step=0, log=False):
+    return pb.ParamSpec(name=name, int_range=pb.IntRange(low=low, high=high, step=step, log=log))
+
+
+def cat(name, *choices):
+    return pb.ParamSpec(name=name, categorical=pb.Categorical(choices=list(choices)))
+
+
+ORIGINAL = spec(flt("learning_rate", 1e-5, 1e-1, log=True), flt("dropout", 0.2, 0.4),
+                integer("n_layers", 1, 5), integer("units", 4, 128, log=True), cat("batch_size", "8", "16", "32"))
+
+
+def validate(s):
+    return space.validate(s, max_trials=100, max_parallel=8)
+
+
+def test_the_original_projects_ranges_are_valid():
+    dists = validate(ORIGINAL)
+    assert dists["learning_rate"].log and dists["units"].log
+    assert dists["batch_size"].choices == (8, 16, 32)
+    assert math.isinf(space.space_size(dists))
+
+
+@pytest.mark.parametrize("bad, field, words", [
+    (spec(flt("dropout", 0.4, 0.2)), "search_space.dropout", "greater than max"),
+    (spec(flt("learning_rate", 0, 0.1, log=True)), "search_space.learning_rate", "log scale needs min > 0"),
+    (spec(flt("learning_rate", -1, 0.1, log=True)), "search_space.learning_rate", "log scale"),
+    (spec(cat("optimizer")), "search_space.optimizer", "choices are empty"),
+    (spec(cat("optimizer", "adam", "rmsprop")), "search_space.optimizer", "'rmsprop'"),
+    (spec(cat("batch_size", "8", "big")), "search_space.batch_size", "not a number"),
+    (spec(flt("learning_rate", float("nan"), 1)), "search_space.learning_rate", "finite"),
+    (spec(integer("n_layers", 1, 500)), "search_space.n_layers", "within"),
+    (spec(flt("colour", 0, 1)), "search_space", "unknown hyperparameter"),
+    (spec(flt("dropout", 0.1, 0.2), flt("dropout", 0.1, 0.3)), "search_space", "given twice"),
+    (spec(n_trials=0), "n_trials", "between 1 and 100"),
+    (spec(n_trials=101), "n_trials", "between 1 and 100"),
+    (spec(dataset=""), "dataset", "name the dataset"),
+    (spec(max_parallel=9), "max_parallel", "between 1 and 8"),
+    (spec(cat("optimizer", "adam", "sgd"), sampler=pb.SAMPLER_CMAES), "sampler", "CMA-ES cannot search categorical"),
+    (spec(flt("dropout", 0.1, 0.2), sampler=pb.SAMPLER_GRID), "sampler", "grid needs every parameter"),
+    (spec(objectives=[pb.Objective(metric="val_loss"), pb.Objective(metric="n_params")], pruner=pb.PRUNER_MEDIAN),
+     "pruner", "single objective"),
+    (spec(objectives=[pb.Objective(metric="f1")]), "objectives[0].metric", "'f1'"),
+    (spec(name="../../etc"), "name", "lowercase"),
+    (spec(timeout_seconds=-1), "timeout_seconds", "positive"),
+])
+def test_invalid_specs_name_their_field(bad, field, words):
+    with pytest.raises(InvalidArgument) as err:
+        validate(bad)
+    assert err.value.field == field
+    assert words in err.value.message and field.split("[")[0] in err.value.message
+
+
+def test_every_sampler_and_pruner_builds_and_suggests():
+    grid = spec(cat("optimizer", "adam", "sgd"), cat("batch_size", "16", "32"), sampler=pb.SAMPLER_GRID)
+    numeric = spec(flt("learning_rate", 1e-4, 1e-1, log=True), integer("n_layers", 1, 3))
+    for s in [numeric, grid, *[pb.StudySpec(**{**{"dataset": "d", "n_trials": 2}, "sampler": k}) for k in (1, 2, 4, 5)]]:
+        s = pb.StudySpec(**{"dataset": "d", "n_trials": 2}) if not s.search_space and s.sampler != 5 else s
+        for pruner in (pb.PRUNER_MEDIAN, pb.PRUNER_HYPERBAND, pb.PRUNER_SUCCESSIVE_HALVING, pb.PRUNER_NONE):
+            s.pruner = pruner
+            dists = validate(s)
+            study = optuna.create_study(sampler=space.make_sampler(s), pruner=space.make_pruner(s))
+            params = space.suggest(study.ask(), s, dists)
+            assert len(params["layer_units"]) == params["n_layers"]
+    s = spec(flt("learning_rate", 1e-4, 1e-1), sampler=pb.SAMPLER_CMAES)
+    assert isinstance(space.make_sampler(s), optuna.samplers.CmaEsSampler)
+
+
+def test_per_layer_units_and_defaults():
+    s = spec(integer("n_layers", 3, 3), integer("units_l0", 8, 8), integer("units_l1", 16, 16))
+    params = space.suggest(optuna.create_study().ask(), s, validate(s))
+    assert params["layer_units"] == [8, 16, 32]  # units_l2 falls back to the shared default
+    assert params["optimizer"] == "adam" and params["max_epochs"] == 20
+    with pytest.raises(InvalidArgument, match="not both"):
+        validate(spec(integer("units", 4, 8), integer("units_l0", 4, 8)))
+
+
+def test_different_ticket_sequences_draw_different_points():
+    s = spec(flt("learning_rate", 1e-5, 1e-1, log=True), sampler=pb.SAMPLER_RANDOM)
+    dists = validate(s)
+    draws = {space.suggest(optuna.create_study(sampler=space.make_sampler(s, i)).ask(), s, dists)["learning_rate"]
+             for i in range(5)}
+    assert len(draws) == 5

@@ -608,63 +608,63 @@ def write_table(reader: Reader, options: IngestOptions, out: Path, *, min_rows: 
     staging = out.with_name(out.name + ".pass1")
     rows_in = rows_out = dropped = filled = 0
     all_integer = True
-    with pq.ParquetWriter(staging, schema) as writer:
-        for batch in reader.batches:
-            n = batch.rows
-            keep = np.ones(n, dtype=bool)
-            if reader.text_target:
-                target_ok = ~np.asarray(pc.is_null(batch.target).to_numpy(zero_copy_only=False), dtype=bool)
-                stripped = pc.utf8_trim_whitespace(batch.target)
-                target_ok &= np.asarray(pc.not_equal(stripped, "").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
-            else:
-                target_ok = _finite_mask(batch.target)
-            bad_rows = ~target_ok
-            if not target_ok.all():
-                if policy is MissingPolicy.REFUSE:
-                    first = int(np.argmin(target_ok))
-                    raise _missing(reader.files.get(reader.target, label), reader.target, reader.locate(rows_in + first + 1))
-                keep &= target_ok
-            feature_masks = []
-            for name, values in zip(features, batch.features):
-                ok = _finite_mask(values)
-                feature_masks.append(ok)
-                if not ok.all():
-                    moments[name].missing += int((~ok).sum())
-                    if policy is MissingPolicy.REFUSE:
-                        first = int(np.argmin(ok))
-                        raise _missing(reader.files.get(name, label), name, reader.locate(rows_in + first + 1), values[first])
-                    bad_rows |= ~ok
-                    if policy is MissingPolicy.DROP_ROWS:
-                        keep &= ok
-            if policy is MissingPolicy.FILL_MEAN:
-                filled += int((bad_rows & keep).sum())
-            rows_in += n
-            kept = int(keep.sum())
-            dropped += n - kept
-            rows_out += kept
-            if kept == 0:
-                continue
-            cols = []
-            for name, values, ok in zip(features, batch.features, feature_masks):
-                v = values if kept == n else values[keep]
-                m = ok if kept == n else ok[keep]
-                moments[name].add(v if m.all() else v[m])
-                if not m.all():
-                    v = np.where(m, v, np.nan)
-                cols.append(pa.array(v, type=pa.float64()))
-            target = batch.target
-            if reader.text_target:
-                target = target if kept == n else target.filter(pa.array(keep))
-                target = pc.utf8_trim_whitespace(target)
-            else:
-                target = target if kept == n else target[keep]
-                target_moments.add(target)
-                if all_integer and not np.array_equal(target, np.round(target)):
-                    all_integer = False
-                target = pa.array(target, type=pa.float64())
-            distinct.add(target)
-            writer.write_batch(pa.RecordBatch.from_arrays([*cols, target], schema=schema))
     try:
+        with pq.ParquetWriter(staging, schema) as writer:
+            for batch in reader.batches:
+                n = batch.rows
+                keep = np.ones(n, dtype=bool)
+                if reader.text_target:
+                    target_ok = ~np.asarray(pc.is_null(batch.target).to_numpy(zero_copy_only=False), dtype=bool)
+                    stripped = pc.utf8_trim_whitespace(batch.target)
+                    target_ok &= np.asarray(pc.not_equal(stripped, "").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+                else:
+                    target_ok = _finite_mask(batch.target)
+                bad_rows = ~target_ok
+                if not target_ok.all():
+                    if policy is MissingPolicy.REFUSE:
+                        first = int(np.argmin(target_ok))
+                        raise _missing(reader.files.get(reader.target, label), reader.target, reader.locate(rows_in + first + 1))
+                    keep &= target_ok
+                feature_masks = []
+                for name, values in zip(features, batch.features):
+                    ok = _finite_mask(values)
+                    feature_masks.append(ok)
+                    if not ok.all():
+                        moments[name].missing += int((~ok).sum())
+                        if policy is MissingPolicy.REFUSE:
+                            first = int(np.argmin(ok))
+                            raise _missing(reader.files.get(name, label), name, reader.locate(rows_in + first + 1), values[first])
+                        bad_rows |= ~ok
+                        if policy is MissingPolicy.DROP_ROWS:
+                            keep &= ok
+                if policy is MissingPolicy.FILL_MEAN:
+                    filled += int((bad_rows & keep).sum())
+                rows_in += n
+                kept = int(keep.sum())
+                dropped += n - kept
+                rows_out += kept
+                if kept == 0:
+                    continue
+                cols = []
+                for name, values, ok in zip(features, batch.features, feature_masks):
+                    v = values if kept == n else values[keep]
+                    m = ok if kept == n else ok[keep]
+                    moments[name].add(v if m.all() else v[m])
+                    if not m.all():
+                        v = np.where(m, v, np.nan)
+                    cols.append(pa.array(v, type=pa.float64()))
+                target = batch.target
+                if reader.text_target:
+                    target = target if kept == n else target.filter(pa.array(keep))
+                    target = pc.utf8_trim_whitespace(target)
+                else:
+                    target = target if kept == n else target[keep]
+                    target_moments.add(target)
+                    if all_integer and not np.array_equal(target, np.round(target)):
+                        all_integer = False
+                    target = pa.array(target, type=pa.float64())
+                distinct.add(target)
+                writer.write_batch(pa.RecordBatch.from_arrays([*cols, target], schema=schema))
         if rows_in == 0:
             raise FailedPrecondition(f"{label} has no rows")
         if rows_out < min_rows:

@@ -1,0 +1,150 @@
+"""One contract for every catalog store: SQLite, and PostgreSQL at 127.0.0.1:5432."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import uuid
+from dataclasses import replace
+
+import pytest
+
+from services.data.model import (
+    Column, DatasetVersion, Layout, MissingPolicy, Reference, Role, Stats, TargetStats, TaskKind,
+)
+from services.data.store import PostgresCatalogStore, Referenced, SqliteCatalogStore, open_store
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PG_BASE = "postgresql://{user}@127.0.0.1:5432/test"
+
+
+def _postgres_url() -> str | None:
+    try:
+        import psycopg2
+    except ImportError:
+        return None
+    for user in ("postgres", "root"):
+        url = PG_BASE.format(user=user)
+        try:
+            psycopg2.connect(url, connect_timeout=2).close()
+            return url
+        except psycopg2.OperationalError:
+            continue
+    return None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = SqliteCatalogStore(tmp_path / "catalog.db")
+        yield s
+        s.close()
+        return
+    url = _postgres_url()
+    if url is None:
+        if IN_CI:
+            pytest.fail("PostgreSQL at 127.0.0.1:5432 (db test) is required in CI")
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432 with database 'test' (trust auth, user postgres or root)")
+    import psycopg2
+
+    schema = "kt_" + uuid.uuid4().hex[:10]
+    admin = psycopg2.connect(url)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE SCHEMA {schema}")
+    s = PostgresCatalogStore(f"{url}?options=-csearch_path%3D{schema}")
+    yield s
+    s.close()
+    admin.cursor().execute(f"DROP SCHEMA {schema} CASCADE")
+    admin.close()
+
+
+def make_version(name="seed", version="0123456789ab", sha="f" * 64, **changes) -> DatasetVersion:
+    v = DatasetVersion(
+        name=name, version=version, content_sha256=sha, source_uri="s3://b/seed/", source_sha256="e" * 64,
+        source_etags={"seed/X.csv": "abc"}, layout=Layout.XY_FOLDER,
+        columns=[Column("x0", "float64", Role.FEATURE), Column("target", "float64", Role.TARGET)],
+        target="target", row_count=100, target_stats=TargetStats(-1.0, 2.0, 0.5, 1.0, 100),
+        task_kind=TaskKind.REGRESSION, class_labels=[], split_seed=42,
+        created_at=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC), location="file:///x.parquet",
+        size_bytes=1234, missing_policy=MissingPolicy.REFUSE, rows_dropped=0,
+        stats=[Stats("x0", -1.0, 1.0, 0.0, 0.5, 0)],
+    )
+    return replace(v, **changes)
+
+
+def test_add_is_idempotent_and_round_trips(store):
+    v = make_version()
+    assert store.add_version(v) == (v, True)
+    again, created = store.add_version(replace(v, source_uri="/elsewhere"))
+    assert (again, created) == (v, False)
+    assert store.get_version("seed", v.version) == v
+    assert store.get_version("seed", "000000000000") is None
+
+
+def test_latest_and_listing(store):
+    a = make_version(version="aaaaaaaaaaaa")
+    b = make_version(version="bbbbbbbbbbbb")
+    other = make_version(name="seeds", version="cccccccccccc")
+    for v in (b, a, other):
+        store.add_version(v)
+    assert store.latest_version("seed") == a  # the last one added, whatever its id
+    assert store.latest_version("nope") is None
+    assert [(v.name, v.version) for v in store.list_versions()] == [
+        ("seed", "aaaaaaaaaaaa"), ("seed", "bbbbbbbbbbbb"), ("seeds", "cccccccccccc")]
+    assert [v.name for v in store.list_versions("seeds")] == ["seeds"]
+    store.add_version(make_version(name="a_b", version="dddddddddddd"))
+    store.add_version(make_version(name="axb", version="eeeeeeeeeeee"))
+    assert [v.name for v in store.list_versions("a_")] == ["a_b"]  # '_' is not a wildcard
+
+
+def test_references_block_delete(store):
+    v = make_version()
+    store.add_version(v)
+    store.add_reference("seed", v.version, Reference("study", "s1"))
+    store.add_reference("seed", v.version, Reference("study", "s1"))
+    store.add_reference("seed", v.version, Reference("model", "m version 1"))
+    assert store.references("seed", v.version) == [Reference("model", "m version 1"), Reference("study", "s1")]
+    with pytest.raises(Referenced) as info:
+        store.delete_version("seed", v.version)
+    assert len(info.value.references) == 2
+    assert store.get_version("seed", v.version) == v
+
+
+def test_delete_and_content_use(store):
+    a = make_version(version="aaaaaaaaaaaa")
+    b = make_version(name="other", version="aaaaaaaaaaaa")
+    store.add_version(a)
+    store.add_version(b)
+    assert store.delete_version("seed", a.version)
+    assert not store.delete_version("seed", a.version)
+    assert store.content_in_use(a.content_sha256)  # still used by "other"
+    store.delete_version("other", b.version)
+    assert not store.content_in_use(a.content_sha256)
+
+
+def test_concurrent_adds_create_one(store):
+    v = make_version()
+    results = []
+
+    def add():
+        results.append(store.add_version(v)[1])
+
+    threads = [threading.Thread(target=add) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 7 + [True]
+    assert len(store.list_versions()) == 1
+
+
+def test_open_store(tmp_path):
+    s = open_store("", tmp_path)
+    assert isinstance(s, SqliteCatalogStore) and s.path == tmp_path / "data" / "catalog.db"
+    s.close()
+    s = open_store(f"sqlite:///{tmp_path}/x.db", tmp_path)
+    assert s.path == tmp_path / "x.db"
+    s.close()
+    with pytest.raises(ValueError):
+        open_store("mysql://x", tmp_path)

@@ -23,10 +23,8 @@ class DataService:
 
 
 def make_settings(home: Path, nats_url: str, s3_endpoint: str = "", **overrides) -> Settings:
-    return Settings(
-        home=home, host="127.0.0.1", port=0, nats_url=nats_url, s3_endpoint_url=s3_endpoint,
-        grace_s=1.0, **overrides,
-    )
+    values = dict(home=home, host="127.0.0.1", port=0, nats_url=nats_url, s3_endpoint_url=s3_endpoint, grace_s=1.0)
+    return Settings(**(values | overrides))
 
 
 @pytest.fixture

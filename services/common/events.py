@@ -78,6 +78,7 @@ async def connect(url: str, name: str, **kwargs) -> nats.NATS:
         error_cb=on_error,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
+        drain_timeout=5,
         **kwargs,
     )
 

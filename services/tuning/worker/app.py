@@ -39,12 +39,16 @@ class Worker:
         self.task: asyncio.Task | None = None
         self.current: pb.TrialTicket | None = None
 
-    # Bridges for the trial thread: run a coroutine on the worker's loop and wait.
-    def call(self, coro, timeout: float = CALL_TIMEOUT_S):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+    # Bridges for the trial thread: `make()` builds the coroutine on the worker's loop
+    # (grpc.aio calls must be created there), and the thread waits for its result.
+    def call(self, make, timeout: float = CALL_TIMEOUT_S):
+        async def on_loop():
+            return await make()
+
+        return asyncio.run_coroutine_threadsafe(on_loop(), self.loop).result(timeout)
 
     def publish(self, **payload) -> None:
-        self.call(self.bus.publish(**payload))
+        self.call(lambda: self.bus.publish(**payload))
 
     async def watch_studies(self) -> None:
         async def on_event(event):
@@ -67,6 +71,13 @@ class Worker:
                 max_deliver=self.settings.max_deliveries,
             ),
         )
+        try:
+            await self._take_tickets(sub)
+        finally:
+            # A pull subscription left open makes the NATS drain wait out its timeout.
+            await sub.unsubscribe()
+
+    async def _take_tickets(self, sub) -> None:
         while not self.shutting_down.is_set():
             try:
                 msgs = await sub.fetch(1, timeout=1.0)
@@ -111,6 +122,8 @@ class Worker:
 
     async def stop(self) -> None:
         self.shutting_down.set()
+        if self.current is not None:
+            log.info("stopping: the running trial ends at its next epoch and its ticket goes back")
         if self.task:
             try:
                 await asyncio.wait_for(self.task, timeout=self.settings.grace_s + 30)
@@ -138,9 +151,9 @@ async def start(settings: Settings) -> Server:
     def runner_factory(worker: Worker) -> TrialRunner:
         ports = Ports(
             get_dataset=lambda ref: worker.call(
-                data.GetDataset(data_pb2.GetDatasetRequest(ref=ref), timeout=CALL_TIMEOUT_S)).version,
+                lambda: data.GetDataset(data_pb2.GetDatasetRequest(ref=ref), timeout=CALL_TIMEOUT_S)).version,
             create_run=lambda request: worker.call(
-                tracking.CreateTrialRun(request, timeout=CALL_TIMEOUT_S)).run_id,
+                lambda: tracking.CreateTrialRun(request, timeout=CALL_TIMEOUT_S)).run_id,
             publish=worker.publish,
             study_stopped=lambda study_id: study_id in worker.stopped_studies,
             shutting_down=worker.shutting_down.is_set,

@@ -9,6 +9,7 @@ classification, a `proba_<label>` column per class."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import mlflow
 import numpy as np
@@ -55,6 +56,10 @@ class Preprocessing:
             raise ValueError(f"missing feature columns: {', '.join(missing)}")
         x = frame[self.features].to_numpy(dtype=np.float32)
         return torch.from_numpy((x - self.x_mean) / self.x_std)
+
+
+# MLflow nudges towards type-hinted predict(); rows arrive as a DataFrame either way.
+warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
 
 
 class TabularModel(mlflow.pyfunc.PythonModel):

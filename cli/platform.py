@@ -78,22 +78,26 @@ def health(kind: str, address: str, timeout: float = 1.0) -> str:
         return "SERVING" if s.connect_ex((host, int(port))) == 0 else "UNAVAILABLE"
 
 
-def plan(home: Path, workers: int, ports: dict[str, int]) -> list[Part]:
+def plan(home: Path, workers: int, ports: dict[str, int], *, worker_ports: list[int] | None = None,
+         ui: bool = True, env: dict[str, str] | None = None, mlflow_backend: str = "") -> list[Part]:
+    """The parts and how to start them. Tests pass free ports, their own env, and may leave out the UI."""
     py = sys.executable
     bindir = Path(py).parent
     nats_bin = shutil.which("nats-server", path=str(bindir)) or shutil.which("nats-server") or "nats-server"
     mlflow_bin = shutil.which("mlflow", path=str(bindir)) or "mlflow"
     mlflow_dir = home / "mlflow"
     mlflow_dir.mkdir(parents=True, exist_ok=True)
+    mlflow_backend = mlflow_backend or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
     env = {
         "KUBETUNE_HOME": str(home),
         "KUBETUNE_NATS_URL": f"nats://127.0.0.1:{ports['nats']}",
         "KUBETUNE_MLFLOW_URI": f"http://127.0.0.1:{ports['mlflow']}",
         **{f"KUBETUNE_{p.upper()}_ADDRESS": f"127.0.0.1:{ports[p]}" for p in ("data", "tuning", "tracking", "registry", "gateway")},
-        "KUBETUNE_TRACKING_BACKEND_STORE_URI": f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+        "KUBETUNE_TRACKING_BACKEND_STORE_URI": mlflow_backend,
         "KUBETUNE_UI_MLFLOW_UI_URL": f"http://127.0.0.1:{ports['mlflow']}",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "PYTHONUNBUFFERED": "1",
+        **(env or {}),
     }
 
     def service(name: str, module: str, stage: int, **extra) -> Part:
@@ -105,7 +109,7 @@ def plan(home: Path, workers: int, ports: dict[str, int]) -> list[Part]:
         Part("nats", [nats_bin, "-a", "127.0.0.1", "-p", str(ports["nats"]), "-js", "-sd", str(home / "nats")],
              ports["nats"], "tcp", "--nats-port", env, 0),
         Part("mlflow", [mlflow_bin, "server", "--host", "127.0.0.1", "--port", str(ports["mlflow"]),
-                        "--backend-store-uri", f"sqlite:///{mlflow_dir / 'mlflow.db'}",
+                        "--backend-store-uri", mlflow_backend,
                         "--artifacts-destination", str(mlflow_dir / "artifacts"), "--workers", "1"],
              ports["mlflow"], "http", "--mlflow-port", env, 0),
         service("data", "services.data", 1),
@@ -114,13 +118,14 @@ def plan(home: Path, workers: int, ports: dict[str, int]) -> list[Part]:
         service("tuning", "services.tuning", 2),
     ]
     for i in range(workers):
-        port = ports["worker"] + i
+        port = worker_ports[i] if worker_ports else ports["worker"] + i
         parts.append(Part(f"worker-{i}", [py, "-m", "services.tuning.worker"], port, "grpc",
                           "--worker-port or KUBETUNE_WORKER_PORT",
                           {**env, "KUBETUNE_WORKER_PORT": str(port), "KUBETUNE_WORKER_NAME": f"worker-{i}"}, 3))
     parts.append(service("gateway", "gateway", 3, KUBETUNE_GATEWAY_METRICS_PORT=str(ports["metrics"])))
-    parts.append(Part("ui", [py, "-m", "ui"], ports["ui"], "http", "--ui-port or KUBETUNE_UI_PORT",
-                      {**env, "KUBETUNE_UI_PORT": str(ports["ui"])}, 3))
+    if ui:
+        parts.append(Part("ui", [py, "-m", "ui"], ports["ui"], "http", "--ui-port or KUBETUNE_UI_PORT",
+                          {**env, "KUBETUNE_UI_PORT": str(ports["ui"])}, 3))
     return parts
 
 
@@ -194,6 +199,7 @@ class Supervisor:
 
     def stop_all(self) -> None:
         self.stopping = True
+        time.sleep(0.3)  # lets a supervise loop in another thread see it before we look
         running = [p for p in reversed(self.parts) if p.proc is not None and p.proc.poll() is None]
         for part in running:
             with contextlib.suppress(ProcessLookupError):

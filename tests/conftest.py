@@ -41,3 +41,19 @@ def s3_endpoint():
 @pytest.fixture
 def seed_dir() -> Path:
     return SEED
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory):
+    """The whole platform (no UI), shared by the tests that only call it."""
+    from tests.platform import running_platform
+
+    with running_platform(tmp_path_factory.mktemp("platform")) as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def gateway(platform):
+    ch, stub = platform.stub()
+    yield stub
+    ch.close()

@@ -1,0 +1,123 @@
+"""`kubetune up` as a user runs it: a subprocess, the thin path through the gateway,
+then SIGTERM, and no child process left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import grpc
+import mlflow
+import psutil
+import pytest
+
+from kubetune.data.v1 import data_pb2
+from kubetune.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from kubetune.registry.v1 import registry_pb2
+from kubetune.tuning.v1 import tuning_pb2 as pb
+from services.common import lineage
+from services.common.config import PORTS
+from tests.servers import free_port
+from tests.studies import run_study, small_spec
+
+pytestmark = pytest.mark.slow
+KUBETUNE = Path(sys.executable).parent / "kubetune"
+
+
+def start_up(home: Path, ports: dict[str, int], workers: int = 1) -> subprocess.Popen:
+    args = [str(KUBETUNE), "up", "--home", str(home), "--workers", str(workers)]
+    for name, port in ports.items():
+        args += [f"--{name}-port", str(port)]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def read_until(proc: subprocess.Popen, marker: str, timeout: float = 180) -> list[str]:
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError("kubetune up exited early:\n" + "".join(lines))
+        lines.append(line)
+        if marker in line:
+            return lines
+    raise AssertionError(f"no {marker!r} in {timeout}s:\n" + "".join(lines))
+
+
+@pytest.fixture
+def ports():
+    return {name: free_port() for name in PORTS if name != "worker"} | {"worker": free_port()}
+
+
+def test_up_runs_the_thin_path_and_stops_clean(tmp_path, ports):
+    proc = start_up(tmp_path, ports)
+    try:
+        lines = read_until(proc, "Ctrl-C stops everything")
+        text = "".join(lines)
+        assert f"http://127.0.0.1:{ports['ui']}" in text and f"127.0.0.1:{ports['gateway']}" in text
+        assert f"http://127.0.0.1:{ports['mlflow']}" in text and "registered the sample data" in text
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 9
+
+        status = subprocess.run([str(KUBETUNE), "status", "--home", str(tmp_path), "--json"],
+                                capture_output=True, text=True, timeout=30)
+        assert status.returncode == 0, status.stdout
+
+        with grpc.insecure_channel(f"127.0.0.1:{ports['gateway']}") as ch:
+            gw = gateway_pb2_grpc.GatewayStub(ch)
+            health = gw.GetPlatformHealth(gateway_pb2.GetPlatformHealthRequest())
+            assert health.all_serving, health
+            sample = gw.GetDataset(data_pb2.GetDatasetRequest(ref="sample")).version
+            assert sample.row_count == 100 and len([c for c in sample.columns if c.role == data_pb2.COLUMN_ROLE_FEATURE]) == 5
+
+            study = run_study(gw, small_spec(trials=3, epochs=3, parallel=1), timeout=120)
+            assert study.counts.complete + study.counts.pruned == 3
+
+            client = mlflow.MlflowClient(f"http://127.0.0.1:{ports['mlflow']}")
+            runs = client.search_runs([study.mlflow_experiment_id], f"tags.`{lineage.TAG_STUDY}` = '{study.id}'")
+            assert len(runs) == 4  # the study's run and its 3 trials
+            deadline = time.monotonic() + 30
+            while len(client.get_metric_history(study.best_trial.mlflow_run_id, "val_loss")) < study.best_trial.epochs_done:
+                assert time.monotonic() < deadline, "epoch metrics never reached MLflow"
+                time.sleep(0.5)
+
+            version = gw.RegisterModel(registry_pb2.RegisterModelRequest(
+                run_id=study.best_trial.mlflow_run_id, name="thin-path", alias="champion")).version
+            assert version.version == "1" and version.study_id == study.id
+            assert client.get_model_version_by_alias("thin-path", "champion").version == "1"
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports['ui']}/", timeout=10) as page:
+            assert page.status == 200
+    finally:
+        before = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "stopped" in out
+    time.sleep(0.5)
+    alive = [p for p in before if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, f"children left behind: {alive}"
+
+
+def test_a_taken_port_is_named_with_the_setting_that_changes_it(tmp_path, ports):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", ports["gateway"]))
+        s.listen()
+        result = subprocess.run([str(KUBETUNE), "up", "--home", str(tmp_path),
+                                 *sum(([f"--{n}-port", str(p)] for n, p in ports.items()), [])],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"port {ports['gateway']} (gateway) is already in use" in result.stdout
+    assert "--gateway-port" in result.stdout and "KUBETUNE_GATEWAY_PORT" in result.stdout
+    assert len(result.stdout.strip().splitlines()) == 1
+
+
+def test_status_without_a_platform_says_so(tmp_path):
+    result = subprocess.run([str(KUBETUNE), "status", "--home", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1 and "kubetune up" in result.stdout

@@ -66,7 +66,7 @@ class ReferenceConsumer:
         while True:
             try:
                 messages = await sub.fetch(self.batch, timeout=1)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, asyncio.TimeoutError):
                 continue
             except asyncio.CancelledError:
                 raise

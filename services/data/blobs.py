@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from services.common.errors import Unavailable
-from services.data.ingest import sha256_file
+from services.data.sniff import sha256_file
 
 
 class BlobStore(abc.ABC):

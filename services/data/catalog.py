@@ -37,7 +37,8 @@ import pyarrow.parquet as pq
 
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.data.blobs import BlobStore
-from services.data.ingest import SourceFile, ingest
+from services.data.ingest import ingest
+from services.data.sniff import SourceFile
 from services.data.model import DatasetVersion, IngestOptions, Layout, Reference, Stats
 from services.data.sources import TABLE_SUFFIXES, Fetched, Sources
 from services.data.store import CatalogStore, Referenced

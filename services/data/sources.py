@@ -25,7 +25,7 @@ from services.common.errors import (
     PermissionDenied,
     Unavailable,
 )
-from services.data.ingest import SourceFile
+from services.data.sniff import SourceFile
 from services.data.model import Layout
 
 CHUNK = 1 << 20

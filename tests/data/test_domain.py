@@ -13,7 +13,8 @@ import pytest
 
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.data.catalog import parse_ref, validate_filename, validate_name, version_id
-from services.data.ingest import Moments, SourceFile, detect_header, ingest, looks_like_index
+from services.data.ingest import Moments, ingest
+from services.data.sniff import SourceFile, detect_header, looks_like_index
 from services.data.model import IngestOptions, Layout, MissingPolicy, Role, TaskKind
 from services.data.sources import Fetched, parse_uri
 
@@ -124,8 +125,8 @@ def test_seed_ingests_unchanged(tmp_path, seed_dir):
     np.testing.assert_array_equal(stored.column("x3").to_numpy(), x[4].to_numpy())
     np.testing.assert_array_equal(stored.column("target").to_numpy(), y[0].to_numpy())
     assert table.sha256 == hashlib.sha256(out.read_bytes()).hexdigest()
-    again, out2 = ingest([src(seed_dir / "X.csv"), src(seed_dir / "y.csv")], IngestOptions(),
-                         tmp_path / "again.parquet", min_rows=5), None
+    again = ingest([src(seed_dir / "X.csv"), src(seed_dir / "y.csv")], IngestOptions(),
+                   tmp_path / "again.parquet", min_rows=5)
     assert again.sha256 == table.sha256  # deterministic: the same bytes, the same table
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import lightning as L
 import numpy as np
 import torch
+from optuna_integration import PyTorchLightningPruningCallback
 from torch import nn
 
 from services.tuning.worker.tabular_model import build_mlp
@@ -127,8 +128,12 @@ class EpochResult:
 
 
 class TabularModule(L.LightningModule):
+    """Manual optimisation and validation at the end of each training epoch: on ~100
+    rows Lightning's closure and evaluation loop cost more than the model itself."""
+
     def __init__(self, data: TabularData, params: dict):
         super().__init__()
+        self.automatic_optimization = False
         n_out = len(data.classes) if data.classification else 1
         self.architecture = {
             "n_features": len(data.features),
@@ -141,40 +146,42 @@ class TabularModule(L.LightningModule):
         self.params = params
         self.classification = data.classification
         self.loss_fn = nn.CrossEntropyLoss() if self.classification else nn.MSELoss()
-        self._train_sum = 0.0
+        self._train_sum = torch.zeros(())
         self._train_n = 0
-        self._val: list[tuple[float, int, int]] = []
 
     def forward(self, x):
         out = self.net(x)
         # [B, 1] -> [B]: comparing [B, 1] with [B] broadcasts to [B, B] and is not an MSE.
         return out if self.classification else out.squeeze(-1)
 
+    def on_train_start(self):
+        # Single CPU device in fp32: the raw optimizer and loss.backward() are what
+        # Lightning's wrappers would call, minus their per-step bookkeeping.
+        self._opt = self.optimizers(use_pl_optimizer=False)
+
     def training_step(self, batch, _):
         x, y = batch
+        self._opt.zero_grad()
         loss = self.loss_fn(self(x), y)
-        self._train_sum += loss.item() * len(x)
+        loss.backward()
+        self._opt.step()
+        self._train_sum += loss.detach() * len(x)
         self._train_n += len(x)
-        return loss
 
-    def validation_step(self, batch, _):
-        x, y = batch
-        out = self(x)
-        correct = int((out.argmax(dim=1) == y).sum()) if self.classification else 0
-        self._val.append((self.loss_fn(out, y).item() * len(x), len(x), correct))
-
-    def on_validation_epoch_end(self):
-        total = sum(n for _, n, _ in self._val) or 1
-        val_loss = sum(s for s, _, _ in self._val) / total
-        self.log("val_loss", val_loss, prog_bar=False, logger=False)
-        self.last_val_accuracy = sum(c for _, _, c in self._val) / total if self.classification else float("nan")
-        if self.classification:
-            self.log("val_accuracy", self.last_val_accuracy, prog_bar=False, logger=False)
-        self._val.clear()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+        """(loss, accuracy) on held-out rows; accuracy is NaN for regression."""
+        was_training = self.training
+        self.eval()
+        with torch.no_grad():
+            out = self(x)
+            loss = float(self.loss_fn(out, y))
+            accuracy = float((out.argmax(dim=1) == y).float().mean()) if self.classification else float("nan")
+        self.train(was_training)
+        return loss, accuracy
 
     def take_train_loss(self) -> float:
-        loss = self._train_sum / max(1, self._train_n)
-        self._train_sum, self._train_n = 0.0, 0
+        loss = float(self._train_sum) / max(1, self._train_n)
+        self._train_sum, self._train_n = torch.zeros(()), 0
         return loss
 
     def configure_optimizers(self):
@@ -188,10 +195,19 @@ class TabularModule(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=lr, weight_decay=wd)
 
 
+class EpochEndPruning(PyTorchLightningPruningCallback):
+    """Optuna's Lightning pruning callback, run at the end of each training epoch,
+    where kubetune computes the validation metrics (there is no validation loop)."""
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.on_validation_end(trainer, pl_module)
+
+
 class _EpochReporter(L.Callback):
     """Reports each epoch, keeps the best weights, stops early or when asked to."""
 
-    def __init__(self, on_epoch, should_stop, patience: int):
+    def __init__(self, val_x, val_y, on_epoch, should_stop, patience: int):
+        self.val_x, self.val_y = val_x, val_y
         self.on_epoch = on_epoch
         self.should_stop = should_stop
         self.patience = patience
@@ -202,16 +218,19 @@ class _EpochReporter(L.Callback):
         self.start = time.perf_counter()
         self.stopped_by_request = False
 
-    # on_validation_end runs before the pruning callback's, so a pruned epoch is reported too.
-    def on_validation_end(self, trainer, module):
-        if trainer.sanity_checking:
-            return
-        val = float(trainer.callback_metrics["val_loss"])
+    # Runs before the pruning callback (it is first in the list), so a pruned epoch is reported too.
+    def on_train_epoch_end(self, trainer, module):
+        val, accuracy = module.evaluate(self.val_x, self.val_y)
+        # Where Lightning callbacks (Optuna's pruning one) read metrics; self.log() would
+        # cost more than the epoch on small data.
+        trainer.callback_metrics["val_loss"] = torch.tensor(val)
+        if module.classification:
+            trainer.callback_metrics["val_accuracy"] = torch.tensor(accuracy)
         result = EpochResult(
             epoch=trainer.current_epoch,
             train_loss=module.take_train_loss(),
             val_loss=val,
-            val_accuracy=module.last_val_accuracy,
+            val_accuracy=accuracy,
             elapsed_s=time.perf_counter() - self.start,
         )
         self.history.append(result)
@@ -249,7 +268,7 @@ def train(
     *,
     seed: int,
     patience: int,
-    callbacks: list[L.Callback] = (),
+    callbacks: list[L.Callback] = (),  # e.g. EpochEndPruning(trial, monitor="val_loss")
     on_epoch: Callable[[EpochResult], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
@@ -257,7 +276,7 @@ def train(
     start = time.perf_counter()
     torch.manual_seed(seed)
     module = TabularModule(data, params)
-    reporter = _EpochReporter(on_epoch, should_stop, patience)
+    reporter = _EpochReporter(data.x["val"], data.y["val"], on_epoch, should_stop, patience)
     trainer = L.Trainer(
         max_epochs=int(params["max_epochs"]),
         accelerator="cpu",
@@ -267,14 +286,11 @@ def train(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        limit_val_batches=0,
         callbacks=[reporter, *callbacks],
     )
     batch_size = int(params["batch_size"])
-    trainer.fit(
-        module,
-        train_dataloaders=TensorBatches(data.x["train"], data.y["train"], batch_size, shuffle=True, seed=seed),
-        val_dataloaders=TensorBatches(data.x["val"], data.y["val"], 4096, shuffle=False),
-    )
+    trainer.fit(module, train_dataloaders=TensorBatches(data.x["train"], data.y["train"], batch_size, shuffle=True, seed=seed))
     if reporter.best_state is None:
         raise RuntimeError("training finished no epoch")
     module.net.load_state_dict(reporter.best_state)

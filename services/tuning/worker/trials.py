@@ -20,7 +20,6 @@ import optuna
 import pandas as pd
 import torch
 from optuna.trial import TrialState
-from optuna_integration import PyTorchLightningPruningCallback
 
 from kubetune.data.v1 import data_pb2
 from kubetune.events.v1 import events_pb2 as ev
@@ -30,7 +29,7 @@ from services.common import lineage
 from services.tuning import records, space
 from services.tuning.worker import tabular_model
 from services.tuning.worker.datasets import DatasetCache
-from services.tuning.worker.training import EpochResult, TabularData, TrainResult, train
+from services.tuning.worker.training import EpochEndPruning, EpochResult, TabularData, TrainResult, train
 
 log = logging.getLogger(__name__)
 MODEL_CODE = Path(tabular_model.__file__)
@@ -193,7 +192,7 @@ class TrialRunner:
         callbacks = []
         monitor = objectives[0][0]
         if len(objectives) == 1 and space.PRUNER_NAMES[spec.pruner] != "none" and monitor in ("val_loss", "val_accuracy"):
-            callbacks.append(PyTorchLightningPruningCallback(trial, monitor=monitor))
+            callbacks.append(EpochEndPruning(trial, monitor=monitor))
 
         def on_epoch(e: EpochResult) -> None:
             self.ports.publish(epoch_completed=ev.EpochCompleted(

@@ -91,7 +91,7 @@ async def start(settings: Settings) -> Server:
         log.info("authentication on: %d tokens", len(auth.tokens))
     bus = await EventBus.open(settings.nats_url, "gateway")
     hub = EventHub()
-    await hub.attach(bus, "kubetune.>")
+    await hub.attach(bus, *subjects.EVENT_PATTERNS)
     local = LocalMethods(hub, channels, addresses, bus)
     proxy = Proxy(channels, addresses, auth, settings.deadline_s,
                   {name: getattr(local, name) for name in api.LOCAL})

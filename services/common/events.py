@@ -25,16 +25,13 @@ log = logging.getLogger(__name__)
 EVENT_RETENTION_S = 7 * 24 * 3600
 # A message larger than this is refused by the server; epochs and tickets are tiny.
 MAX_PAYLOAD = 1024 * 1024
-EVENT_PARTS = ("data", "tuning", "tracking", "registry", "gateway")
 
 
 def stream_configs() -> list[StreamConfig]:
     return [
         StreamConfig(
             name=subjects.EVENTS_STREAM,
-            # One pattern per emitting service: `kubetune.*.*.*` would also match the work
-            # queue's `kubetune.work.trial.<study_id>`, and NATS refuses overlapping streams.
-            subjects=[f"kubetune.{part}.*.*" for part in EVENT_PARTS],
+            subjects=list(subjects.EVENT_PATTERNS),
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=EVENT_RETENTION_S,

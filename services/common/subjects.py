@@ -38,7 +38,11 @@ SUBJECT_BY_PAYLOAD = {
     "alias_set": ALIAS_SET,
 }
 
-ALL_EVENTS = "kubetune.*.*.*"
+# One pattern per emitting part: `kubetune.*.*.*` would also match the work queue's
+# `kubetune.work.trial.<study_id>` (NATS refuses overlapping streams, and a watcher
+# would get tickets that are not events).
+EVENT_PARTS = ("data", "tuning", "tracking", "registry", "gateway")
+EVENT_PATTERNS = tuple(f"kubetune.{part}.*.*" for part in EVENT_PARTS)
 TRIAL_EVENTS = "kubetune.tuning.trial.*"
 STUDY_EVENTS = "kubetune.tuning.study.*"
 

@@ -52,8 +52,9 @@ class EventHub:
     def __init__(self):
         self.watches: set[Watch] = set()
 
-    async def attach(self, bus: EventBus, pattern: str) -> None:
-        await bus.subscribe(pattern, self.dispatch)
+    async def attach(self, bus: EventBus, *patterns: str) -> None:
+        for pattern in patterns:
+            await bus.subscribe(pattern, self.dispatch)
 
     async def dispatch(self, event: events_pb2.Event) -> None:
         for watch in list(self.watches):

@@ -45,6 +45,8 @@ def test_every_event_payload_has_one_subject():
     for subject in subjects.SUBJECT_BY_PAYLOAD.values():
         parts = subject.split(".")
         assert len(parts) == 4 and parts[0] == "kubetune" and subject == subject.lower()
+        assert parts[1] in subjects.EVENT_PARTS  # so the events stream and watchers carry it
+    assert not subjects.ticket_subject("s1").startswith(tuple(p[:-4] for p in subjects.EVENT_PATTERNS))
 
 
 def test_event_round_trip():

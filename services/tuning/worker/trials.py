@@ -176,7 +176,7 @@ class TrialRunner:
 
         values = self._objective_values(spec, result)
         metrics = self._final_metrics(result, data)
-        self._log_model(run_id, result, data)
+        log_model(self.mlflow, run_id, result, data)
         trial.set_user_attr(records.T_EPOCHS, len(result.history))
         trial.set_user_attr(records.T_TRAIN_CURVE, [h.train_loss for h in result.history])
         trial.set_user_attr("kubetune:val_loss_curve", [h.val_loss for h in result.history])
@@ -247,23 +247,24 @@ class TrialRunner:
             metrics["rmse"] = float(torch.sqrt(torch.mean((pred - truth) ** 2)))
         return metrics
 
-    def _log_model(self, run_id: str, result: TrainResult, data: TabularData) -> None:
-        """An MLflow pyfunc (models from code), preprocessing included, uploaded to the run."""
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
-            weights = tmp / "weights.pt"
-            torch.save(result.state_dict, weights)
-            spec_file = tmp / "spec.json"
-            spec_file.write_text(json.dumps({**data.spec(), "architecture": result.architecture}))
-            raw = data.x["train"][:5].numpy() * data.x_std + data.x_mean
-            example = pd.DataFrame(raw.astype(np.float64), columns=data.features)
-            mlflow.pyfunc.save_model(
-                path=tmp / "model",
-                python_model=str(MODEL_CODE),
-                artifacts={"weights": str(weights), "spec": str(spec_file)},
-                input_example=example,
-                # Explicit: inferring requirements costs seconds per model (DESIGN.md).
-                pip_requirements=[f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
-                                  f"pandas=={pd.__version__}", f"numpy=={np.__version__}"],
-            )
-            self.mlflow.log_artifacts(run_id, str(tmp / "model"), lineage.MODEL_ARTIFACT)
+
+def log_model(client: mlflow.MlflowClient, run_id: str, result: TrainResult, data: TabularData) -> None:
+    """An MLflow pyfunc (models from code), preprocessing included, uploaded to the run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        weights = tmp / "weights.pt"
+        torch.save(result.state_dict, weights)
+        spec_file = tmp / "spec.json"
+        spec_file.write_text(json.dumps({**data.spec(), "architecture": result.architecture}))
+        raw = data.x["train"][:5].numpy() * data.x_std + data.x_mean
+        example = pd.DataFrame(raw.astype(np.float64), columns=data.features)
+        mlflow.pyfunc.save_model(
+            path=tmp / "model",
+            python_model=str(MODEL_CODE),
+            artifacts={"weights": str(weights), "spec": str(spec_file)},
+            input_example=example,
+            # Explicit: inferring requirements costs seconds per model (DESIGN.md).
+            pip_requirements=[f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
+                              f"pandas=={pd.__version__}", f"numpy=={np.__version__}"],
+        )
+        client.log_artifacts(run_id, str(tmp / "model"), lineage.MODEL_ARTIFACT)

@@ -6,6 +6,7 @@ only that set."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -181,7 +182,9 @@ def resolve(part: Part, tmp: Path) -> dict[str, str]:
     if done.returncode != 0:
         raise RuntimeError(f"pip could not resolve {part.image}:\n{done.stderr[-4000:]}")
     data = json.loads(report.read_text())
-    return {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in data["install"]}
+    pins = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in data["install"]}
+    pins.pop("kubetune", None)  # the Dockerfile uninstalls it: the sources go on PYTHONPATH
+    return pins
 
 
 def source_tree(part: Part, dest: Path) -> Path:
@@ -197,11 +200,19 @@ def source_tree(part: Part, dest: Path) -> Path:
 
 
 def entry_modules(part: Part) -> list[str]:
-    """The part's entry module where it exists; until then, every module of the part
-    (others are still writing them), so an import of torch in one still shows."""
+    """What the part's `__main__` imports (read, not run: importing a `__main__` may
+    start the server); until it exists, every module of the part, so an import of
+    torch in one still shows."""
     pkg = REPO / part.module.replace(".", "/")
-    if (pkg / "__main__.py").exists():
-        return [part.module + ".__main__"]
+    main = pkg / "__main__.py"
+    if main.exists():
+        mods = []
+        for node in ast.walk(ast.parse(main.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                mods.append(node.module)
+            elif isinstance(node, ast.Import):
+                mods += [a.name for a in node.names]
+        return sorted(set(mods))
     mods = []
     for f in sorted(pkg.glob("*.py")):
         mods.append(part.module if f.name == "__init__.py" else f"{part.module}.{f.stem}")

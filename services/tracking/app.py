@@ -57,7 +57,7 @@ async def start(settings: Settings) -> Server:
 
     async def cleanup() -> None:
         if consumer is not None:
-            await consumer.stop()
+            await consumer.stop(settings.grace_s)
         if bus is not None:
             await bus.close()
         await source.close()

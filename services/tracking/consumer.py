@@ -42,6 +42,7 @@ class EventConsumer:
         self.batch_wait_s = batch_wait_s
         self._task: asyncio.Task | None = None
         self._sub = None
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         js = self.bus.js
@@ -50,7 +51,7 @@ class EventConsumer:
         self._task = asyncio.create_task(self._loop(), name=f"{self.name}-consumer")
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 msgs = await self._sub.fetch(self.batch_size, timeout=max(self.batch_wait_s, 0.05))
             except (NatsTimeout, asyncio.TimeoutError):
@@ -83,13 +84,19 @@ class EventConsumer:
         if retry:
             await asyncio.sleep(RETRY_DELAY_S)  # MLflow is struggling; don't spin
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float = 5.0) -> None:
+        """Lets the batch in hand be written and acked (so it is not left waiting
+        ack_wait for a redelivery), then stops fetching."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
             try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping anyway
-                pass
+                await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+            except (asyncio.TimeoutError, asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping anyway
+                self._task.cancel()
+                try:
+                    await self._task
+                except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                    pass
         if self._sub is not None:
             try:
                 await self._sub.unsubscribe()

@@ -220,12 +220,15 @@ async def test_catches_up_after_downtime(service, tracking_mlflow, nats_url, bus
     info = await bus.js.consumer_info(subjects.EVENTS_STREAM, down_consumer)
     assert info.num_pending >= 3
     back = await start(settings(tracking_mlflow, nats_url, consumer=down_consumer))
+    client = MlflowClient(tracking_mlflow[0])
+
+    async def written():
+        return [m.step for m in client.get_metric_history(run_id, "val_loss")] == [0, 1, 2]
+
     try:
-        await eventually(lambda: _caught_up(bus, down_consumer))
+        await eventually(written)
     finally:
         await back.stop(0)
-    client = MlflowClient(tracking_mlflow[0])
-    assert [m.step for m in client.get_metric_history(run_id, "val_loss")] == [0, 1, 2]
 
 
 async def test_queries_validate_and_page(stub):

@@ -2,4 +2,5 @@ from gateway.app import start
 from gateway.config import Settings
 from services.common.main import main
 
-main("gateway", Settings, start)
+if __name__ == "__main__":
+    main("gateway", Settings, start)

@@ -16,3 +16,4 @@ class Settings(PartSettings):
     tracking_address: str = address_of("tracking")
     model_cache_size: int = Field(8, description="Models kept loaded for Predict (LRU).")
     max_predict_rows: int = Field(100_000, description="Most rows one Predict call may send.")
+    publish_events: bool = Field(True, description="Publish model_registered and alias_set to NATS.")

@@ -1,0 +1,171 @@
+"""RegistryStore over MLflow's model registry (MlflowClient, REST)."""
+
+from __future__ import annotations
+
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from services.common import lineage
+from services.common.errors import FailedPrecondition, InvalidArgument, KubetuneError, NotFound, Unavailable
+from services.registry.store import ModelRecord, ModelSource, RegistryStore, RunInfo, VersionRecord
+
+MLMODEL = "MLmodel"
+
+
+def _error(exc: Exception) -> KubetuneError:
+    if isinstance(exc, MlflowException):
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+            return NotFound(exc.message)
+        if exc.error_code in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            return FailedPrecondition(exc.message)
+        if exc.error_code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"):
+            return InvalidArgument(exc.message)
+    return Unavailable(f"MLflow registry: {exc}")
+
+
+def mlflow_calls(cls):
+    """Class decorator: MLflow's exceptions leave every public method as domain errors."""
+    for attr, fn in list(vars(cls).items()):
+        if attr.startswith("_") or not callable(fn):
+            continue
+
+        def make(fn):
+            def wrapper(*args, **kwargs):
+                try:
+                    return fn(*args, **kwargs)
+                except KubetuneError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    raise _error(exc) from exc
+
+            wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+            return wrapper
+
+        setattr(cls, attr, make(fn))
+    return cls
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def _version(mv) -> VersionRecord:
+    return VersionRecord(
+        name=mv.name, version=str(mv.version), run_id=mv.run_id or "", source=mv.source or "",
+        description=mv.description or "", tags=dict(mv.tags or {}), aliases=list(mv.aliases or []),
+        created_by=mv.user_id or "", created_ms=mv.creation_timestamp or 0,
+    )
+
+
+@mlflow_calls
+class MlflowRegistryStore(RegistryStore):
+    def __init__(self, uri: str):
+        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    def get_run(self, run_id: str) -> RunInfo:
+        run = self.client.get_run(run_id)
+        if run.info.lifecycle_stage != "active":
+            raise NotFound(f"run {run_id} is deleted")
+        return RunInfo(run_id, run.info.experiment_id, run.info.status, dict(run.data.tags), dict(run.data.metrics))
+
+    def model_source(self, run: RunInfo, model_uri_hint: str = "") -> ModelSource | None:
+        if model_uri_hint.startswith("models:/m-"):
+            model_id = model_uri_hint.removeprefix("models:/")
+            return ModelSource(model_uri_hint, model_id)
+        # The worker's way (and MLflow 2's): the model's files as run artifacts.
+        artifacts = self.client.list_artifacts(run.run_id, lineage.MODEL_ARTIFACT)
+        if any(a.path.endswith(MLMODEL) for a in artifacts):
+            artifact_uri = self.client.get_run(run.run_id).info.artifact_uri.rstrip("/")
+            return ModelSource(f"{artifact_uri}/{lineage.MODEL_ARTIFACT}")
+        # MLflow 3's way: a logged model whose source is the run.
+        models = self.client.search_logged_models(
+            [run.experiment_id],
+            filter_string=f"source_run_id = '{run.run_id}' AND name = '{lineage.MODEL_ARTIFACT}'",
+        )
+        if models:
+            newest = max(models, key=lambda m: m.creation_timestamp or 0)
+            return ModelSource(f"models:/{newest.model_id}", newest.model_id)
+        return None
+
+    def ensure_model(self, name: str, description: str = "") -> None:
+        try:
+            self.client.create_registered_model(name, description=description or None)
+        except MlflowException as exc:
+            if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                raise
+
+    def create_version(self, name, source: ModelSource, run_id, tags, description) -> VersionRecord:
+        mv = self.client.create_model_version(
+            name, source.source, run_id=run_id, tags=tags, description=description or None,
+            model_id=source.model_id,
+        )
+        return _version(mv)
+
+    def versions(self, name=None, run_id=None, tag=None) -> list[VersionRecord]:
+        clauses = []
+        if name:
+            clauses.append(f"name = {_quote(name)}")
+        if run_id:
+            clauses.append(f"run_id = {_quote(run_id)}")
+        if tag:
+            clauses.append(f"tags.`{tag[0]}` = {_quote(tag[1])}")
+        out, token = [], None
+        while True:
+            page = self.client.search_model_versions(" AND ".join(clauses) or None, max_results=10_000,
+                                                     page_token=token)
+            out += [_version(mv) for mv in page]
+            token = page.token
+            if not token:
+                break
+        return sorted(out, key=lambda v: (v.name, -int(v.version)))
+
+    def get_version(self, name: str, version: str) -> VersionRecord:
+        return _version(self.client.get_model_version(name, version))
+
+    def version_by_alias(self, name: str, alias: str) -> VersionRecord:
+        try:
+            return _version(self.client.get_model_version_by_alias(name, alias))
+        except MlflowException as exc:
+            # MLflow answers INVALID_PARAMETER_VALUE for an unknown alias.
+            if "not found" in exc.message.lower():
+                raise NotFound(exc.message) from exc
+            raise
+
+    def set_alias(self, name: str, alias: str, version: str) -> None:
+        self.client.set_registered_model_alias(name, alias, version)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self.client.delete_registered_model_alias(name, alias)
+
+    def set_tags(self, name: str, version: str | None, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            if version:
+                self.client.set_model_version_tag(name, version, key, value)
+            else:
+                self.client.set_registered_model_tag(name, key, value)
+
+    def delete_version(self, name: str, version: str) -> None:
+        self.client.delete_model_version(name, version)
+
+    def list_models(self, name_contains: str = "") -> list[ModelRecord]:
+        filter_string = f"name ILIKE {_quote('%' + name_contains + '%')}" if name_contains else None
+        out, token = [], None
+        while True:
+            page = self.client.search_registered_models(filter_string, max_results=1000, page_token=token)
+            out += [self._model(m) for m in page]
+            token = page.token
+            if not token:
+                return sorted(out, key=lambda m: m.name)
+
+    def get_model(self, name: str) -> ModelRecord:
+        model = self._model(self.client.get_registered_model(name))
+        model.versions = self.versions(name=name)
+        return model
+
+    @staticmethod
+    def _model(m) -> ModelRecord:
+        return ModelRecord(
+            name=m.name, description=m.description or "", tags=dict(m.tags or {}),
+            aliases={a: str(v) for a, v in (m.aliases or {}).items()},
+            created_ms=m.creation_timestamp or 0, updated_ms=m.last_updated_timestamp or 0,
+        )

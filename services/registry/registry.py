@@ -1,0 +1,209 @@
+"""The registry domain: versions from trial runs with their lineage, aliases, tags.
+Knows no gRPC and no NATS: events go out through the `publish` it is given."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from kubetune.events.v1 import events_pb2
+from services.common import lineage
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.registry.store import ModelRecord, RegistryStore, VersionRecord
+
+log = logging.getLogger(__name__)
+
+# Version tags kubetune writes at registration: the lineage, read back by GetModel/GetLineage.
+VTAG_STUDY = lineage.TAG_STUDY
+VTAG_TRIAL = lineage.TAG_TRIAL
+VTAG_DATASET = lineage.TAG_DATASET
+VTAG_TASK = lineage.TAG_TASK
+VTAG_FEATURES = lineage.TAG_FEATURES
+VTAG_METRIC_PREFIX = "kubetune.metric."
+LINEAGE_TAGS = (VTAG_STUDY, VTAG_TRIAL, VTAG_DATASET, VTAG_TASK, VTAG_FEATURES)
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,254}$")
+ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
+
+Publish = Callable[..., Awaitable[object]]
+
+
+@dataclass
+class Version:
+    """A model version as the API shows it: MLflow's record plus its lineage."""
+
+    record: VersionRecord
+    study_id: str = ""
+    trial: int = 0
+    dataset_version: str = ""
+    task_kind: str = ""
+    feature_names: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)  # user tags (lineage tags left out)
+
+
+def version_view(record: VersionRecord) -> Version:
+    tags = record.tags
+    try:
+        features = json.loads(tags.get(VTAG_FEATURES, "[]"))
+    except ValueError:
+        features = []
+    metrics = {}
+    for key, value in tags.items():
+        if key.startswith(VTAG_METRIC_PREFIX):
+            try:
+                metrics[key[len(VTAG_METRIC_PREFIX):]] = float(value)
+            except ValueError:
+                pass
+    trial = tags.get(VTAG_TRIAL, "")
+    user = {k: v for k, v in tags.items() if k not in LINEAGE_TAGS and not k.startswith(VTAG_METRIC_PREFIX)}
+    return Version(
+        record=record, study_id=tags.get(VTAG_STUDY, ""), trial=int(trial) if trial.isdigit() else 0,
+        dataset_version=tags.get(VTAG_DATASET, ""), task_kind=tags.get(VTAG_TASK, ""),
+        feature_names=[str(f) for f in features], metrics=metrics, tags=user,
+    )
+
+
+def check_name(name: str) -> str:
+    if not NAME.match(name or ""):
+        raise InvalidArgument(
+            f"model name {name!r}: letters, digits, '_', '-', '.', ' ' (no '/', '@' or ':'), at most 255 characters"
+        )
+    return name
+
+
+def check_alias(alias: str) -> str:
+    if not ALIAS.match(alias or "") or re.fullmatch(r"[vV]\d+", alias) or alias == "latest":
+        raise InvalidArgument(f"alias {alias!r}: a letter or '_' first, then letters, digits, '_' or '-' "
+                              "(not 'latest' nor v<number>)")
+    return alias
+
+
+def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """`name@alias` or `name/version` -> (name, alias, version). Registry names only:
+    a path or URI is refused, so Predict can never load arbitrary files."""
+    if "://" in ref or ref.startswith(("/", ".")) or ":" in ref:
+        raise InvalidArgument(f"model {ref!r}: give a registered model as name@alias or name/version, not a URI or path")
+    if "@" in ref:
+        name, _, alias = ref.partition("@")
+        return check_name(name), check_alias(alias), None
+    name, sep, version = ref.rpartition("/")
+    if not sep or not version.isdigit():
+        raise InvalidArgument(f"model {ref!r}: use name@alias (e.g. mymodel@champion) or name/version (e.g. mymodel/3)")
+    return check_name(name), None, version
+
+
+class Registry:
+    def __init__(self, store: RegistryStore, publish: Publish | None = None):
+        self.store = store
+        self._publish = publish
+
+    async def _call(self, fn, *args):
+        return await asyncio.to_thread(fn, *args)
+
+    async def _emit(self, **payload) -> None:
+        if self._publish is None:
+            return
+        try:
+            await self._publish(**payload)
+        except Exception:  # noqa: BLE001 - the registry's write stands; the event is logged as lost
+            log.exception("publishing %s failed", next(iter(payload)))
+
+    async def register(self, run_id: str, name: str, description: str = "", tags: dict[str, str] | None = None,
+                       alias: str = "") -> Version:
+        check_name(name)
+        if alias:
+            check_alias(alias)
+        if not run_id:
+            raise InvalidArgument("run_id is required")
+        try:
+            run = await self._call(self.store.get_run, run_id)
+        except NotFound as exc:
+            raise NotFound(f"run {run_id} not found") from exc
+        state = run.tags.get(lineage.TAG_STATE, "")
+        trial = run.tags.get(lineage.TAG_TRIAL, "?")
+        if state in ("PRUNED", "FAIL") or run.tags.get(lineage.TAG_KIND) == lineage.KIND_STUDY:
+            what = "a study's parent run" if run.tags.get(lineage.TAG_KIND) == lineage.KIND_STUDY else \
+                f"trial {trial} was {'pruned' if state == 'PRUNED' else 'a failure'}" + \
+                (f" ({run.tags[lineage.TAG_REASON]})" if run.tags.get(lineage.TAG_REASON) else "")
+            raise FailedPrecondition(f"run {run_id} has no model to register: {what}; "
+                                     "only completed trials log a model")
+        source = await self._call(self.store.model_source, run, run.tags.get(lineage.TAG_MODEL_URI, ""))
+        if source is None:
+            raise FailedPrecondition(
+                f"run {run_id} has no model to register: nothing at {lineage.model_uri(run_id)}"
+                + (f" (trial state {state})" if state else "")
+            )
+        existing = await self._call(self.store.versions, name, run_id)
+        if existing:
+            # A retried call: the run is already a version of this model.
+            record = existing[0]
+        else:
+            version_tags = {k: run.tags[k] for k in LINEAGE_TAGS if run.tags.get(k)}
+            version_tags.update({VTAG_METRIC_PREFIX + k: repr(float(v)) for k, v in run.metrics.items()})
+            version_tags.update(tags or {})
+            await self._call(self.store.ensure_model, name, description)
+            record = await self._call(self.store.create_version, name, source, run_id, version_tags, description)
+            await self._emit(model_registered=events_pb2.ModelRegistered(
+                name=name, version=record.version, run_id=run_id, study_id=run.tags.get(lineage.TAG_STUDY, ""),
+                dataset_version=run.tags.get(lineage.TAG_DATASET, "")))
+        if alias:
+            return await self.set_alias(name, alias, record.version)
+        return version_view(record)
+
+    async def list_models(self, name_contains: str = "") -> list[ModelRecord]:
+        return await self._call(self.store.list_models, name_contains)
+
+    async def get_model(self, name: str) -> tuple[ModelRecord, list[Version]]:
+        check_name(name)
+        model = await self._call(self.store.get_model, name)
+        return model, [version_view(v) for v in model.versions]
+
+    async def set_alias(self, name: str, alias: str, version: str) -> Version:
+        check_name(name), check_alias(alias)
+        if not version.isdigit():
+            raise InvalidArgument(f"version {version!r}: a version number")
+        await self._call(self.store.get_version, name, version)  # NOT_FOUND before any change
+        await self._call(self.store.set_alias, name, alias, version)
+        await self._emit(alias_set=events_pb2.AliasSet(name=name, alias=alias, version=version))
+        return version_view(await self._call(self.store.get_version, name, version))
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        check_name(name), check_alias(alias)
+        await self._call(self.store.version_by_alias, name, alias)  # NOT_FOUND for an unknown alias
+        await self._call(self.store.delete_alias, name, alias)
+
+    async def set_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
+        check_name(name)
+        reserved = [k for k in tags if k in LINEAGE_TAGS or k.startswith(VTAG_METRIC_PREFIX)]
+        if reserved:
+            raise InvalidArgument(f"tags {', '.join(reserved)} are lineage kubetune keeps; choose other keys")
+        await self._call(self.store.set_tags, name, version or None, tags)
+
+    async def delete_version(self, name: str, version: str) -> None:
+        check_name(name)
+        await self._call(self.store.delete_version, name, version)
+
+    async def resolve(self, ref: str) -> VersionRecord:
+        name, alias, version = parse_model_ref(ref)
+        try:
+            if alias:
+                return await self._call(self.store.version_by_alias, name, alias)
+            return await self._call(self.store.get_version, name, version)
+        except NotFound as exc:
+            raise NotFound(f"model {ref!r} not found: no registered model {name!r} with "
+                           + (f"alias {alias!r}" if alias else f"version {version}")) from exc
+
+    async def lineage(self, *, model: str = "", run_id: str = "", dataset_version: str = "") -> list[Version]:
+        if model:
+            return [version_view(await self.resolve(model))]
+        if run_id:
+            return [version_view(v) for v in await self._call(self.store.versions, None, run_id)]
+        if dataset_version:
+            return [version_view(v) for v in await self._call(self.store.versions, None, None,
+                                                               (VTAG_DATASET, dataset_version))]
+        raise InvalidArgument("give one of model, run_id or dataset_version")

@@ -1,0 +1,223 @@
+"""The UI's pure parts: live study state, chart data, search-space checks, run paging,
+prediction rows, the health chip. No platform needed."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from kubetune.events.v1 import events_pb2 as ev
+from kubetune.gateway.v1 import gateway_pb2
+from kubetune.registry.v1 import registry_pb2
+from kubetune.tracking.v1 import tracking_pb2 as tpb
+from kubetune.tuning.v1 import tuning_pb2 as pb
+from ui import charts
+from ui.dataset_upload import name_from_filename
+from ui.layout import health_summary
+from ui.predict_rows import parse_rows, result_rows, to_csv
+from ui.run_table import Filter, Pager, RunQuery, compare_rows, run_row
+from ui.search_form import default_rows, size_text, spec_error
+from ui.study_state import LiveStudy
+
+
+def snapshot(n_trials=3, maximize=False) -> pb.StudySnapshot:
+    spec = pb.StudySpec(name="s", dataset="sample", n_trials=n_trials, search_space=[
+        pb.ParamSpec(name="learning_rate", float_range=pb.FloatRange(low=1e-4, high=1e-1, log=True)),
+        pb.ParamSpec(name="optimizer", categorical=pb.Categorical(choices=["adam", "sgd"]))])
+    if maximize:
+        spec.objectives.append(pb.Objective(metric="val_accuracy", direction=pb.DIRECTION_MAXIMIZE))
+    return pb.StudySnapshot(study=pb.Study(id="s", spec=spec, state=pb.STUDY_STATE_RUNNING))
+
+
+def event(**payload) -> ev.Event:
+    ts = Timestamp()
+    ts.GetCurrentTime()
+    return ev.Event(id="e", time=ts, **payload)
+
+
+def run_trial(live: LiveStudy, n: int, losses: list[float], lr: str, value: float | None = None, pruned=False):
+    live.apply(event(trial_started=ev.TrialStarted(study_id="s", trial=n, params={"learning_rate": lr,
+                                                                                   "optimizer": "adam"})))
+    for i, loss in enumerate(losses):
+        live.apply(event(epoch_completed=ev.EpochCompleted(study_id="s", trial=n, epoch=i, train_loss=loss * 1.1,
+                                                           val_loss=loss)))
+    if pruned:
+        live.apply(event(trial_pruned=ev.TrialPruned(study_id="s", trial=n, epochs_done=len(losses), reason="median")))
+    elif value is not None:
+        live.apply(event(trial_completed=ev.TrialCompleted(study_id="s", trial=n, values=[value],
+                                                           epochs_done=len(losses))))
+
+
+def test_live_study_follows_events():
+    live = LiveStudy.from_snapshot(snapshot())
+    run_trial(live, 0, [1.0, 0.8], "0.01", value=0.8)
+    assert live.progress_text() == "1/3 trials finished"
+    run_trial(live, 1, [0.9], "0.001")
+    assert live.study.counts.running == 1
+    assert live.curves()["trial 1"] == [0.9]
+    assert live.running_labels() == {"trial 1"}
+    live.apply(event(trial_completed=ev.TrialCompleted(study_id="s", trial=1, values=[0.5], epochs_done=1)))
+    run_trial(live, 2, [2.0, 3.0], "0.1", pruned=True)
+    assert live.progress_text() == "3/3 trials finished · 1 pruned"
+    assert live.best_trial().number == 1
+    assert list(live.study.best_values) == [0.5]
+    assert live.completed_values() == [(0, 0.8), (1, 0.5)]
+    assert live.slice_points("learning_rate") == [("0.01", 0.8, 0), ("0.001", 0.5, 1)]
+    rows = live.table_rows()
+    assert [r["number"] for r in rows] == [2, 1, 0]
+    assert rows[1]["best"] and rows[0]["state"] == "pruned" and rows[0]["reason"] == "median"
+    live.apply(event(study_completed=ev.StudyCompleted(study_id="s")))
+    assert live.study.state == pb.STUDY_STATE_COMPLETED
+
+
+def test_live_study_epoch_before_start_and_gaps():
+    live = LiveStudy.from_snapshot(snapshot())
+    live.apply(event(epoch_completed=ev.EpochCompleted(study_id="s", trial=4, epoch=2, val_loss=0.3, train_loss=0.4)))
+    curve = live.trials[4].val_loss_curve
+    assert math.isnan(curve[0]) and curve[2] == 0.3
+    assert live.trials[4].state == pb.TRIAL_STATE_RUNNING
+
+
+def test_best_for_maximized_objective():
+    live = LiveStudy.from_snapshot(snapshot(maximize=True))
+    run_trial(live, 0, [0.5], "0.01", value=0.7)
+    run_trial(live, 1, [0.5], "0.01", value=0.9)
+    assert live.best_trial().number == 1
+    assert charts.best_so_far(live.completed_values(), maximize=True) == [[0, 0.7], [1, 0.9]]
+
+
+def test_history_chart_points_and_best_line():
+    opts = charts.history([(0, 3.0), (1, 2.0), (2, 5.0), (3, float("nan"))], "val_loss", maximize=False)
+    scatter, best = opts["series"]
+    assert scatter["data"] == [[0, 3.0], [1, 2.0], [2, 5.0]]
+    assert best["data"] == [[0, 3.0], [1, 2.0], [2, 2.0]]
+
+
+def test_parallel_and_slice_charts_handle_categories_and_log_axes():
+    rows = [(0, {"learning_rate": "0.01", "optimizer": "adam"}, 1.0),
+            (1, {"learning_rate": "0.001", "optimizer": "sgd"}, 0.5)]
+    opts = charts.parallel_coordinates(rows, ["learning_rate", "optimizer"], "val_loss")
+    axes = opts["parallelAxis"]
+    assert axes[0]["type"] == "log" and axes[1]["type"] == "category" and axes[1]["data"] == ["adam", "sgd"]
+    assert opts["series"][0]["data"] == [[0.01, "adam", 1.0], [0.001, "sgd", 0.5]]
+    s = charts.slice_plot("optimizer", [("adam", 1.0, 0), ("sgd", 0.5, 1)], "val_loss")
+    assert s["xAxis"]["type"] == "category"
+    assert charts.slice_plot("learning_rate", [("0.01", 1.0, 0)], "val_loss")["xAxis"]["type"] == "log"
+
+
+def test_histogram_labels_bins_by_left_edge():
+    opts = charts.histogram([1, 2], [0.0, 0.5, 1.0], "x")
+    assert opts["xAxis"]["data"] == ["0", "0.5"] and opts["series"][0]["data"] == [1, 2]
+
+
+def test_search_form_reuses_the_services_messages():
+    rows = {r.name: r for r in default_rows()}
+    assert all(not r.error() for r in rows.values())
+    rows["dropout"].low, rows["dropout"].high = 0.6, 0.3
+    assert rows["dropout"].error() == "dropout: min 0.6 is greater than max 0.3"
+    rows["learning_rate"].low = 0
+    assert rows["learning_rate"].error() == "learning_rate: a log scale needs min > 0 (got 0)"
+    rows["units"].high = None
+    assert rows["units"].error() == "units: enter both min and max"
+    rows["n_layers"].high = 2.5
+    assert "whole numbers" in rows["n_layers"].error()
+    rows["learning_rate"].enabled = False  # a switched-off row is not checked
+    assert rows["learning_rate"].error() == ""
+
+
+def test_space_size_counts_discrete_spaces():
+    rows = default_rows()
+    assert "unbounded" in size_text(rows)
+    for r in rows:
+        r.enabled = r.name in ("n_layers", "batch_size", "optimizer")
+    assert size_text(rows) == "3 hyperparameters searched; 30 distinct combinations."
+
+
+def test_whole_spec_checks_sampler_against_space():
+    spec = pb.StudySpec(dataset="sample", n_trials=4, sampler=pb.SAMPLER_CMAES, search_space=[
+        pb.ParamSpec(name="optimizer", categorical=pb.Categorical(choices=["adam"]))])
+    assert "CMA-ES cannot search categorical" in spec_error(spec)
+
+
+def test_health_summary():
+    parts = [gateway_pb2.PartHealth(name="gateway", status="SERVING"),
+             gateway_pb2.PartHealth(name="registry", status="UNAVAILABLE", address="127.0.0.1:1")]
+    ok, text, detail = health_summary(gateway_pb2.GetPlatformHealthResponse(parts=parts[:1], all_serving=True))
+    assert ok and text == "all systems serving"
+    ok, text, detail = health_summary(gateway_pb2.GetPlatformHealthResponse(parts=parts))
+    assert not ok and text == "registry down" and "registry: UNAVAILABLE (127.0.0.1:1)" in detail
+    ok, text, _ = health_summary(None, "connection refused")
+    assert not ok and text == "gateway unreachable"
+
+
+async def test_pager_walks_to_a_far_page_in_big_steps():
+    calls = []
+
+    async def fake(request: tpb.ListRunsRequest):
+        offset = int(request.page_token or 0)
+        calls.append((offset, request.page_size, list(request.columns)))
+        end = min(offset + request.page_size, 10_000)
+        return tpb.ListRunsResponse(runs=[tpb.Run(run_id=str(i)) for i in range(offset, end)],
+                                    next_page_token=str(end) if end < 10_000 else "", total=10_000)
+
+    pager = Pager(RunQuery(page_size=50))
+    first = await pager.page(fake, 1)
+    assert first.runs[0].run_id == "0" and pager.tokens[2] == "50"
+    last = await pager.page(fake, 200)
+    assert last.runs[0].run_id == "9950" and len(last.runs) == 50
+    walks = [c for c in calls if c[2]]
+    assert len(walks) == 10 and all(c[1] <= 1000 for c in walks)
+    await pager.page(fake, 199)  # from the nearest known token, not from the start
+    assert calls[-2][0] == 9000 or calls[-1][0] == 9900
+
+
+def test_run_query_request():
+    q = RunQuery(experiment_ids=["1"], filters=[Filter("metric", "val_loss", "<", "1.5")], sort_column="metric:val_loss",
+                 descending=False, page_size=25)
+    r = q.request("tok")
+    assert r.sort_kind == tpb.FIELD_KIND_METRIC and r.sort_key == "val_loss" and not r.descending
+    assert r.filters[0].op == tpb.FILTER_OP_LT and r.page_token == "tok" and r.page_size == 25 and r.trials_only
+    q.sort_column = "started"
+    assert q.request().sort_key == "started_at"
+
+
+def test_run_rows_and_comparison():
+    run = tpb.Run(run_id="abcdef123", name="s-trial-1", study_id="study1", trial=1, metrics={"val_loss": 0.123456},
+                  params={"units": "32"})
+    row = run_row(run, {"study1": "my-study"})
+    assert row["study"] == "my-study" and row["metric:val_loss"] == "0.12346" and row["param:units"] == "32"
+    compared = tpb.CompareRunsResponse(
+        runs=[tpb.Run(run_id="a"), tpb.Run(run_id="b")],
+        differing_params={"units": tpb.ValuesByRun(values={"a": "8", "b": "16"})},
+        same_params={"optimizer": tpb.ValuesByRun(values={"a": "adam", "b": "adam"})},
+        metrics={"val_loss": tpb.MetricsByRun(values={"a": 0.5})})
+    columns, rows = compare_rows(compared, {"a": "A", "b": "B"})
+    assert [c["label"] for c in columns] == ["", "A", "B"]
+    assert [(r["key"], r["kind"]) for r in rows] == [("val_loss", "metric"), ("units", "differs"), ("optimizer", "same")]
+    assert rows[0]["b"] == "–"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("x0,x1\n1,2\n3,4", [["1", "2"], ["3", "4"]]),
+    ("x1,x0,target\n2,1,9", [["1", "2"]]),  # reordered by header; extra column dropped
+    ("1;2\n3;4", [["1", "2"], ["3", "4"]]),
+    ("0,1,2", [["1", "2"]]),  # a leading index column
+    ("idx,a,b\n7,1,2", [["1", "2"]]),  # another header, then an index
+])
+def test_parse_prediction_rows(text, expected):
+    rows, _ = parse_rows(text, ["x0", "x1"])
+    assert rows == expected
+
+
+def test_prediction_results_to_csv():
+    response = registry_pb2.PredictResponse(model="m", version="1", predictions=[registry_pb2.Prediction(value=1.5)])
+    rows = result_rows([["1", "2"]], ["x0", "x1"], response)
+    assert rows == [{"row": 1, "x0": "1", "x1": "2", "prediction": "1.5"}]
+    assert to_csv(rows).splitlines() == ["row,x0,x1,prediction", "1,1,2,1.5"]
+
+
+def test_dataset_name_from_file_name():
+    assert name_from_filename("My Houses (2024).csv") == "my-houses-2024"
+    assert name_from_filename("...csv") == "dataset"

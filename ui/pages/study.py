@@ -1,0 +1,298 @@
+"""Study (live): one WatchStudy stream per browser tab feeds the progress bar, the
+trial table and the charts; no polling. The stream's task is cancelled when the tab
+goes away for good."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from nicegui import background_tasks, ui
+
+from kubetune.tracking.v1 import tracking_pb2
+from kubetune.tuning.v1 import tuning_pb2 as pb
+from ui import charts
+from ui.calls import attempt
+from ui.context import ctx
+from ui.formatting import STATE_COLORS, STUDY_STATES, number, study_name, when
+from ui.gateway_client import error_text
+from ui.layout import layout
+from ui.study_state import LiveStudy
+
+log = logging.getLogger(__name__)
+
+TRIAL_COLUMNS = [
+    {"name": "number", "label": "Trial", "field": "number", "align": "right", "sortable": True},
+    {"name": "state", "label": "State", "field": "state", "align": "left", "sortable": True},
+    {"name": "value", "label": "Value", "field": "value", "align": "right"},
+    {"name": "epochs", "label": "Epochs", "field": "epochs", "align": "right"},
+    {"name": "val_loss", "label": "Last val_loss", "field": "val_loss", "align": "right"},
+    {"name": "params", "label": "Parameters", "field": "params", "align": "left",
+     "style": "white-space: normal; max-width: 420px"},
+    {"name": "duration", "label": "Duration", "field": "duration", "align": "right"},
+    {"name": "worker", "label": "Worker", "field": "worker", "align": "left"},
+]
+RECONNECT_S = 2.0
+CHART_H = "h-80"
+
+
+def mlflow_link(study: pb.Study) -> str:
+    base = ctx.settings.mlflow_ui_url.rstrip("/")
+    return f"{base}/#/experiments/{study.mlflow_experiment_id}" if study.mlflow_experiment_id else base
+
+
+class StudyView:
+    def __init__(self, study_id: str):
+        self.study_id = study_id
+        self.live: LiveStudy | None = None
+        self.slice_param: str | None = None
+        self.curve_metric = "val_loss"
+        self.summary_task: asyncio.Task | None = None
+        self.summary_again = False
+        self.updates = 0  # events applied; the benchmark and tests read it
+
+    # Skeleton, filled in by render() once the snapshot is in.
+
+    def build(self) -> None:
+        self.root = ui.column().classes("w-full max-w-screen-2xl mx-auto p-4 gap-4")
+        with self.root:
+            with ui.row().classes("w-full items-center gap-3"):
+                self.title = ui.label(self.study_id).classes("text-h5")
+                self.state_badge = ui.badge("…", color="grey").classes("text-sm").mark("study-state")
+                ui.space()
+                self.stop_button = ui.button("Stop", icon="stop", on_click=self.stop).props("outline color=negative")
+                self.resume_button = ui.button("Resume", icon="play_arrow", on_click=self.resume).props(
+                    "outline color=primary")
+                self.mlflow_url = ctx.settings.mlflow_ui_url
+                self.mlflow_button = ui.button("Runs in MLflow", icon="open_in_new",
+                                               on_click=lambda: ui.navigate.to(self.mlflow_url, new_tab=True)
+                                               ).props("flat no-caps").mark("mlflow-link")
+            self.subtitle = ui.label("").classes("text-grey-8")
+            with ui.card().classes("w-full"):
+                with ui.row().classes("w-full items-center gap-4"):
+                    self.progress_label = ui.label("Loading…").classes("text-subtitle1").mark("progress-label")
+                    ui.space()
+                    self.best_label = ui.label("").classes("text-subtitle1 text-weight-medium").mark("best-label")
+                self.progress = ui.linear_progress(value=0, show_value=False, size="14px").props("rounded")
+                self.best_params = ui.label("").classes("text-caption text-grey-8")
+            with ui.grid(columns="repeat(auto-fit, minmax(480px, 1fr))").classes("w-full gap-4"):
+                with ui.card():
+                    self.history_chart = ui.echart(charts.history([], "value", False)).classes(
+                        f"w-full {CHART_H} history-chart")
+                with ui.card():
+                    with ui.row().classes("w-full justify-end"):
+                        ui.toggle({"val_loss": "validation", "train_loss": "training"}, value="val_loss",
+                                  on_change=self.set_curve_metric).props("dense no-caps size=sm")
+                    self.curves_chart = ui.echart(charts.learning_curves({})).classes(f"w-full {CHART_H} curves-chart")
+                with ui.card():
+                    self.importance_chart = ui.echart(charts.importances([])).classes(f"w-full {CHART_H} importance-chart")
+                    self.importance_note = ui.label("").classes("text-caption text-grey-7")
+                with ui.card():
+                    self.parallel_chart = ui.echart(
+                        charts.parallel_coordinates([], [], "value")).classes(f"w-full {CHART_H} parallel-chart")
+                with ui.card():
+                    self.slice_select = ui.select([], label="Parameter", on_change=self.set_slice_param).props(
+                        "dense outlined").classes("w-48")
+                    self.slice_chart = ui.echart(charts.slice_plot("", [], "value")).classes(f"w-full {CHART_H} slice-chart")
+            with ui.card().classes("w-full"):
+                ui.label("Trials").classes("text-subtitle1 text-weight-medium")
+                self.table = ui.table(columns=TRIAL_COLUMNS, rows=[], row_key="number",
+                                      pagination={"rowsPerPage": 20, "sortBy": "number", "descending": True}
+                                      ).classes("w-full trials-table").props("flat dense")
+                self.table.add_slot("body-cell-state", """
+                    <q-td :props="props">
+                      <q-badge :color="{running:'primary',complete:'positive',pruned:'warning',failed:'negative',
+                                        queued:'grey'}[props.value] || 'grey'" :label="props.value" />
+                      <q-icon v-if="props.row.best" name="star" color="amber" class="q-ml-xs"><q-tooltip>best</q-tooltip></q-icon>
+                      <q-tooltip v-if="props.row.reason">{{ props.row.reason }}</q-tooltip>
+                    </q-td>""")
+
+    # From state to screen.
+
+    def render(self) -> None:
+        self.render_header()
+        self.render_progress()
+        self.render_table()
+        self.render_history()
+        self.render_curves()
+        self.render_params()
+
+    def render_header(self) -> None:
+        live = self.live
+        s = live.study
+        state = STUDY_STATES.get(s.state, "unknown")
+        self.title.text = study_name(s)
+        self.state_badge.text = state
+        self.state_badge.props(f"color={STATE_COLORS.get(state, 'grey')}")
+        spec = s.spec
+        self.subtitle.text = (f"dataset {s.dataset_version} · {live.metric} "
+                              f"({'maximize' if live.maximize else 'minimize'}) · created {when(s.created_at)} · "
+                              f"{spec.max_parallel or 1} at a time · id {s.id}")
+        self.stop_button.set_enabled(s.state == pb.STUDY_STATE_RUNNING)
+        self.resume_button.set_enabled(s.state == pb.STUDY_STATE_STOPPED)
+        self.mlflow_url = mlflow_link(s)
+
+    def render_progress(self) -> None:
+        live = self.live
+        self.progress.value = live.finished / live.total if live.total else 0
+        self.progress_label.text = live.progress_text()
+        best = live.best_trial()
+        if best is not None:
+            self.best_label.text = f"best {live.metric} {number(best.values[0])} (trial {best.number})"
+            self.best_params.text = ", ".join(f"{k}={v}" for k, v in sorted(best.params.items()))
+
+    def render_table(self) -> None:
+        self.table.rows = self.live.table_rows()
+        self.table.update()
+
+    def render_history(self) -> None:
+        live = self.live
+        _replace(self.history_chart, charts.history(live.completed_values(), live.metric, live.maximize))
+
+    def render_curves(self) -> None:
+        live = self.live
+        _replace(self.curves_chart, charts.learning_curves(live.curves(self.curve_metric), self.curve_metric,
+                                                           highlight=live.running_labels()))
+
+    def render_params(self) -> None:
+        live = self.live
+        params = live.searched_params()
+        _replace(self.parallel_chart, charts.parallel_coordinates(live.parallel_rows(), params, live.metric,
+                                                                  live.maximize))
+        if params and self.slice_param not in params:
+            self.slice_param = params[0]
+        self.slice_select.set_options(params, value=self.slice_param)
+        if self.slice_param:
+            _replace(self.slice_chart, charts.slice_plot(self.slice_param, live.slice_points(self.slice_param),
+                                                         live.metric))
+
+    def set_slice_param(self, e) -> None:
+        if e.value and e.value != self.slice_param and self.live:
+            self.slice_param = e.value
+            self.render_params()
+
+    def set_curve_metric(self, e) -> None:
+        self.curve_metric = e.value
+        if self.live:
+            self.render_curves()
+
+    # Events.
+
+    def on_event(self, event) -> None:
+        kind = self.live.apply(event)
+        self.updates += 1
+        if kind == "epoch_completed":
+            self.render_curves()
+            self.render_table()
+        elif kind == "trial_started":
+            self.render_table()
+            self.render_progress()
+        elif kind in ("trial_completed", "trial_pruned", "trial_failed"):
+            self.render_progress()
+            self.render_table()
+            self.render_history()
+            self.render_curves()
+            self.render_params()
+            self.refresh_summary()
+        elif kind.startswith("study_"):
+            self.render_header()
+            self.render_progress()
+            if kind == "study_completed":
+                ui.notify(f"Study {study_name(self.live.study)} completed: {self.best_label.text}", type="positive")
+                self.refresh_summary()
+
+    async def watch(self) -> None:
+        """Reads the study's stream until it ends (study completed) or the tab goes away."""
+        with self.root:  # a background task has no slot of its own: notifications need one
+            await self._watch()
+
+    async def _watch(self) -> None:
+        warned = False
+        while True:
+            call = ctx.gateway.stream("WatchStudy", pb.WatchStudyRequest(study_id=self.study_id))
+            try:
+                async for message in call:
+                    if message.HasField("snapshot"):
+                        self.live = LiveStudy.from_snapshot(message.snapshot)
+                        self.render()
+                        self.refresh_summary()
+                        if warned:
+                            ui.notify("Live updates are back.", type="positive")
+                            warned = False
+                    elif self.live is not None:
+                        self.on_event(message.event)
+                return
+            except asyncio.CancelledError:
+                call.cancel()
+                raise
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT,
+                                  grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+                    self.progress_label.text = f"Cannot show this study: {error_text(exc)}"
+                    ui.notify(f"Cannot watch study: {error_text(exc)}", type="negative")
+                    return
+                if not warned:
+                    ui.notify(f"Live updates interrupted ({error_text(exc)}); reconnecting…", type="warning")
+                    warned = True
+            await asyncio.sleep(RECONNECT_S)
+
+    def refresh_summary(self) -> None:
+        """Importances come from the tracking service's summary; one request at a time."""
+        if self.summary_task is not None and not self.summary_task.done():
+            self.summary_again = True
+            return
+        self.summary_task = background_tasks.create(self._summary(), name=f"summary {self.study_id}")
+
+    async def _summary(self) -> None:
+        with self.root:
+            await self._summary_loop()
+
+    async def _summary_loop(self) -> None:
+        while True:
+            self.summary_again = False
+            try:
+                summary = await ctx.gateway.call("StudySummary", tracking_pb2.StudySummaryRequest(study_id=self.study_id))
+            except Exception as exc:  # noqa: BLE001 - a note on the chart, not an error dialog
+                self.importance_note.text = f"Importances unavailable: {error_text(exc)}"
+                return
+            items = [(i.param, i.importance) for i in summary.importances]
+            _replace(self.importance_chart, charts.importances(items))
+            self.importance_note.text = "" if items else "Importances appear after a few trials complete."
+            if not self.summary_again:
+                return
+
+    async def stop(self) -> None:
+        response = await attempt("StopStudy", pb.StopStudyRequest(study_id=self.study_id), "Stopping the study")
+        if response is not None and self.live:
+            self.live.study.state = response.study.state
+            self.render_header()
+            ui.notify("Study stopped: no new trials; running ones stop at their next epoch.")
+
+    async def resume(self) -> None:
+        response = await attempt("ResumeStudy", pb.ResumeStudyRequest(study_id=self.study_id), "Resuming the study")
+        if response is not None and self.live:
+            was_done = self.live.study.state == pb.STUDY_STATE_COMPLETED
+            self.live.study.state = response.study.state
+            self.render_header()
+            ui.notify("Study resumed.")
+            if was_done:
+                self.start_watching()
+
+    def start_watching(self) -> None:
+        task = background_tasks.create(self.watch(), name=f"watch {self.study_id}")
+        ui.context.client.on_delete(task.cancel)
+
+
+def _replace(chart: ui.echart, options: dict) -> None:
+    chart.options.clear()
+    chart.options.update(options)
+    chart.update()
+
+
+async def page(study_id: str):
+    layout("Study")
+    view = StudyView(study_id)
+    view.build()
+    view.start_watching()
+    ui.context.client.study_view = view  # for tests and the latency benchmark

@@ -1,0 +1,172 @@
+"""Tune: pick a dataset, set ranges (checked as you type), sampler, pruner and budget,
+then start the study and open its live page."""
+
+from __future__ import annotations
+
+from nicegui import ui
+
+from kubetune.data.v1 import data_pb2
+from kubetune.tuning.v1 import tuning_pb2 as pb
+from ui.calls import attempt
+from ui.layout import layout, section
+from ui.search_form import CHOICES, FLOAT, ParamRow, default_rows, search_space, size_text, spec_error
+
+SAMPLERS = {pb.SAMPLER_TPE: "TPE (Bayesian, default)", pb.SAMPLER_RANDOM: "Random", pb.SAMPLER_CMAES: "CMA-ES",
+            pb.SAMPLER_QMC: "Quasi-Monte Carlo", pb.SAMPLER_NSGA2: "NSGA-II", pb.SAMPLER_GRID: "Grid (choices only)"}
+PRUNERS = {pb.PRUNER_MEDIAN: "Median (default)", pb.PRUNER_HYPERBAND: "Hyperband",
+           pb.PRUNER_SUCCESSIVE_HALVING: "Successive halving", pb.PRUNER_NONE: "None"}
+METRICS = {"val_loss": "val_loss", "val_accuracy": "val_accuracy (classification)", "train_loss": "train_loss",
+           "duration_s": "duration_s", "n_params": "n_params"}
+
+
+class TuneForm:
+    def __init__(self, datasets: list[str], dataset: str):
+        self.rows = default_rows()
+        self.datasets = datasets
+        self.values = {"dataset": dataset, "name": "", "sampler": pb.SAMPLER_TPE, "pruner": pb.PRUNER_MEDIAN,
+                       "n_trials": 20, "max_parallel": 2, "max_epochs": 20, "patience": 5, "seed": 42,
+                       "metric": "val_loss", "maximize": False, "warmup": 1}
+        self.row_errors: dict[str, ui.label] = {}
+
+    def spec(self) -> pb.StudySpec:
+        v = self.values
+        return pb.StudySpec(
+            name=(v["name"] or "").strip(), dataset=v["dataset"] or "", search_space=search_space(self.rows),
+            objectives=[pb.Objective(metric=v["metric"],
+                                     direction=pb.DIRECTION_MAXIMIZE if v["maximize"] else pb.DIRECTION_MINIMIZE)],
+            sampler=v["sampler"], pruner=v["pruner"], n_trials=int(v["n_trials"] or 0),
+            max_parallel=int(v["max_parallel"] or 0), max_epochs=int(v["max_epochs"] or 0),
+            early_stopping_patience=int(v["patience"] or 0), seed=int(v["seed"] or 0),
+            pruner_warmup_epochs=int(v["warmup"] or 0),
+        )
+
+    def errors(self) -> list[str]:
+        out = [e for e in (r.error() for r in self.rows) if e]
+        v = self.values
+        if not v["dataset"]:
+            out.append("dataset: pick a dataset")
+        for key, label in (("n_trials", "trials"), ("max_parallel", "trials at once"), ("max_epochs", "epochs")):
+            if not v[key] or v[key] < 1:
+                out.append(f"{label}: must be at least 1")
+        if not out:
+            whole = spec_error(self.spec())
+            if whole:
+                out.append(whole)
+        return out
+
+    def build(self) -> None:
+        with ui.column().classes("w-full max-w-screen-xl mx-auto p-4 gap-4"):
+            ui.label("Start a study").classes("text-h5")
+            with section("Data and study"):
+                with ui.row().classes("w-full gap-4 items-start"):
+                    ui.select(self.datasets, label="Dataset", with_input=True, on_change=self.check).bind_value(
+                        self.values, "dataset").classes("w-72").props("outlined").mark("dataset")
+                    ui.input("Study name (optional)", placeholder="made up when empty", on_change=self.check
+                             ).bind_value(self.values, "name").classes("w-72").props("outlined").mark("study-name")
+                    with ui.column().classes("gap-0"):
+                        ui.select(METRICS, label="Objective", on_change=self.check).bind_value(
+                            self.values, "metric").classes("w-64").props("outlined dense")
+                        ui.switch("maximize", on_change=self.check).bind_value(self.values, "maximize")
+            with section("Search space", "ticked hyperparameters are searched; the rest keep their defaults"):
+                with ui.grid(columns="auto 160px 1fr 1fr auto").classes("w-full items-center gap-x-4 gap-y-1"):
+                    for text in ("", "hyperparameter", "min / choices", "max", "log scale"):
+                        ui.label(text).classes("text-caption text-grey-7")
+                    for row in self.rows:
+                        self.param_row(row)
+                self.size_label = ui.label("").classes("text-body2 text-grey-9 q-mt-sm").mark("space-size")
+            with section("Search and budget"):
+                with ui.row().classes("w-full gap-4"):
+                    ui.select(SAMPLERS, label="Sampler", on_change=self.check).bind_value(
+                        self.values, "sampler").classes("w-56").props("outlined")
+                    ui.select(PRUNERS, label="Pruner", on_change=self.check).bind_value(
+                        self.values, "pruner").classes("w-52").props("outlined")
+                    for key, label, mark in (("n_trials", "Trials", "n-trials"),
+                                             ("max_parallel", "At once", "max-parallel"),
+                                             ("max_epochs", "Epochs per trial", "max-epochs"),
+                                             ("patience", "Early-stopping patience", "patience"),
+                                             ("warmup", "Pruner warm-up epochs", "warmup"),
+                                             ("seed", "Seed", "seed")):
+                        ui.number(label, min=0, step=1, format="%d", on_change=self.check).bind_value(
+                            self.values, key).classes("w-40").props("outlined").mark(mark)
+            self.form_error = ui.label("").classes("text-negative whitespace-pre-line").mark("form-error")
+            with ui.row().classes("items-center gap-4"):
+                self.submit = ui.button("Start study", icon="rocket_launch", on_click=self.start).props(
+                    "size=lg").mark("start-study")
+                ui.label("The study's live page opens once it is created.").classes("text-grey-7")
+        self.ready = True
+        self.check()
+
+    def param_row(self, row: ParamRow) -> None:
+        ui.checkbox(value=row.enabled, on_change=self.check).bind_value(row, "enabled").mark(f"{row.name}-on")
+        with ui.column().classes("gap-0"):
+            ui.label(row.name).classes("text-body2 text-weight-medium")
+            ui.label(row.help).classes("text-caption text-grey-7")
+        if row.kind == CHOICES:
+            if row.options:
+                ui.select(row.options, multiple=True, label="choices", on_change=self.check).bind_value(
+                    row, "choices").props("outlined dense use-chips").classes("col-span-2").mark(f"{row.name}-choices")
+            else:
+                field = ui.input("choices, comma separated", value=", ".join(row.choices)).props(
+                    "outlined dense").classes("col-span-2").mark(f"{row.name}-choices")
+                field.on_value_change(lambda e, r=row: self.set_choices(r, e.value))
+            ui.label("")
+        else:
+            fmt = "%.6g" if row.kind == FLOAT else "%d"
+            ui.number("min", format=fmt, on_change=self.check).bind_value(row, "low").props("outlined dense").mark(
+                f"{row.name}-min")
+            ui.number("max", format=fmt, on_change=self.check).bind_value(row, "high").props("outlined dense").mark(
+                f"{row.name}-max")
+            ui.checkbox("log", on_change=self.check).bind_value(row, "log").mark(f"{row.name}-log")
+        self.row_errors[row.name] = ui.label("").classes("text-negative text-caption col-span-5 pl-10").mark(
+            f"{row.name}-error")
+
+    def set_choices(self, row: ParamRow, text: str) -> None:
+        row.choices = [c.strip() for c in (text or "").split(",") if c.strip()]
+        self.check()
+
+    def check(self, *_args) -> None:
+        if not getattr(self, "ready", False):
+            return
+        for row in self.rows:
+            label = self.row_errors[row.name]
+            label.text = row.error()
+            label.set_visibility(bool(label.text))
+        errors = self.errors()
+        self.size_label.text = size_text(self.rows)
+        self.form_error.text = "\n".join(errors)
+        self.submit.set_enabled(not errors)
+
+    async def start(self) -> None:
+        errors = self.errors()
+        if errors:
+            self.form_error.text = "\n".join(errors)
+            return
+        self.submit.props("loading")
+        response = await attempt("CreateStudy", pb.CreateStudyRequest(spec=self.spec()), "Creating the study")
+        self.submit.props(remove="loading")
+        if response is None:
+            return
+        ui.notify(f"Study {response.study.spec.name or response.study.id} created", type="positive")
+        ui.navigate.to(f"/study/{response.study.id}")
+
+
+def dataset_options(datasets) -> list[str]:
+    """Each dataset by name (its latest version), then each older version by `name@version`."""
+    out = []
+    for d in datasets:
+        out.append(d.name)
+        out += [f"{d.name}@{v.version}" for v in d.versions[1:]]
+    return out
+
+
+async def page(dataset: str = ""):
+    layout("Tune", active="Tune")
+    response = await attempt("ListDatasets", data_pb2.ListDatasetsRequest(), "Loading datasets")
+    options = dataset_options(response.datasets) if response else []
+    if dataset and dataset not in options:
+        options.append(dataset)
+    chosen = dataset or ("sample" if "sample" in options else (options[0] if options else None))
+    form = TuneForm(options, chosen)
+    form.build()
+    if not options:
+        ui.notify("No datasets yet: register one on the Data page first.", type="warning")

@@ -1,0 +1,193 @@
+"""A study as the live page sees it: a WatchStudy snapshot, then its events applied
+in order. Pure logic (protobuf in, rows and chart data out), so it is tested alone."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from kubetune.events.v1 import events_pb2
+from kubetune.tuning.v1 import tuning_pb2 as pb
+from ui.formatting import TRIAL_STATES, duration, maximizes, number, objective_label
+
+FINISHED = {pb.TRIAL_STATE_COMPLETE, pb.TRIAL_STATE_PRUNED, pb.TRIAL_STATE_FAIL}
+
+
+@dataclass
+class LiveStudy:
+    study: pb.Study
+    trials: dict[int, pb.Trial] = field(default_factory=dict)
+
+    @classmethod
+    def from_snapshot(cls, snapshot: pb.StudySnapshot) -> LiveStudy:
+        live = cls(pb.Study())
+        live.study.CopyFrom(snapshot.study)
+        for t in snapshot.trials:
+            live.trials[t.number] = _copy(t)
+        return live
+
+    @property
+    def metric(self) -> str:
+        return objective_label(self.study.spec)
+
+    @property
+    def maximize(self) -> bool:
+        return maximizes(self.study.spec)
+
+    def trial(self, number: int) -> pb.Trial:
+        if number not in self.trials:
+            self.trials[number] = pb.Trial(study_id=self.study.id, number=number, state=pb.TRIAL_STATE_QUEUED)
+        return self.trials[number]
+
+    def apply(self, event: events_pb2.Event) -> str:
+        """Applies one event; returns its kind (the payload's name)."""
+        kind = event.WhichOneof("payload")
+        p = getattr(event, kind) if kind else None
+        if kind == "trial_started":
+            t = self.trial(p.trial)
+            t.state = pb.TRIAL_STATE_RUNNING
+            t.params.clear()
+            t.params.update(dict(p.params))
+            t.mlflow_run_id = p.mlflow_run_id
+            t.worker = p.worker
+            t.started_at.CopyFrom(event.time)
+            if self.study.state != pb.STUDY_STATE_RUNNING and self.study.state != pb.STUDY_STATE_STOPPED:
+                self.study.state = pb.STUDY_STATE_RUNNING
+        elif kind == "epoch_completed":
+            t = self.trial(p.trial)
+            if t.state in (pb.TRIAL_STATE_QUEUED, pb.TRIAL_STATE_UNSPECIFIED):
+                t.state = pb.TRIAL_STATE_RUNNING
+            _set_at(t.val_loss_curve, p.epoch, p.val_loss)
+            _set_at(t.train_loss_curve, p.epoch, p.train_loss)
+            t.epochs_done = max(t.epochs_done, p.epoch + 1)
+        elif kind == "trial_completed":
+            t = self.trial(p.trial)
+            t.state = pb.TRIAL_STATE_COMPLETE
+            del t.values[:]
+            t.values.extend(p.values)
+            t.epochs_done = p.epochs_done or t.epochs_done
+            t.finished_at.CopyFrom(event.time)
+        elif kind == "trial_pruned":
+            t = self.trial(p.trial)
+            t.state = pb.TRIAL_STATE_PRUNED
+            t.epochs_done = p.epochs_done or t.epochs_done
+            t.reason = p.reason
+            t.finished_at.CopyFrom(event.time)
+        elif kind == "trial_failed":
+            t = self.trial(p.trial)
+            t.state = pb.TRIAL_STATE_FAIL
+            t.reason = p.reason
+            t.finished_at.CopyFrom(event.time)
+        elif kind == "study_completed":
+            self.study.state = pb.STUDY_STATE_COMPLETED
+            self.study.finished_at.CopyFrom(event.time)
+        elif kind == "study_stopped":
+            self.study.state = pb.STUDY_STATE_STOPPED
+        elif kind == "study_resumed":
+            self.study.state = pb.STUDY_STATE_RUNNING
+        if kind and kind.startswith("trial_") or kind == "epoch_completed":
+            self._recount()
+        return kind or ""
+
+    def _recount(self) -> None:
+        states = [t.state for t in self.trials.values()]
+        c = self.study.counts
+        c.running = states.count(pb.TRIAL_STATE_RUNNING)
+        c.complete = states.count(pb.TRIAL_STATE_COMPLETE)
+        c.pruned = states.count(pb.TRIAL_STATE_PRUNED)
+        c.fail = states.count(pb.TRIAL_STATE_FAIL)
+        best = self.best_trial()
+        if best is not None:
+            del self.study.best_values[:]
+            self.study.best_values.extend(best.values)
+
+    # What the page shows.
+
+    @property
+    def finished(self) -> int:
+        c = self.study.counts
+        return c.complete + c.pruned + c.fail
+
+    @property
+    def total(self) -> int:
+        return self.study.spec.n_trials
+
+    def progress_text(self) -> str:
+        c = self.study.counts
+        extra = [f"{c.running} running"] if c.running else []
+        extra += [f"{c.pruned} pruned"] if c.pruned else []
+        extra += [f"{c.fail} failed"] if c.fail else []
+        return f"{self.finished}/{self.total} trials finished" + (f" · {', '.join(extra)}" if extra else "")
+
+    def completed_values(self) -> list[tuple[int, float]]:
+        return [(n, t.values[0]) for n, t in sorted(self.trials.items())
+                if t.state == pb.TRIAL_STATE_COMPLETE and t.values and math.isfinite(t.values[0])]
+
+    def best_trial(self) -> pb.Trial | None:
+        done = [(v, n) for n, v in self.completed_values()]
+        if not done:
+            return None
+        _, n = max(done) if self.maximize else min(done)
+        return self.trials[n]
+
+    def param_names(self) -> list[str]:
+        searched = [p.name for p in self.study.spec.search_space]
+        seen = {k for t in self.trials.values() for k in t.params}
+        return [n for n in searched if n in seen] + sorted(seen - set(searched))
+
+    def searched_params(self) -> list[str]:
+        names = [p.name for p in self.study.spec.search_space]
+        return names or self.param_names()
+
+    def parallel_rows(self) -> list[tuple[int, dict[str, str], float]]:
+        return [(n, dict(self.trials[n].params), v) for n, v in self.completed_values()]
+
+    def slice_points(self, param: str) -> list[tuple[str, float, int]]:
+        return [(self.trials[n].params[param], v, n) for n, v in self.completed_values()
+                if param in self.trials[n].params]
+
+    def curves(self, which: str = "val_loss") -> dict[str, list[float]]:
+        out = {}
+        for n, t in sorted(self.trials.items()):
+            values = list(t.val_loss_curve if which == "val_loss" else t.train_loss_curve)
+            if values:
+                out[f"trial {n}"] = values
+        return out
+
+    def running_labels(self) -> set[str]:
+        return {f"trial {n}" for n, t in self.trials.items() if t.state == pb.TRIAL_STATE_RUNNING}
+
+    def table_rows(self) -> list[dict]:
+        best = self.best_trial()
+        rows = []
+        for n, t in sorted(self.trials.items(), reverse=True):
+            state = TRIAL_STATES.get(t.state, "unknown")
+            rows.append({
+                "number": n,
+                "state": state,
+                "value": number(t.values[0]) if t.values else "–",
+                "epochs": t.epochs_done,
+                "val_loss": number(t.val_loss_curve[-1]) if t.val_loss_curve else "–",
+                "params": ", ".join(f"{k}={v}" for k, v in sorted(t.params.items())),
+                "duration": duration(t.started_at, t.finished_at) if t.started_at.seconds else "",
+                "worker": t.worker,
+                "reason": t.reason,
+                "best": best is not None and best.number == n,
+                "run_id": t.mlflow_run_id,
+            })
+        return rows
+
+
+def _copy(trial: pb.Trial) -> pb.Trial:
+    t = pb.Trial()
+    t.CopyFrom(trial)
+    return t
+
+
+def _set_at(curve, index: int, value: float) -> None:
+    while len(curve) < index:
+        curve.append(math.nan)
+    if len(curve) == index:
+        curve.append(value)
+    else:
+        curve[index] = value

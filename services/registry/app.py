@@ -32,7 +32,8 @@ async def start(settings: Settings) -> Server:
 
     bus = await EventBus.open(settings.nats_url, "registry") if settings.publish_events else None
     registry = Registry(store, bus.publish if bus else None)
-    predictor = Predictor(registry, cache_size=settings.model_cache_size, max_rows=settings.max_predict_rows)
+    predictor = Predictor(registry, cache_size=settings.model_cache_size, max_rows=settings.max_predict_rows,
+                          resolve_ttl_s=settings.resolve_ttl_s)
 
     def register(server) -> list[str]:
         registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(registry, predictor), server)

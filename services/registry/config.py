@@ -16,4 +16,7 @@ class Settings(PartSettings):
     tracking_address: str = address_of("tracking")
     model_cache_size: int = Field(8, description="Models kept loaded for Predict (LRU).")
     max_predict_rows: int = Field(100_000, description="Most rows one Predict call may send.")
+    resolve_ttl_s: float = Field(
+        5.0, description="Seconds Predict reuses an alias's version before asking MLflow again "
+        "(changes made through this service apply at once).")
     publish_events: bool = Field(True, description="Publish model_registered and alias_set to NATS.")

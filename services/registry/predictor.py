@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -96,8 +97,13 @@ def to_predictions(frame, task_kind: str) -> list[Prediction]:
 
 class Predictor:
     def __init__(self, registry: Registry, *, cache_size: int = 8, max_rows: int = 100_000,
-                 loader: Callable[[str], Any] = load_pyfunc):
+                 resolve_ttl_s: float = 5.0, loader: Callable[[str], Any] = load_pyfunc):
         self.registry = registry
+        # `name@alias` -> version, kept briefly: asking MLflow costs more than the
+        # prediction. Alias changes made through this registry drop it at once.
+        self.resolve_ttl_s = resolve_ttl_s
+        self._resolved: dict[str, tuple[float, Any]] = {}
+        registry.on_change.append(self.forget)
         self.cache_size = max(1, cache_size)
         self.max_rows = max_rows
         self.loader = loader
@@ -139,11 +145,27 @@ class Predictor:
             raise InvalidArgument("no rows to predict")
         if len(rows) > self.max_rows:
             raise InvalidArgument(f"{len(rows)} rows: at most {self.max_rows} per call; use PredictStream")
-        record = await self.registry.resolve(ref)
+        record = await self._resolve(ref)
         loaded = await self._loaded(record.name, record.version, record.tags)
         matrix = to_matrix(rows, loaded.features)
         predictions = await asyncio.to_thread(self._run, loaded, matrix)
         return record.name, record.version, predictions
+
+    async def _resolve(self, ref: str):
+        hit = self._resolved.get(ref)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.resolve_ttl_s:
+            return hit[1]
+        record = await self.registry.resolve(ref)
+        if len(self._resolved) > 10_000:
+            self._resolved.clear()
+        self._resolved[ref] = (now, record)
+        return record
+
+    def forget(self, name: str) -> None:
+        """Drops cached resolutions of a model whose aliases or versions changed."""
+        for ref in [r for r in self._resolved if r.split("@")[0].rsplit("/", 1)[0] == name]:
+            self._resolved.pop(ref, None)
 
     @staticmethod
     def _run(loaded: Loaded, matrix) -> list[Prediction]:

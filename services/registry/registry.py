@@ -101,6 +101,12 @@ class Registry:
     def __init__(self, store: RegistryStore, publish: Publish | None = None):
         self.store = store
         self._publish = publish
+        # Called with a model's name after its aliases or versions changed here.
+        self.on_change: list[Callable[[str], None]] = []
+
+    def _changed(self, name: str) -> None:
+        for callback in self.on_change:
+            callback(name)
 
     async def _call(self, fn, *args):
         return await asyncio.to_thread(fn, *args)
@@ -169,6 +175,7 @@ class Registry:
             raise InvalidArgument(f"version {version!r}: a version number")
         await self._call(self.store.get_version, name, version)  # NOT_FOUND before any change
         await self._call(self.store.set_alias, name, alias, version)
+        self._changed(name)
         await self._emit(alias_set=events_pb2.AliasSet(name=name, alias=alias, version=version))
         return version_view(await self._call(self.store.get_version, name, version))
 
@@ -176,6 +183,7 @@ class Registry:
         check_name(name), check_alias(alias)
         await self._call(self.store.version_by_alias, name, alias)  # NOT_FOUND for an unknown alias
         await self._call(self.store.delete_alias, name, alias)
+        self._changed(name)
 
     async def set_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
         check_name(name)
@@ -187,6 +195,7 @@ class Registry:
     async def delete_version(self, name: str, version: str) -> None:
         check_name(name)
         await self._call(self.store.delete_version, name, version)
+        self._changed(name)
 
     async def resolve(self, ref: str) -> VersionRecord:
         name, alias, version = parse_model_ref(ref)

@@ -288,6 +288,7 @@ async def page():
     layout("Data", active="Data")
     view = DataPage()
     view.build()
+    ui.context.client.page_view = view  # for tests
     await view.refresh()
     if view.datasets:
         with contextlib.suppress(Exception):

@@ -324,5 +324,6 @@ async def page(study: str = ""):
     layout("Experiments", active="Experiments")
     view = ExperimentsPage(study)
     view.build()
+    ui.context.client.page_view = view  # for tests
     await view.load_choices()
     await view.load(1)

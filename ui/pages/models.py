@@ -229,11 +229,12 @@ class ModelsPage:
         self.download_button.set_visibility(True)
 
     def download(self) -> None:
-        ui.download.content(to_csv(self.results), "predictions.csv", "text/csv")
+        ui.download.content(to_csv(self.results).encode(), "predictions.csv", "text/csv")
 
 
 async def page(name: str = ""):
     layout("Models", active="Models")
     view = ModelsPage(name)
     view.build()
+    ui.context.client.page_view = view  # for tests
     await view.refresh()

@@ -295,4 +295,4 @@ async def page(study_id: str):
     view = StudyView(study_id)
     view.build()
     view.start_watching()
-    ui.context.client.study_view = view  # for tests and the latency benchmark
+    ui.context.client.page_view = view  # for tests and the latency benchmark

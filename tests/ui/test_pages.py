@@ -1,0 +1,280 @@
+"""Each page's logic through NiceGUI's simulated user, against the real platform."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import time
+
+import pytest
+from nicegui import ui
+from nicegui.elements.upload_files import SmallFileUpload
+
+from kubetune.registry.v1 import registry_pb2
+from kubetune.tracking.v1 import tracking_pb2 as tpb
+from kubetune.tuning.v1 import tuning_pb2 as pb
+from tests.conftest import SEED
+from tests.studies import completed, small_spec, wait_for_study
+
+pytestmark = pytest.mark.slow
+
+
+async def eventually(check, timeout: float = 120, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout}s: {check}")
+        await asyncio.sleep(every)
+
+
+def texts(user, marker: str) -> list[str]:
+    return [getattr(e, "text", "") for e in user.find(marker=marker).elements]
+
+
+@pytest.fixture(scope="session")
+def done_study(gw) -> pb.Study:
+    """A finished study of 4 trials, shared by the pages that read runs."""
+    spec = small_spec(trials=4, epochs=3, parallel=2, name="ui-done")
+    study = gw.CreateStudy(pb.CreateStudyRequest(spec=spec)).study
+    return wait_for_study(gw, study.id, completed, timeout=300)
+
+
+async def test_home_shows_health_studies_and_start(user, done_study):
+    await user.open("/")
+    await user.should_see("Platform")
+    await user.should_see("gateway: serving")
+    await user.should_see("tuning: serving")
+    studies = user.find(marker="recent-studies").elements.pop()
+    await eventually(lambda: studies.rows, timeout=10)
+    assert any(r["name"] == "ui-done" and r["state"] == "completed" and r["progress"] == "4/4" for r in studies.rows), studies.rows
+    user.find(marker="start-a-study").click()
+    await user.should_see("Start a study")
+
+
+async def test_status_chip_reports_health(user, registry_up):
+    await user.open("/tune")
+    chip = user.find(marker="status-chip").elements.pop()
+    await eventually(lambda: chip.text != "checking…", timeout=10)
+    if registry_up:
+        assert chip.text == "all systems serving" and "color=positive" not in chip.props.get("color", "")
+        assert chip.props["color"] == "positive"
+    else:
+        assert chip.text == "registry down" and chip.props["color"] == "negative"
+
+
+async def test_tune_validates_inline_and_starts_a_study(user, gw):
+    await user.open("/tune")
+    await user.should_see("Search space")
+    submit = user.find(marker="start-study").elements.pop()
+    assert submit.enabled
+    user.find(marker="dropout-min").clear().type("0.6")  # above max 0.4
+    await user.should_see("dropout: min 0.6 is greater than max 0.4")
+    assert not submit.enabled
+    user.find(marker="dropout-min").clear().type("0.1")
+    await user.should_not_see("dropout: min")
+    user.find(marker="learning_rate-min").clear().type("-0.001")
+    await user.should_see("learning_rate: a log scale needs min > 0 (got -0.001)")
+    assert not submit.enabled
+    user.find(marker="learning_rate-log").click()  # off the log scale: now the bound is the problem
+    await user.should_see("learning_rate: range must lie within")
+    user.find(marker="learning_rate-log").click()
+    user.find(marker="learning_rate-min").clear().type("0.0001")
+    await user.should_not_see("learning_rate:")
+    assert submit.enabled
+    await user.should_see("make the space unbounded")
+    name = f"ui-tune-{int(time.time())}"
+    user.find(marker="study-name").clear().type(name)
+    for marker, value in (("n-trials", "2"), ("max-epochs", "2")):
+        user.find(marker=marker).clear().type(value)
+    user.find(marker="start-study").click()
+    await user.should_see(f"Study {name} created", retries=50)  # a notification, then the live page
+    await user.should_see("trials finished", retries=50)
+    study = gw.GetStudy(pb.GetStudyRequest(study_id=name)).study
+    assert study.spec.n_trials == 2 and study.spec.max_epochs == 2
+    assert {p.name for p in study.spec.search_space} == {"learning_rate", "dropout", "n_layers", "units"}
+    wait_for_study(gw, name, completed, timeout=300)
+
+
+async def test_tune_reports_server_side_refusals(user):
+    await user.open("/tune")
+    await user.should_see("Search space")
+    user.find(marker="study-name").type("Bad Name!")  # the tuning service's name rule, checked before submit
+    await user.should_see("name: use lowercase letters")
+
+
+async def test_live_study_updates_from_the_stream(user, gw):
+    spec = small_spec(trials=3, epochs=4, parallel=2, name=f"ui-live-{int(time.time())}")
+    study = gw.CreateStudy(pb.CreateStudyRequest(spec=spec)).study
+    await user.open(f"/study/{study.id}")
+    await user.should_see(study.id)
+    progress = user.find(marker="progress-label").elements.pop()
+    await eventually(lambda: progress.text.startswith("3/3"), timeout=300)
+    await user.should_see("completed", retries=30)
+    client = progress.client
+    view = client.page_view
+    assert view.updates > 0, "the page saw no events: it must update from WatchStudy"
+    history = next(e for e in user.find(kind=ui.echart).elements if "history-chart" in e.classes)
+    points = history.options["series"][0]["data"]
+    done = wait_for_study(gw, study.id, completed)
+    assert len(points) == done.counts.complete
+    curves = next(e for e in user.find(kind=ui.echart).elements if "curves-chart" in e.classes)
+    assert len(curves.options["series"]) == 3
+    table = next(e for e in user.find(kind=ui.table).elements if "trials-table" in e.classes)
+    assert {r["number"] for r in table.rows} == {0, 1, 2}
+    await eventually(lambda: "MLflow" in "".join(texts(user, "mlflow-link")) and view.mlflow_url.endswith(
+        f"/#/experiments/{done.mlflow_experiment_id}"), timeout=5)
+
+
+async def test_stop_and_resume_buttons(user, gw):
+    spec = small_spec(trials=40, epochs=30, parallel=1, name=f"ui-stop-{int(time.time())}")
+    study = gw.CreateStudy(pb.CreateStudyRequest(spec=spec)).study
+    await user.open(f"/study/{study.id}")
+    badge = user.find(marker="study-state").elements.pop()
+    await eventually(lambda: badge.text == "running", timeout=30)
+    user.find("Stop").click()
+    await eventually(lambda: badge.text == "stopped", timeout=30)
+    assert gw.GetStudy(pb.GetStudyRequest(study_id=study.id)).study.state == pb.STUDY_STATE_STOPPED
+    user.find("Resume").click()
+    await eventually(lambda: badge.text == "running", timeout=30)
+    user.find("Stop").click()
+    await eventually(lambda: badge.text == "stopped", timeout=30)
+
+
+async def test_unknown_study_is_explained(user):
+    await user.open("/study/no-such-study")
+    await user.should_see("Cannot show this study", retries=30)
+
+
+async def test_data_registers_previews_and_explains_errors(user):
+    await user.open("/data")
+    datasets = user.find(marker="datasets-table").elements.pop()
+    await eventually(lambda: datasets.rows, timeout=10)
+    assert any(r["name"] == "sample" and r["rows"] == 100 for r in datasets.rows)
+    user.find(marker="register-name").type("seed-copy")
+    user.find(marker="register-uri").type(str(SEED))
+    user.find(marker="register-button").click()
+    await eventually(lambda: user.notify.contains("seed-copy@"), timeout=60)
+    await user.should_see("x4")  # the preview's per-column stats
+    await user.should_see("target")
+    histograms = [e for e in user.find(kind=ui.echart).elements]
+    assert len(histograms) >= 6 and sum(histograms[0].options["series"][0]["data"]) == 100
+    user.find(marker="register-name").clear().type("broken")
+    user.find(marker="register-uri").clear().type("/no/such/folder")
+    user.find(marker="register-button").click()
+    await eventually(lambda: any(texts(user, "register-error")), timeout=30)
+    error = texts(user, "register-error")[0]
+    assert "Traceback" not in error and error
+    assert user.notify.contains("Registering broken failed")
+
+
+async def test_data_upload_streams_a_file(user, gw):
+    x = list(csv.reader((SEED / "X.csv").read_text().splitlines()))
+    y = (SEED / "y.csv").read_text().split()
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["a", "b", "c", "d", "e", "price"])
+    for row, target in zip(x, y):
+        w.writerow([*row[1:], target])
+    await user.open("/data")
+    await user.should_see("Upload a file")
+    user.find(marker="upload-name").type("uploaded-seed")
+    target_inputs = [e for e in user.find(kind=ui.input).elements if e.props.get("label") == "Target column (single table)"]
+    for e in target_inputs:
+        e.value = "price"
+    upload = user.find(kind=ui.upload).elements.pop()
+    await upload.handle_uploads([SmallFileUpload(name="houses.csv", content_type="text/csv",
+                                                 _data=buf.getvalue().encode())])
+    await eventually(lambda: user.notify.contains("uploaded-seed@"), timeout=60)
+    datasets = user.find(marker="datasets-table").elements.pop()
+    row = next(r for r in datasets.rows if r["name"] == "uploaded-seed")
+    assert row["rows"] == 100 and row["target"] == "price" and row["features"] == 5
+
+
+async def test_experiments_lists_sorts_filters_and_compares(user, done_study):
+    await user.open("/experiments")
+    await user.should_see("Runs")
+    table = next(e for e in user.find(kind=ui.table).elements if "runs-table" in e.classes)
+    await eventually(lambda: len(table.rows) >= 4, timeout=30)
+    summary = user.find(marker="runs-summary").elements.pop()
+    assert "runs" in summary.text
+    page = client_view(table)
+    # sort by val_loss, ascending, as clicking the header does
+    await page.on_request(type("E", (), {"args": {"pagination": {"page": 1, "rowsPerPage": 50,
+                                                                  "sortBy": "metric:val_loss", "descending": False}}}))
+    losses = [float(r["metric:val_loss"]) for r in table.rows if "metric:val_loss" in r]
+    assert len(losses) >= 4 and losses == sorted(losses)
+    # one study only
+    page.study_select.value = done_study.id
+    await eventually(lambda: table.rows and all(r["study_id"] == done_study.id for r in table.rows), timeout=10)
+    assert len(table.rows) == 4
+    # a filter
+    cutoff = sorted(float(r["metric:val_loss"]) for r in table.rows if "metric:val_loss" in r)[1] * 1.0001
+    page.filter_form.update(kind="metric", key="val_loss", op="≤", value=str(cutoff))
+    await page.add_filter()
+    assert 1 <= len(table.rows) < 4
+    await page.remove_filter(page.query.filters[0])
+    assert len(table.rows) == 4
+    table.selected = table.rows[:2]
+    page.on_select(None)
+    await page.compare()
+    chart = next(e for e in user.find(kind=ui.echart).elements if "compare-val-chart" in e.classes)
+    assert len(chart.options["series"]) == 2 and all(s["data"] for s in chart.options["series"])
+    compare = user.find(marker="compare-table").elements.pop()
+    assert compare.rows[0]["kind"] == "metric" and any(r["kind"] == "differs" for r in compare.rows)
+
+
+async def test_experiments_date_range_outside_the_runs(user, done_study):
+    await user.open("/experiments")
+    table = next(e for e in user.find(kind=ui.table).elements if "runs-table" in e.classes)
+    await eventually(lambda: len(table.rows) >= 4, timeout=30)
+    page = client_view(table)
+    page.date.value = {"from": "2001-01-01", "to": "2001-01-31"}
+    await eventually(lambda: not table.rows, timeout=10)
+    assert page.summary.text.startswith("0 runs")
+    await page.preset(None)
+    await eventually(lambda: len(table.rows) >= 4, timeout=10)
+
+
+def client_view(element):
+    """The page object that built an element."""
+    return element.client.page_view
+
+
+async def test_offline_gateway_gives_readable_notifications(offline_user):
+    await offline_user.open("/tune")
+    await offline_user.should_see("Start a study")
+    assert offline_user.notify.contains("Loading datasets failed:")
+    assert not any("Traceback" in m for m in offline_user.notify.messages)
+    await offline_user.open("/experiments")
+    assert offline_user.notify.contains("Loading runs failed:")
+    chip = offline_user.find(marker="status-chip").elements.pop()
+    await eventually(lambda: chip.text == "gateway unreachable", timeout=10)
+
+
+async def test_models_register_alias_and_predict(user, gw, done_study, needs_registry):
+    run_id = done_study.best_trial.mlflow_run_id
+    gw.RegisterModel(registry_pb2.RegisterModelRequest(run_id=run_id, name="ui-model"), timeout=120)
+    other = next(t for t in gw.ListTrials(pb.ListTrialsRequest(study_id=done_study.id)).trials
+                 if t.mlflow_run_id != run_id and t.state == pb.TRIAL_STATE_COMPLETE)
+    gw.RegisterModel(registry_pb2.RegisterModelRequest(run_id=other.mlflow_run_id, name="ui-model"), timeout=120)
+    await user.open("/models?name=ui-model")
+    await user.should_see("Versions", retries=50)
+    versions = user.find(marker="versions-table").elements.pop()
+    await eventually(lambda: len(versions.rows) == 2, timeout=10)
+    assert versions.rows[0]["study_id"] == done_study.id and versions.rows[0]["dataset"].startswith("sample@")
+    page = client_view(user.find(marker="predict-button").elements.pop())
+    page.alias_form.update(alias="champion", version=versions.rows[-1]["version"])
+    await page.set_alias()
+    assert gw.GetModel(registry_pb2.GetModelRequest(name="ui-model")).model.aliases["champion"] == \
+        versions.rows[-1]["version"]
+    page.predict_form.update(model="ui-model@champion", text="0.1,0.2,0.3,0.4,0.5\n1,1,1,1,1")
+    await page.predict()
+    predictions = user.find(marker="predictions").elements.pop()
+    assert len(predictions.rows) == 2 and all(r["prediction"] for r in predictions.rows)
+    user.find(marker="download").click()
+    response = await user.download.next(timeout=5)
+    assert response.text.splitlines()[0] == "row,x0,x1,x2,x3,x4,prediction"

@@ -247,7 +247,7 @@ def runs_compare(client, args):
 # -- models -----------------------------------------------------------------------------
 
 def model_register(client, args):
-    v = client("RegisterModel", registry_pb2.RegisterModelRequest(run_id=args.run, name=args.name, alias=args.alias or "")).version
+    v = client("RegisterModel", registry_pb2.RegisterModelRequest(run_id=args.run_id, name=args.name, alias=args.alias or "")).version
     return emit(args, v, lambda: print(f"registered {v.name} version {v.version}" + (f" as @{args.alias}" if args.alias else "")))
 
 
@@ -304,7 +304,7 @@ def add_client_commands(sub) -> None:
 
     def command(group, name, handler, help_text, **kw):
         p = group.add_parser(name, help=help_text, parents=[common], **kw)
-        p.set_defaults(run=lambda args: run_command(handler, args))
+        p.set_defaults(handler=lambda args: run_command(handler, args))
         return p
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="sub", required=True)
@@ -349,7 +349,7 @@ def add_client_commands(sub) -> None:
 
     model = sub.add_parser("model", help="registered models").add_subparsers(dest="sub", required=True)
     p = command(model, "register", model_register, "register a run's model")
-    p.add_argument("run")
+    p.add_argument("run_id", metavar="RUN")
     p.add_argument("--name", required=True)
     p.add_argument("--alias")
     command(model, "list", model_list, "list models")

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         from cli.platform import run_status
 
         sys.exit(run_status(args.home, args.json))
-    sys.exit(args.run(args))
+    sys.exit(args.handler(args))
 
 
 if __name__ == "__main__":

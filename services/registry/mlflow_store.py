@@ -160,6 +160,9 @@ class MlflowRegistryStore(RegistryStore):
     def get_model(self, name: str) -> ModelRecord:
         model = self._model(self.client.get_registered_model(name))
         model.versions = self.versions(name=name)
+        # MLflow's version search leaves aliases out; the model knows them.
+        for version in model.versions:
+            version.aliases = sorted(set(version.aliases) | {a for a, v in model.aliases.items() if v == version.version})
         return model
 
     @staticmethod

@@ -44,7 +44,10 @@ class TuningServicer(tuning_pb2_grpc.TuningServiceServicer):
         await self.studies.get(study_id)  # NOT_FOUND before the stream starts
         watch = self.hub.open(lambda event: study_id_of(event) == study_id)
         try:
-            yield pb.WatchStudyResponse(snapshot=await self.studies.snapshot(study_id))
+            snapshot = await self.studies.snapshot(study_id)
+            yield pb.WatchStudyResponse(snapshot=snapshot)
+            if snapshot.study.state == pb.STUDY_STATE_COMPLETED:
+                return  # nothing more will happen
             async for event in watch.events():
                 yield pb.WatchStudyResponse(event=event)
                 if event.WhichOneof("payload") == "study_completed":

@@ -36,14 +36,18 @@ def test_unary_and_streaming_calls(platform):
     got = grpcurl("-d", '{"ref": "sample"}', platform.gateway, "kubetune.gateway.v1.Gateway/GetDataset")
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["version"]["name"] == "sample"
-    created = grpcurl("-d", json.dumps({"spec": {"dataset": "sample", "nTrials": 1, "maxEpochs": 2}}),
+    # A few seconds of training, so the watch opens while the study runs.
+    spec = {"dataset": "sample", "nTrials": 2, "maxEpochs": 300, "earlyStoppingPatience": 300, "pruner": "PRUNER_NONE"}
+    created = grpcurl("-d", json.dumps({"spec": spec}),
                       platform.gateway, "kubetune.gateway.v1.Gateway/CreateStudy")
     assert created.returncode == 0, created.stderr
     study_id = json.loads(created.stdout)["study"]["id"]
     watched = grpcurl("-d", json.dumps({"studyId": study_id}), platform.gateway,
                       "kubetune.gateway.v1.Gateway/WatchStudy", timeout=120)
     assert watched.returncode == 0, watched.stderr
-    assert '"snapshot"' in watched.stdout and '"studyCompleted"' in watched.stdout
+    # grpcurl prints proto field names.
+    assert '"snapshot"' in watched.stdout and '"epoch_completed"' in watched.stdout
+    assert watched.stdout.rstrip().endswith("}") and '"study_completed"' in watched.stdout  # the stream ends with the study
 
 
 def test_errors_come_back_with_their_status(platform):

@@ -221,7 +221,14 @@ class MlflowStore(TrackingStore):
 
     @mlflow_calls
     def log_dataset(self, run_id: str, dataset: DatasetRecord) -> None:
-        self.client.log_inputs(run_id, [dataset_entity(dataset)])
+        try:
+            self.client.log_inputs(run_id, [dataset_entity(dataset)])
+        except MlflowException as exc:
+            # Two runs logging a dataset new to the experiment at once: MLflow inserts it
+            # twice and one insert fails. The dataset exists now, so the retry links it.
+            if "UNIQUE constraint" not in exc.message and "duplicate key" not in exc.message:
+                raise
+            self.client.log_inputs(run_id, [dataset_entity(dataset)])
 
     @mlflow_calls
     def end_run(self, run_id: str, status: str, end_ms: int) -> None:

@@ -18,6 +18,7 @@ from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import subjects
 from services.common.clients import channel
 from services.common.events import EventBus
+from services.common.retry import grpc_transient, retry
 from services.common.server import Server, make_server
 from services.tuning import records
 from services.tuning.worker.config import Settings
@@ -26,6 +27,8 @@ from services.tuning.worker.trials import Outcome, Ports, TrialRunner
 
 log = logging.getLogger(__name__)
 CALL_TIMEOUT_S = 30
+# How long a trial waits out the data or tracking service restarting before it fails.
+OUTAGE_BUDGET_S = 180
 
 
 class Worker:
@@ -149,11 +152,17 @@ async def start(settings: Settings) -> Server:
     cache = DatasetCache(Path(settings.cache_dir) if settings.cache_dir else home / "worker-cache", s3_client)
 
     def runner_factory(worker: Worker) -> TrialRunner:
+        def patiently(make, what: str):
+            # Both calls are safe to repeat: a read, and a run creation keyed by (study, trial).
+            return retry(lambda: worker.call(make), transient=grpc_transient, budget_s=OUTAGE_BUDGET_S, what=what)
+
         ports = Ports(
-            get_dataset=lambda ref: worker.call(
-                lambda: data.GetDataset(data_pb2.GetDatasetRequest(ref=ref), timeout=CALL_TIMEOUT_S)).version,
-            create_run=lambda request: worker.call(
-                lambda: tracking.CreateTrialRun(request, timeout=CALL_TIMEOUT_S)).run_id,
+            get_dataset=lambda ref: patiently(
+                lambda: data.GetDataset(data_pb2.GetDatasetRequest(ref=ref), timeout=CALL_TIMEOUT_S),
+                f"getting dataset {ref}").version,
+            create_run=lambda request: patiently(
+                lambda: tracking.CreateTrialRun(request, timeout=CALL_TIMEOUT_S),
+                f"creating the MLflow run of trial {request.study_id}/{request.trial}").run_id,
             publish=worker.publish,
             study_stopped=lambda study_id: study_id in worker.stopped_studies,
             shutting_down=worker.shutting_down.is_set,

@@ -57,3 +57,51 @@ def gateway(platform):
     ch, stub = platform.stub()
     yield stub
     ch.close()
+
+
+def _reachable_postgres() -> str | None:
+    import psycopg2
+
+    for user in ("postgres", "root"):
+        url = f"postgresql://{user}@127.0.0.1:5432/test"
+        try:
+            psycopg2.connect(url, connect_timeout=2).close()
+            return url
+        except psycopg2.OperationalError:
+            continue
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL this machine kind runs (127.0.0.1:5432, database test, trust auth):
+    required in CI, skipped with the reason elsewhere."""
+    url = _reachable_postgres()
+    if url is None:
+        if IN_CI:
+            pytest.fail("PostgreSQL at 127.0.0.1:5432 (database test) is required in CI")
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432 with database 'test' (trust auth, user postgres or root)")
+    return url
+
+
+@pytest.fixture
+def new_database(postgres_url):
+    """Makes empty databases for one test and drops them afterwards."""
+    import uuid
+
+    import psycopg2
+
+    admin = psycopg2.connect(postgres_url)
+    admin.autocommit = True
+    made = []
+
+    def make(prefix: str = "kt") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        admin.cursor().execute(f"CREATE DATABASE {name}")
+        made.append(name)
+        return postgres_url.rsplit("/", 1)[0] + "/" + name
+
+    yield make
+    for name in made:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()

@@ -70,4 +70,5 @@ def running_platform(home: Path, *, workers: int = 2, ui: bool = False, env: dic
         yield Platform(home, supervisor, ports)
     finally:
         supervisor.stop_all()
-        watcher.join(5)
+        if watcher.is_alive():
+            watcher.join(5)

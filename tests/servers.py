@@ -15,6 +15,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from cli.platform import MLFLOW_SERVER_ENV
+
 BIN = Path(sys.executable).parent
 
 
@@ -83,6 +85,7 @@ def mlflow_server(root: Path, backend_uri: str | None = None):
          "--backend-store-uri", backend, "--artifacts-destination", str(root / "artifacts"),
          "--workers", "1"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=root,
+        env={**os.environ, **MLFLOW_SERVER_ENV},
     )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 import uuid
 from dataclasses import replace
@@ -15,25 +14,6 @@ from services.data.model import (
 )
 from services.data.store import PostgresCatalogStore, Referenced, SqliteCatalogStore, open_store
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
-PG_BASE = "postgresql://{user}@127.0.0.1:5432/test"
-
-
-def _postgres_url() -> str | None:
-    try:
-        import psycopg2
-    except ImportError:
-        return None
-    for user in ("postgres", "root"):
-        url = PG_BASE.format(user=user)
-        try:
-            psycopg2.connect(url, connect_timeout=2).close()
-            return url
-        except psycopg2.OperationalError:
-            continue
-    return None
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request, tmp_path):
     if request.param == "sqlite":
@@ -41,11 +21,7 @@ def store(request, tmp_path):
         yield s
         s.close()
         return
-    url = _postgres_url()
-    if url is None:
-        if IN_CI:
-            pytest.fail("PostgreSQL at 127.0.0.1:5432 (db test) is required in CI")
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432 with database 'test' (trust auth, user postgres or root)")
+    url = request.getfixturevalue("postgres_url")
     import psycopg2
 
     schema = "kt_" + uuid.uuid4().hex[:10]

@@ -154,3 +154,28 @@ def test_a_study_name_is_unique(gateway):
     with pytest.raises(grpc.RpcError) as err:
         gateway.CreateStudy(pb.CreateStudyRequest(spec=spec))
     assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_optuna_dashboard_opens_a_kubetune_study(platform, gateway):
+    """`optuna-dashboard <storage-url>` shows kubetune's studies with their trials."""
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    from tests.servers import free_port, port_open, stop, wait_for
+
+    study = run_study(gateway, small_spec(trials=2, epochs=2, name="for-the-dashboard"))
+    port = free_port()
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "optuna-dashboard"), platform.optuna_storage,
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: port_open(port), 60, "optuna-dashboard", proc)
+        studies = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=30))["studies"]
+        shown = next(s for s in studies if s["study_name"] == study.id)
+        detail = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{shown['study_id']}", timeout=30))
+        assert len(detail["trials"]) == 2 and detail["trials"][0]["state"] == "Complete"
+    finally:
+        stop(proc)

@@ -1,0 +1,95 @@
+"""Benchmarks of the gateway.
+
+1. Unary throughput through the gateway against calling the backend directly, the
+   same RPC and concurrency in the same run (the gateway's cost). Target >= 0.7x.
+2. 100 concurrent WatchEvents streams while a study runs: delay from publish to
+   client, p99 <= 250 ms, and no stream misses an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+
+from kubetune.data.v1 import data_pb2, data_pb2_grpc
+from kubetune.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from kubetune.tuning.v1 import tuning_pb2 as pb
+from tests.platform import running_platform
+from tests.studies import small_spec, wait_for_study, completed
+
+
+async def throughput(address: str, stub_class, seconds: float, concurrency: int = 16) -> float:
+    async with grpc.aio.insecure_channel(address) as ch:
+        stub = stub_class(ch)
+        request = data_pb2.GetDatasetRequest(ref="sample")
+        await stub.GetDataset(request)
+        done = 0
+        deadline = time.perf_counter() + seconds
+
+        async def client():
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await stub.GetDataset(request)
+                done += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        return done / (time.perf_counter() - start)
+
+
+async def watch_streams(platform, gateway, streams: int) -> dict:
+    delays: list[float] = []
+    seen: list[set[str]] = [set() for _ in range(streams)]
+    async with grpc.aio.insecure_channel(platform.gateway) as ch:
+        stub = gateway_pb2_grpc.GatewayStub(ch)
+        calls = [stub.WatchEvents(gateway_pb2.WatchEventsRequest(kinds=["kubetune.tuning.*.*"])) for _ in range(streams)]
+
+        async def read(i, call):
+            async for event in call:
+                received = time.time()
+                seen[i].add(event.id)
+                delays.append(received - event.time.ToMicroseconds() / 1e6)
+
+        readers = [asyncio.create_task(read(i, c)) for i, c in enumerate(calls)]
+        await asyncio.sleep(2.0)  # every stream is subscribed
+        study = await asyncio.to_thread(lambda: gateway.CreateStudy(pb.CreateStudyRequest(
+            spec=small_spec(trials=4, epochs=40, parallel=2, pruner=pb.PRUNER_NONE, early_stopping_patience=40))).study)
+        await asyncio.to_thread(wait_for_study, gateway, study.id, completed, 300)
+        await asyncio.sleep(2.0)  # the last events arrive
+        for c in calls:
+            c.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    union = set().union(*seen)
+    delays.sort()
+    return {
+        "events": len(union),
+        "streams_complete": sum(1 for s in seen if s == union),
+        "p50_ms": statistics.median(delays) * 1000,
+        "p99_ms": delays[int(len(delays) * 0.99)] * 1000,
+    }
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp, running_platform(Path(tmp), workers=2) as platform:
+        ch, gateway = platform.stub()
+        data_address = f"127.0.0.1:{platform.ports['data']}"
+        direct = asyncio.run(throughput(data_address, data_pb2_grpc.DataServiceStub, 8))
+        through = asyncio.run(throughput(platform.gateway, gateway_pb2_grpc.GatewayStub, 8))
+        watch = asyncio.run(watch_streams(platform, gateway, 100))
+        ch.close()
+    print("| gateway benchmark (2 cores, everything on one machine) | measured | result | target |")
+    print("|---|---|---|---|")
+    print(f"| unary GetDataset, 16 in flight: through gateway / direct | {through:.0f} / {direct:.0f} calls/s | "
+          f"{through / direct:.2f}x | >= 0.7x |")
+    print(f"| 100 WatchEvents streams during a study: publish -> client | p50 {watch['p50_ms']:.0f} ms | "
+          f"p99 {watch['p99_ms']:.0f} ms | <= 250 ms |")
+    print(f"| streams that got every one of the {watch['events']} events | | {watch['streams_complete']}/100 | 100/100 |")
+
+
+if __name__ == "__main__":
+    main()

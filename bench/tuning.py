@@ -1,0 +1,149 @@
+"""Benchmarks of the tuning path, each against a baseline in the same run.
+
+1. overhead: 20 trials x 20 epochs through the whole platform (1 worker) against a
+   plain in-process script that runs the same Optuna trials with the same Lightning
+   training and seeds and logs the same runs, metrics and models to the same MLflow.
+2. scale-out: the same study on 2 workers against 1 (trials per second).
+3. dispatch: CreateStudy returning -> first epoch event of its first trial, workers warm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import mlflow
+import optuna
+import torch
+from mlflow.entities import Metric, Param
+
+from kubetune.data.v1 import data_pb2
+from kubetune.gateway.v1 import gateway_pb2
+from kubetune.tuning.v1 import tuning_pb2 as pb
+from services.common import lineage
+from services.tuning import space
+from services.tuning.worker.datasets import DatasetCache
+from services.tuning.worker.training import train
+from services.tuning.worker.trials import log_model
+from tests.platform import running_platform
+from tests.studies import param_choice, param_float, param_int, run_study
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def study_spec(trials: int, epochs: int, parallel: int, name: str = "") -> pb.StudySpec:
+    return pb.StudySpec(
+        name=name, dataset="sample", n_trials=trials, max_parallel=parallel, max_epochs=epochs, seed=7,
+        pruner=pb.PRUNER_NONE, early_stopping_patience=epochs,
+        search_space=[param_float("learning_rate", 1e-4, 1e-1, log=True), param_float("dropout", 0.0, 0.3),
+                      param_int("n_layers", 1, 3), param_int("units", 8, 64, log=True),
+                      param_choice("batch_size", "16", "32")],
+    )
+
+
+def baseline_script(gateway, mlflow_uri: str, spec: pb.StudySpec, cache_dir: Path) -> float:
+    """What a user would write without kubetune: the same work in one process."""
+    torch.set_num_threads(1)
+    version = gateway.GetDataset(data_pb2.GetDatasetRequest(ref=spec.dataset)).version
+    start = time.perf_counter()
+    data = DatasetCache(cache_dir).prepared(version)
+    client = mlflow.MlflowClient(mlflow_uri)
+    experiment = client.get_experiment_by_name("bench-baseline") or client.get_experiment(client.create_experiment("bench-baseline"))
+    parent = client.create_run(experiment.experiment_id, run_name="baseline")
+    study = optuna.create_study(direction="minimize")
+    dists = space.distributions(spec)
+    for sequence in range(spec.n_trials):
+        study.sampler = space.make_sampler(spec, seed_offset=sequence)
+        trial = study.ask()
+        params = space.suggest(trial, spec, dists)
+        run = client.create_run(experiment.experiment_id, tags={lineage.MLFLOW_PARENT: parent.info.run_id})
+        client.log_batch(run.info.run_id, params=[Param(k, space.format_value(v)) for k, v in params.items() if k != "layer_units"])
+        result = train(data, params, seed=(spec.seed or 42) + trial.number, patience=spec.early_stopping_patience)
+        now = int(time.time() * 1000)
+        client.log_batch(run.info.run_id, metrics=[Metric(k, v, now, e.epoch) for e in result.history
+                                                   for k, v in (("train_loss", e.train_loss), ("val_loss", e.val_loss))])
+        log_model(client, run.info.run_id, result, data)
+        client.set_terminated(run.info.run_id)
+        study.tell(trial, result.best_val_loss)
+    client.set_terminated(parent.info.run_id)
+    return time.perf_counter() - start
+
+
+def platform_wall(gateway, spec: pb.StudySpec) -> float:
+    start = time.perf_counter()
+    run_study(gateway, spec, timeout=1800)
+    return time.perf_counter() - start
+
+
+def dispatch_latencies(platform, gateway, studies: int) -> list[float]:
+    """CreateStudy returned -> the gateway's WatchEvents delivers the first epoch event."""
+    ch = grpc.insecure_channel(platform.gateway)
+    from kubetune.gateway.v1 import gateway_pb2_grpc
+
+    stub = gateway_pb2_grpc.GatewayStub(ch)
+    out = []
+    for i in range(studies):
+        first: dict[str, float] = {}
+        ready = threading.Event()
+        stream = stub.WatchEvents(gateway_pb2.WatchEventsRequest(kinds=["kubetune.tuning.trial.epoch_completed"]))
+
+        def read():
+            ready.set()
+            for event in stream:
+                first.setdefault(event.epoch_completed.study_id, time.perf_counter())
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        ready.wait()
+        time.sleep(0.3)  # the gateway has subscribed
+        created = gateway.CreateStudy(pb.CreateStudyRequest(spec=study_spec(1, 2, 1))).study
+        returned = time.perf_counter()
+        deadline = time.monotonic() + 30
+        while created.id not in first and time.monotonic() < deadline:
+            time.sleep(0.005)
+        stream.cancel()
+        out.append(first[created.id] - returned)
+        run_study(gateway, study_spec(1, 1, 1), timeout=60)  # let the study end before the next
+    ch.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--dispatch-studies", type=int, default=10)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        with running_platform(Path(tmp) / "one", workers=1) as platform:
+            ch, gateway = platform.stub()
+            platform_wall(gateway, study_spec(2, 2, 1))  # warm the worker
+            script = baseline_script(gateway, platform.mlflow_uri, study_spec(args.trials, args.epochs, 1), Path(tmp) / "cache")
+            one = platform_wall(gateway, study_spec(args.trials, args.epochs, 1))
+            rows.append(("overhead: platform wall / in-process script", f"{one:.1f} s / {script:.1f} s",
+                         f"{one / script:.2f}x", "<= 1.10x"))
+            ch.close()
+        with running_platform(Path(tmp) / "two", workers=2) as platform:
+            ch, gateway = platform.stub()
+            platform_wall(gateway, study_spec(2, 2, 2))
+            two = platform_wall(gateway, study_spec(args.trials, args.epochs, 2))
+            rows.append(("scale-out: trials/s on 2 workers / 1 worker", f"{args.trials / two:.2f} / {args.trials / one:.2f}",
+                         f"{one / two:.2f}x", ">= 1.8x"))
+            lat = dispatch_latencies(platform, gateway, args.dispatch_studies)
+            rows.append(("dispatch: CreateStudy -> first epoch event, p50", f"max {max(lat) * 1000:.0f} ms",
+                         f"{statistics.median(lat) * 1000:.0f} ms", "<= 1000 ms"))
+            ch.close()
+    print(f"| tuning benchmark ({args.trials} trials x {args.epochs} epochs, seed data) | measured | result | target |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()

@@ -44,6 +44,7 @@ def history(points: list[tuple[int, float]], metric: str, maximize: bool) -> dic
     opts = _base("Optimization history", "trial", metric)
     opts["legend"] = {"top": 0, "right": 8, "data": ["trial value", "best so far"]}
     opts["title"]["left"] = 8
+    opts["xAxis"]["minInterval"] = 1
     scatter = [[t, v] for t, v in sorted(points) if finite(v) is not None]
     opts["series"] = [
         {"name": "trial value", "type": "scatter", "data": scatter, "symbolSize": 9,
@@ -141,7 +142,7 @@ def parallel_coordinates(rows: list[tuple[int, dict[str, str], float]], params: 
                              "top": "middle", "calculable": True, "itemHeight": 100,
                              "inRange": {"color": ["#1c3faa", "#9bb0ff", "#ffd8a8"] if not maximize
                                          else ["#ffd8a8", "#9bb0ff", "#1c3faa"]},
-                             "text": [metric, ""], "textStyle": {"fontSize": 11}}
+                             "precision": 3, "text": [metric, ""], "textStyle": {"fontSize": 11}}
     return opts
 
 

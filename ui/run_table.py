@@ -105,9 +105,9 @@ class Pager:
         return response
 
 
-def run_label(run: tpb.Run) -> str:
+def run_label(run: tpb.Run, study_names: dict[str, str]) -> str:
     if run.study_id:
-        return f"{run.study_id[:8]} #{run.trial}"
+        return f"{study_names.get(run.study_id, run.study_id[:8])} #{run.trial}"
     return run.name or run.run_id[:8]
 
 
@@ -115,7 +115,7 @@ def run_row(run: tpb.Run, study_names: dict[str, str]) -> dict:
     row = {
         "run_id": run.run_id,
         "name": run.name or run.run_id[:8],
-        "label": run_label(run),
+        "label": run_label(run, study_names),
         "study": study_names.get(run.study_id, run.study_id[:8]),
         "study_id": run.study_id,
         "trial": run.trial if run.study_id else "",

@@ -55,6 +55,7 @@ class ExperimentsPage:
         self.labels: dict[str, str] = {}
         self.filter_form = {"kind": "metric", "key": "val_loss", "op": "<", "value": ""}
         self.range_text = {"value": ""}
+        self.pagination: dict = {}
 
     # Layout.
 
@@ -106,6 +107,9 @@ class ExperimentsPage:
                                       on_select=self.on_select).classes("w-full runs-table").props(
                     f"flat dense :rows-per-page-options='{PAGE_SIZES}' binary-state-sort")
                 self.table.on("request", self.on_request)
+                # Quasar echoes its own (stale) pagination once mounted; the server's is the truth
+                # here: page moves and sorting arrive as `request` events.
+                self.table.on_pagination_change(self.keep_pagination)
                 self.table.on("rowDblclick", lambda e: self.open_study(e.args[1]))
                 self.on_select(None)
             self.compare_card = section("Comparison")
@@ -153,14 +157,19 @@ class ExperimentsPage:
         for r in response.runs:
             self.metric_keys.update(r.metrics)
             self.param_keys.update(r.params)
-            self.labels[r.run_id] = rows[[x["run_id"] for x in rows].index(r.run_id)]["label"]
         self.table.columns = columns_for(ordered_keys(self.metric_keys, METRICS), ordered_keys(self.param_keys, PARAMS))
         self.table.rows = rows
-        self.table.pagination = {"rowsPerPage": self.query.page_size, "page": page, "rowsNumber": response.total,
-                                 "sortBy": self.query.sort_column or None, "descending": self.query.descending}
+        self.pagination = {"rowsPerPage": self.query.page_size, "page": page, "rowsNumber": response.total,
+                           "sortBy": self.query.sort_column or None, "descending": self.query.descending}
+        self.table.pagination = dict(self.pagination)
         shown = f"{(page - 1) * self.query.page_size + 1}–{(page - 1) * self.query.page_size + len(rows)}"
         self.summary.text = f"{response.total:,} runs" + (f" · showing {shown}" if rows else "")
         self.key_select.set_options(sorted(set(METRICS + PARAMS) | self.metric_keys | self.param_keys))
+
+    def keep_pagination(self, e) -> None:
+        if self.pagination and e.value != self.pagination:
+            self.table.pagination = dict(self.pagination)
+            self.table.update()
 
     async def reload(self) -> None:
         self.pager = Pager(self.query)

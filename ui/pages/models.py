@@ -12,6 +12,7 @@ from ui.formatting import number, when
 from ui.layout import layout, section
 from ui.predict_rows import feature_rows, parse_rows, result_rows, to_csv
 
+KEY_METRICS = ("val_loss", "val_accuracy", "test_loss", "rmse")
 VERSION_COLUMNS = [
     {"name": "version", "label": "Version", "field": "version", "align": "left", "sortable": True},
     {"name": "aliases", "label": "Aliases", "field": "aliases", "align": "left"},
@@ -49,9 +50,9 @@ def version_rows(model: rpb.RegisteredModel, mlflow_url: str) -> list[dict]:
             "version": v.version,
             "alias_list": list(v.aliases),
             "aliases": ", ".join(v.aliases),
-            "metric": ", ".join(f"{k} {number(x)}" for k, x in sorted(v.metrics.items())),
+            "metric": ", ".join(f"{k} {number(v.metrics[k])}" for k in KEY_METRICS if k in v.metrics),
             "dataset": v.dataset_version,
-            "study": v.study_id[:8],
+            "study": v.study_id,
             "study_id": v.study_id,
             "trial": v.trial if v.study_id else "",
             "run": v.run_id[:8],
@@ -225,7 +226,7 @@ class ModelsPage:
                                      else "left", "classes": "text-weight-bold" if k == "prediction" else "",
                                      "headerClasses": "text-primary" if k == "prediction" else ""} for k in keys]
         self.predictions.rows = self.results
-        self.predict_info.text = f"{len(self.results)} predictions from {response.model} v{response.version}"
+        self.predict_info.text = f"{len(self.results)} predictions from {ref} (version {response.version})"
         self.download_button.set_visibility(True)
 
     def download(self) -> None:

@@ -34,6 +34,7 @@ TRIAL_COLUMNS = [
     {"name": "worker", "label": "Worker", "field": "worker", "align": "left"},
 ]
 RECONNECT_S = 2.0
+SUMMARY_CATCH_UP = 5  # retries, a second apart, while the summary lags the events
 CHART_H = "h-80"
 
 
@@ -74,7 +75,8 @@ class StudyView:
                     self.progress_label = ui.label("Loading…").classes("text-subtitle1").mark("progress-label")
                     ui.space()
                     self.best_label = ui.label("").classes("text-subtitle1 text-weight-medium").mark("best-label")
-                self.progress = ui.linear_progress(value=0, show_value=False, size="14px").props("rounded")
+                self.progress = ui.linear_progress(value=0, show_value=False, size="14px").props(
+                    "rounded instant-feedback")
                 self.best_params = ui.label("").classes("text-caption text-grey-8")
             with ui.grid(columns="repeat(auto-fit, minmax(480px, 1fr))").classes("w-full gap-4"):
                 with ui.card():
@@ -129,8 +131,8 @@ class StudyView:
         self.subtitle.text = (f"dataset {s.dataset_version} · {live.metric} "
                               f"({'maximize' if live.maximize else 'minimize'}) · created {when(s.created_at)} · "
                               f"{spec.max_parallel or 1} at a time · id {s.id}")
-        self.stop_button.set_enabled(s.state == pb.STUDY_STATE_RUNNING)
-        self.resume_button.set_enabled(s.state == pb.STUDY_STATE_STOPPED)
+        self.stop_button.set_visibility(s.state == pb.STUDY_STATE_RUNNING)
+        self.resume_button.set_visibility(s.state == pb.STUDY_STATE_STOPPED)
         self.mlflow_url = mlflow_link(s)
 
     def render_progress(self) -> None:
@@ -249,6 +251,7 @@ class StudyView:
             await self._summary_loop()
 
     async def _summary_loop(self) -> None:
+        catch_up = 0
         while True:
             self.summary_again = False
             try:
@@ -256,6 +259,13 @@ class StudyView:
             except Exception as exc:  # noqa: BLE001 - a note on the chart, not an error dialog
                 self.importance_note.text = f"Importances unavailable: {error_text(exc)}"
                 return
+            recorded = sum(1 for h in summary.history if h.state.lower() in ("complete", "completed"))
+            known = self.live.study.counts.complete if self.live else 0
+            if recorded < known and catch_up < SUMMARY_CATCH_UP:
+                # The tracking service records trial events a moment after they happen.
+                catch_up += 1
+                await asyncio.sleep(1.0)
+                continue
             items = [(i.param, i.importance) for i in summary.importances]
             _replace(self.importance_chart, charts.importances(items))
             self.importance_note.text = "" if items else "Importances appear after a few trials complete."

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import threading
@@ -34,6 +35,7 @@ from tests.platform import running_platform
 from tests.studies import param_choice, param_float, param_int, run_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def study_spec(trials: int, epochs: int, parallel: int, name: str = "") -> pb.StudySpec:
@@ -94,8 +96,12 @@ def dispatch_latencies(platform, gateway, studies: int) -> list[float]:
 
         def read():
             ready.set()
-            for event in stream:
-                first.setdefault(event.epoch_completed.study_id, time.perf_counter())
+            try:
+                for event in stream:
+                    first.setdefault(event.epoch_completed.study_id, time.perf_counter())
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.CANCELLED:
+                    raise
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()

@@ -1,0 +1,17 @@
+"""The query services stay small: no torch or lightning in memory, idle RSS < 200 MB."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.footprint import QUERY_PARTS, footprint
+
+pytestmark = pytest.mark.slow
+
+
+def test_query_services_are_small_and_torch_free(platform, gateway):
+    rows = footprint(platform)
+    assert set(rows) == set(QUERY_PARTS)
+    for name, row in rows.items():
+        assert not row["torch_loaded"], f"{name} loaded torch or lightning"
+        assert row["rss_mb"] < 200, f"{name} holds {row['rss_mb']:.0f} MB at rest"

@@ -13,6 +13,17 @@ import grpc
 
 log = logging.getLogger(__name__)
 
+# A status message travels in a gRPC trailer, and a peer refuses trailers over 16 KiB
+# (the caller then sees RESOURCE_EXHAUSTED "Stream removed" instead of the reason).
+# Messages may quote user input, so they are cut to a size any peer accepts.
+MAX_MESSAGE_CHARS = 2000
+
+
+def clipped(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}... ({len(message) - MAX_MESSAGE_CHARS} more characters)"
+
 
 class KubetuneError(Exception):
     code = grpc.StatusCode.INTERNAL
@@ -58,10 +69,10 @@ class ResourceExhausted(KubetuneError):
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status and message a caller sees for an exception raised by domain code."""
     if isinstance(exc, KubetuneError):
-        return exc.code, exc.message
+        return exc.code, clipped(exc.message)
     if isinstance(exc, grpc.aio.AioRpcError):
         # A backend's answer passes through unchanged.
-        return exc.code(), exc.details() or exc.code().name
+        return exc.code(), clipped(exc.details() or exc.code().name)
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log"
 
 

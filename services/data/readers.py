@@ -24,6 +24,13 @@ from services.data.sniff import INDEX_NAMES, CsvShape, SourceFile, is_number, lo
 CSV_BLOCK_BYTES = 1 << 20
 CSV_THREADS = True
 PARQUET_BATCH_ROWS = 256_000
+SHOWN_COLUMNS = 20
+
+
+def listed(names: list[str]) -> str:
+    """Column names for a message: a table may have thousands."""
+    shown = ", ".join(names[:SHOWN_COLUMNS])
+    return shown if len(names) <= SHOWN_COLUMNS else f"{shown}, ... ({len(names)} in all)"
 
 
 class Replan(Exception):
@@ -192,7 +199,7 @@ def read_csv_table(src: SourceFile, options: IngestOptions, plan: Plan) -> Reade
     if not target:
         raise InvalidArgument("a single table needs options.target_column", field="options.target_column")
     if target not in names:
-        raise InvalidArgument(f"target column {target!r} is not in {src.label}; columns: {', '.join(names)}")
+        raise InvalidArgument(f"target column {target!r} is not in {src.label}; columns: {listed(names)}")
     if target == index:
         index = None
     _check_excluded(options, names, target, src.label)
@@ -246,7 +253,7 @@ def _csv_locator(src: SourceFile, header: bool):
 def _check_excluded(options: IngestOptions, names: list[str], target: str, label: str) -> None:
     for name in options.exclude_columns:
         if name not in names:
-            raise InvalidArgument(f"excluded column {name!r} is not in {label}; columns: {', '.join(names)}")
+            raise InvalidArgument(f"excluded column {name!r} is not in {label}; columns: {listed(names)}")
         if name == target:
             raise InvalidArgument(f"the target column {name!r} cannot be excluded")
 
@@ -268,7 +275,7 @@ def read_parquet_table(src: SourceFile, options: IngestOptions, plan: Plan) -> R
     if not target:
         raise InvalidArgument("a single table needs options.target_column", field="options.target_column")
     if target not in names:
-        raise InvalidArgument(f"target column {target!r} is not in {src.label}; columns: {', '.join(names)}")
+        raise InvalidArgument(f"target column {target!r} is not in {src.label}; columns: {listed(names)}")
     _check_excluded(options, names, target, src.label)
     ttype = schema.field(target).type
     text_target = not _numeric_type(ttype)

@@ -73,9 +73,13 @@ class Reader:
         return [c.name for c in self.columns if c.role is Role.FEATURE]
 
 
-def _unique_names(names: list[str], label: str) -> None:
+def _check_names(names: list[str], label: str) -> None:
+    """Column names become MLflow params, model signatures and Predict's feature list:
+    each must be unique and free of control characters (a NUL, a newline)."""
     seen = set()
     for n in names:
+        if any(not c.isprintable() for c in n):
+            raise FailedPrecondition(f"{label}: column name {n!r} holds a control character")
         if n in seen:
             raise FailedPrecondition(f"{label}: column name {n!r} appears twice")
         seen.add(n)
@@ -194,7 +198,7 @@ def _text_sample(shape: CsvShape, j: int) -> bool:
 def read_csv_table(src: SourceFile, options: IngestOptions, plan: Plan) -> Reader:
     shape = sniff_csv(src)
     names, index = _csv_roles(shape, plan, xy=False)
-    _unique_names(names, src.label)
+    _check_names(names, src.label)
     target = options.target_column
     if not target:
         raise InvalidArgument("a single table needs options.target_column", field="options.target_column")
@@ -265,7 +269,7 @@ def read_parquet_table(src: SourceFile, options: IngestOptions, plan: Plan) -> R
         raise FailedPrecondition(f"{src.label} is not a Parquet file: {exc}") from exc
     schema = pf.schema_arrow
     names = list(schema.names)
-    _unique_names(names, src.label)
+    _check_names(names, src.label)
     if pf.metadata.num_rows == 0:
         raise FailedPrecondition(f"{src.label} has no rows")
     pandas_index = set()
@@ -326,7 +330,7 @@ def _first_present(pf: pq.ParquetFile, name: str):
 def read_xy(x: SourceFile, y: SourceFile, options: IngestOptions, plan: Plan) -> Reader:
     xshape, yshape = sniff_csv(x), sniff_csv(y)
     xnames, xindex = _csv_roles(xshape, plan, xy=True)
-    _unique_names(xnames, x.label)
+    _check_names(xnames, x.label)
     ynames, yindex = _csv_roles(yshape, Plan(allow_index=len(yshape.names) == 2), xy=True)
     ycols = [n for n in ynames if n != yindex]
     if len(ycols) != 1:

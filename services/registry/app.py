@@ -1,9 +1,10 @@
 """Builds the registry service: store -> domain -> NATS publisher -> gRPC server.
-torch is not imported here: the first Predict loads it, with the model."""
+Neither mlflow nor torch is imported here: the first Predict loads them, with the model."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 
 from kubetune.registry.v1 import registry_pb2, registry_pb2_grpc
@@ -12,28 +13,19 @@ from services.common.server import Server, make_server
 from services.registry.config import Settings
 
 
-def _store(settings: Settings):
-    import mlflow
-
-    from services.registry.mlflow_store import MlflowRegistryStore
-
-    # mlflow.pyfunc.load_model("models:/...") reads the process-wide URIs.
-    mlflow.set_tracking_uri(settings.mlflow_uri)
-    mlflow.set_registry_uri(settings.mlflow_uri)
-    return MlflowRegistryStore(settings.mlflow_uri)
-
-
 async def start(settings: Settings) -> Server:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    store = await asyncio.to_thread(_store, settings)
-    from services.registry.predictor import Predictor
+    from services.registry.mlflow_store import MlflowRegistryStore
+    from services.registry.predictor import Predictor, load_pyfunc
     from services.registry.registry import Registry
     from services.registry.servicer import RegistryServicer
 
+    store = MlflowRegistryStore(settings.mlflow_uri)
     bus = await EventBus.open(settings.nats_url, "registry") if settings.publish_events else None
     registry = Registry(store, bus.publish if bus else None)
     predictor = Predictor(registry, cache_size=settings.model_cache_size, max_rows=settings.max_predict_rows,
-                          resolve_ttl_s=settings.resolve_ttl_s)
+                          resolve_ttl_s=settings.resolve_ttl_s,
+                          loader=functools.partial(load_pyfunc, mlflow_uri=settings.mlflow_uri))
 
     def register(server) -> list[str]:
         registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(registry, predictor), server)
@@ -45,6 +37,7 @@ async def start(settings: Settings) -> Server:
     async def cleanup() -> None:
         if bus is not None:
             await bus.close()
+        await asyncio.to_thread(store.close)
 
     server.on_stop.append(cleanup)
     return server

@@ -1,24 +1,23 @@
-"""RegistryStore over MLflow's model registry (MlflowClient, REST)."""
+"""RegistryStore over MLflow's model registry, through our own small REST client:
+`mlflow` itself is imported only by the Predict path, when a model is first loaded."""
 
 from __future__ import annotations
 
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
-
 from services.common import lineage
 from services.common.errors import FailedPrecondition, InvalidArgument, KubetuneError, NotFound, Unavailable
+from services.common.mlflow_rest import INVALID_CODES, MlflowError, MlflowRest, ModelVersion, RegisteredModel
 from services.registry.store import ModelRecord, ModelSource, RegistryStore, RunInfo, VersionRecord
 
 MLMODEL = "MLmodel"
 
 
 def _error(exc: Exception) -> KubetuneError:
-    if isinstance(exc, MlflowException):
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+    if isinstance(exc, MlflowError):
+        if exc.not_found:
             return NotFound(exc.message)
-        if exc.error_code in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+        if exc.already_exists:
             return FailedPrecondition(exc.message)
-        if exc.error_code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"):
+        if exc.error_code in INVALID_CODES:
             return InvalidArgument(exc.message)
     return Unavailable(f"MLflow registry: {exc}")
 
@@ -49,24 +48,26 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "\\'") + "'"
 
 
-def _version(mv) -> VersionRecord:
+def _version(mv: ModelVersion) -> VersionRecord:
     return VersionRecord(
-        name=mv.name, version=str(mv.version), run_id=mv.run_id or "", source=mv.source or "",
-        description=mv.description or "", tags=dict(mv.tags or {}), aliases=list(mv.aliases or []),
-        created_by=mv.user_id or "", created_ms=mv.creation_timestamp or 0,
+        name=mv.name, version=mv.version, run_id=mv.run_id, source=mv.source, description=mv.description,
+        tags=dict(mv.tags), aliases=list(mv.aliases), created_by=mv.user_id, created_ms=mv.creation_timestamp,
     )
 
 
 @mlflow_calls
 class MlflowRegistryStore(RegistryStore):
     def __init__(self, uri: str):
-        self.client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        self.client = MlflowRest(uri)
+
+    def close(self) -> None:
+        self.client.close()
 
     def get_run(self, run_id: str) -> RunInfo:
         run = self.client.get_run(run_id)
-        if run.info.lifecycle_stage != "active":
+        if run.lifecycle_stage != "active":
             raise NotFound(f"run {run_id} is deleted")
-        return RunInfo(run_id, run.info.experiment_id, run.info.status, dict(run.data.tags), dict(run.data.metrics))
+        return RunInfo(run_id, run.experiment_id, run.status, dict(run.tags), dict(run.metrics))
 
     def model_source(self, run: RunInfo, model_uri_hint: str = "") -> ModelSource | None:
         if model_uri_hint.startswith("models:/m-"):
@@ -75,7 +76,7 @@ class MlflowRegistryStore(RegistryStore):
         # The worker's way (and MLflow 2's): the model's files as run artifacts.
         artifacts = self.client.list_artifacts(run.run_id, lineage.MODEL_ARTIFACT)
         if any(a.path.endswith(MLMODEL) for a in artifacts):
-            artifact_uri = self.client.get_run(run.run_id).info.artifact_uri.rstrip("/")
+            artifact_uri = self.client.get_run(run.run_id).artifact_uri.rstrip("/")
             return ModelSource(f"{artifact_uri}/{lineage.MODEL_ARTIFACT}")
         # MLflow 3's way: a logged model whose source is the run.
         models = self.client.search_logged_models(
@@ -83,15 +84,15 @@ class MlflowRegistryStore(RegistryStore):
             filter_string=f"source_run_id = '{run.run_id}' AND name = '{lineage.MODEL_ARTIFACT}'",
         )
         if models:
-            newest = max(models, key=lambda m: m.creation_timestamp or 0)
+            newest = max(models, key=lambda m: m.creation_timestamp)
             return ModelSource(f"models:/{newest.model_id}", newest.model_id)
         return None
 
     def ensure_model(self, name: str, description: str = "") -> None:
         try:
             self.client.create_registered_model(name, description=description or None)
-        except MlflowException as exc:
-            if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+        except MlflowError as exc:
+            if not exc.already_exists:
                 raise
 
     def create_version(self, name, source: ModelSource, run_id, tags, description) -> VersionRecord:
@@ -125,7 +126,7 @@ class MlflowRegistryStore(RegistryStore):
     def version_by_alias(self, name: str, alias: str) -> VersionRecord:
         try:
             return _version(self.client.get_model_version_by_alias(name, alias))
-        except MlflowException as exc:
+        except MlflowError as exc:
             # MLflow answers INVALID_PARAMETER_VALUE for an unknown alias.
             if "not found" in exc.message.lower():
                 raise NotFound(exc.message) from exc
@@ -166,9 +167,8 @@ class MlflowRegistryStore(RegistryStore):
         return model
 
     @staticmethod
-    def _model(m) -> ModelRecord:
+    def _model(m: RegisteredModel) -> ModelRecord:
         return ModelRecord(
-            name=m.name, description=m.description or "", tags=dict(m.tags or {}),
-            aliases={a: str(v) for a, v in (m.aliases or {}).items()},
-            created_ms=m.creation_timestamp or 0, updated_ms=m.last_updated_timestamp or 0,
+            name=m.name, description=m.description, tags=dict(m.tags), aliases=dict(m.aliases),
+            created_ms=m.creation_timestamp, updated_ms=m.last_updated_timestamp,
         )

@@ -36,9 +36,15 @@ class Prediction:
     probabilities: dict[str, float] = field(default_factory=dict)
 
 
-def load_pyfunc(uri: str):
-    import mlflow.pyfunc  # noqa: PLC0415 - heavy; only when a model is first needed
+def load_pyfunc(uri: str, mlflow_uri: str | None = None):
+    """The model behind a `models:/...` URI. The one place the registry imports mlflow:
+    heavy (~165 MB, 1-3 s), so only when a model is first needed."""
+    import mlflow.pyfunc  # noqa: PLC0415
 
+    if mlflow_uri:
+        # load_model("models:/...") resolves through the process-wide URIs.
+        mlflow.set_tracking_uri(mlflow_uri)
+        mlflow.set_registry_uri(mlflow_uri)
     return mlflow.pyfunc.load_model(uri)
 
 

@@ -25,7 +25,8 @@ def make_store(settings: Settings) -> TrackingStore:
 
 
 async def start(settings: Settings) -> Server:
-    # MLflow's client takes about a second to import: do it off the event loop.
+    # No MLflow import (the store speaks REST itself); SQLAlchemy's, for the direct
+    # read path, still takes a moment: off the event loop.
     store = await asyncio.to_thread(make_store, settings)
     from services.tracking.recorder import EventRecorder
     from services.tracking.servicer import TrackingServicer

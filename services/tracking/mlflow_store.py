@@ -1,17 +1,14 @@
-"""The tracking store over MLflow's REST API (MlflowClient): every write, and the
-queries when no direct read path is configured (fine for hundreds of runs; see
-sql_store.py for thousands)."""
+"""The tracking store over MLflow's REST API (our own small client; `mlflow` itself is
+never imported here): every write, and the queries when no direct read path is
+configured (fine for hundreds of runs; see sql_store.py for thousands)."""
 
 from __future__ import annotations
 
 import json
 import logging
 
-from mlflow import MlflowClient
-from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag, ViewType
-from mlflow.exceptions import MlflowException, RestException
-
 from services.common import lineage
+from services.common.mlflow_rest import DatasetInput, Metric, MlflowError, MlflowRest, Run
 from services.common.errors import FailedPrecondition, InvalidArgument, KubetuneError, NotFound, Unavailable
 from services.tracking.records import (
     ALL_COLUMNS,
@@ -47,16 +44,13 @@ _ATTRIBUTE_COLUMN = {
 
 def domain_error(exc: Exception) -> KubetuneError:
     """MLflow's errors as the domain's: what is permanent and what is worth a retry."""
-    if isinstance(exc, MlflowException):
-        code = exc.error_code
-        if code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+    if isinstance(exc, MlflowError) and not exc.transient:
+        if exc.not_found:
             return NotFound(exc.message)
-        if code in ("INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"):
-            return InvalidArgument(exc.message)
-        if code in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+        if exc.already_exists:
             return FailedPrecondition(exc.message)
-        if isinstance(exc, RestException) and code not in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE"):
-            return InvalidArgument(exc.message)
+        # INVALID_PARAMETER_VALUE, BAD_REQUEST, INVALID_STATE and any other refusal.
+        return InvalidArgument(exc.message)
     return Unavailable(f"MLflow tracking server: {exc}")
 
 
@@ -68,7 +62,7 @@ def mlflow_calls(method):
             return method(*args, **kwargs)
         except KubetuneError:
             raise
-        except Exception as exc:  # noqa: BLE001 - requests' and MLflow's errors alike
+        except Exception as exc:  # noqa: BLE001 - MLflow's errors and any other failure alike
             raise domain_error(exc) from exc
 
     wrapper.__name__ = method.__name__
@@ -76,23 +70,23 @@ def mlflow_calls(method):
     return wrapper
 
 
-def dataset_entity(dataset: DatasetRecord) -> DatasetInput:
+def dataset_input(dataset: DatasetRecord) -> DatasetInput:
     source_type = dataset.source_uri.split("://", 1)[0] if "://" in dataset.source_uri else "local"
     profile = json.dumps({"num_rows": dataset.row_count}) if dataset.row_count else None
-    tags = [InputTag(INPUT_TAG_CONTEXT, "train")]
+    tags = {INPUT_TAG_CONTEXT: "train"}
     if dataset.version:
-        tags.append(InputTag(INPUT_TAG_VERSION, dataset.version))
+        tags[INPUT_TAG_VERSION] = dataset.version
     if dataset.content_sha256:
-        tags.append(InputTag(INPUT_TAG_SHA256, dataset.content_sha256))
-    entity = Dataset(
+        tags[INPUT_TAG_SHA256] = dataset.content_sha256
+    return DatasetInput(
         name=dataset.name,
         digest=(dataset.content_sha256 or dataset.version or dataset.name)[:36],
         source_type=source_type,
         source=dataset.source_uri or dataset.name,
         schema=dataset.schema_json or None,
         profile=profile,
+        tags=tags,
     )
-    return DatasetInput(dataset=entity, tags=tags)
 
 
 def dataset_record(
@@ -169,7 +163,10 @@ def order_by(query: RunQuery) -> list[str]:
 class MlflowStore(TrackingStore):
     def __init__(self, tracking_uri: str):
         self.uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self.client = MlflowRest(tracking_uri)
+
+    def close(self) -> None:
+        self.client.close()
 
     # --- writes -----------------------------------------------------------------
     @mlflow_calls
@@ -182,7 +179,7 @@ class MlflowStore(TrackingStore):
             return experiment.experiment_id
         try:
             return self.client.create_experiment(name)
-        except MlflowException as exc:
+        except MlflowError as exc:
             # Created by a concurrent caller between our look-up and create.
             experiment = self.client.get_experiment_by_name(name)
             if experiment is None:
@@ -195,40 +192,37 @@ class MlflowStore(TrackingStore):
         filters = " and ".join(f"tags.`{k}` = {_quote(v)}" for k, v in tags.items())
         experiment_ids = [experiment_id] if experiment_id else [e.experiment_id for e in self._active_experiments()]
         runs = self.client.search_runs(
-            experiment_ids, filters, ViewType.ACTIVE_ONLY, max_results=100,
-            order_by=["attributes.start_time ASC"],
+            experiment_ids, filters, "ACTIVE_ONLY", max_results=100, order_by=["attributes.start_time ASC"],
         )
-        return [r.info.run_id for r in runs]
+        return [r.run_id for r in runs]
 
     @mlflow_calls
     def create_run(self, experiment_id: str, name: str, tags: dict[str, str]) -> str:
-        run = self.client.create_run(experiment_id, tags=tags, run_name=name)
-        return run.info.run_id
+        return self.client.create_run(experiment_id, tags=tags, run_name=name).run_id
 
     @mlflow_calls
     def log_batch(self, run_id, metrics=(), params=None, tags=None) -> None:
         metrics = [Metric(m.key, m.value, m.timestamp_ms, m.step) for m in metrics]
-        params = [Param(k, str(v)) for k, v in (params or {}).items()]
-        tags = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+        params = [(k, str(v)) for k, v in (params or {}).items()]
+        tags = [(k, str(v)) for k, v in (tags or {}).items()]
         # Params and tags first, metrics after: a batch is retried whole, and each
         # part is idempotent on its own.
         while metrics or params or tags:
             self.client.log_batch(
-                run_id, metrics=metrics[:MAX_METRICS], params=params[:MAX_PARAMS], tags=tags[:MAX_TAGS],
-                synchronous=True,
+                run_id, metrics=metrics[:MAX_METRICS], params=dict(params[:MAX_PARAMS]), tags=dict(tags[:MAX_TAGS]),
             )
             metrics, params, tags = metrics[MAX_METRICS:], params[MAX_PARAMS:], tags[MAX_TAGS:]
 
     @mlflow_calls
     def log_dataset(self, run_id: str, dataset: DatasetRecord) -> None:
         try:
-            self.client.log_inputs(run_id, [dataset_entity(dataset)])
-        except MlflowException as exc:
+            self.client.log_inputs(run_id, [dataset_input(dataset)])
+        except MlflowError as exc:
             # Two runs logging a dataset new to the experiment at once: MLflow inserts it
             # twice and one insert fails. The dataset exists now, so the retry links it.
             if "UNIQUE constraint" not in exc.message and "duplicate key" not in exc.message:
                 raise
-            self.client.log_inputs(run_id, [dataset_entity(dataset)])
+            self.client.log_inputs(run_id, [dataset_input(dataset)])
 
     @mlflow_calls
     def end_run(self, run_id: str, status: str, end_ms: int) -> None:
@@ -240,7 +234,7 @@ class MlflowStore(TrackingStore):
 
     # --- queries ----------------------------------------------------------------
     def _active_experiments(self):
-        return self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=50_000)
+        return self.client.all_experiments("ACTIVE_ONLY")
 
     @mlflow_calls
     def list_experiments(self, name_contains="", since_ms=None, until_ms=None) -> list[ExperimentRecord]:
@@ -253,14 +247,13 @@ class MlflowStore(TrackingStore):
             count = self._count(query)
             if (since_ms is not None or until_ms is not None) and count == 0:
                 continue
-            out.append(ExperimentRecord(e.experiment_id, e.name, e.creation_time or 0,
-                                        e.last_update_time or 0, count))
+            out.append(ExperimentRecord(e.experiment_id, e.name, e.creation_time, e.last_update_time, count))
         return sorted(out, key=lambda e: e.created_ms, reverse=True)
 
     def _search(self, query: RunQuery, max_results: int, page_token=None):
         experiment_ids = list(query.experiment_ids) or [e.experiment_id for e in self._active_experiments()]
         return self.client.search_runs(
-            experiment_ids, filter_string(query), ViewType.ACTIVE_ONLY,
+            experiment_ids, filter_string(query), "ACTIVE_ONLY",
             max_results=max_results, order_by=order_by(query), page_token=page_token,
         )
 
@@ -296,11 +289,11 @@ class MlflowStore(TrackingStore):
         for run_id in run_ids:
             try:
                 run = self.client.get_run(run_id)
-            except MlflowException as exc:
-                if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            except MlflowError as exc:
+                if exc.not_found:
                     continue
                 raise
-            if run.info.lifecycle_stage != "active":
+            if run.lifecycle_stage != "active":
                 continue
             record = self._record(run, check_model=True)
             out.append(record)
@@ -313,8 +306,8 @@ class MlflowStore(TrackingStore):
             for key in keys:
                 try:
                     history = self.client.get_metric_history(run_id, key)
-                except MlflowException as exc:
-                    if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                except MlflowError as exc:
+                    if exc.not_found:
                         break
                     raise
                 if history:
@@ -325,33 +318,33 @@ class MlflowStore(TrackingStore):
                     out[(run_id, key)] = points
         return out
 
-    def _record(self, run, check_model: bool = False) -> RunRecord:
-        info, data = run.info, run.data
+    def _record(self, run: Run, check_model: bool = False) -> RunRecord:
         dataset = None
-        if run.inputs and run.inputs.dataset_inputs:
-            d = run.inputs.dataset_inputs[0]
-            tags = {t.key: t.value for t in d.tags}
-            ds = d.dataset
-            dataset = dataset_record(ds.name, ds.digest, ds.source, ds.schema, ds.profile, tags)
-        model_uri = data.tags.get(lineage.TAG_MODEL_URI, "")
-        if not model_uri and run.outputs and run.outputs.model_outputs:
-            model_uri = lineage.model_uri(info.run_id)
-        if not model_uri and check_model:
-            if any(a.path.endswith("MLmodel") for a in self.client.list_artifacts(info.run_id, lineage.MODEL_ARTIFACT)):
-                model_uri = lineage.model_uri(info.run_id)
+        if run.datasets:
+            ds = run.datasets[0]
+            dataset = dataset_record(ds.name, ds.digest, ds.source, ds.schema, ds.profile, ds.tags)
+        model_uri = run.tags.get(lineage.TAG_MODEL_URI, "")
+        if not model_uri and run.model_outputs:
+            model_uri = lineage.model_uri(run.run_id)
+        if not model_uri and check_model and self.has_model_artifacts(run.run_id):
+            model_uri = lineage.model_uri(run.run_id)
         return RunRecord(
-            run_id=info.run_id,
-            experiment_id=info.experiment_id,
-            name=info.run_name or "",
-            status=info.status,
-            start_ms=info.start_time,
-            end_ms=info.end_time,
-            params=dict(data.params),
-            metrics=dict(data.metrics),
-            tags=dict(data.tags),
+            run_id=run.run_id,
+            experiment_id=run.experiment_id,
+            name=run.run_name,
+            status=run.status,
+            start_ms=run.start_time,
+            end_ms=run.end_time,
+            params=dict(run.params),
+            metrics=dict(run.metrics),
+            tags=dict(run.tags),
             dataset=dataset,
             model_uri=model_uri,
         )
+
+    def has_model_artifacts(self, run_id: str) -> bool:
+        """A model logged the MLflow 2 way: an MLmodel file in the run's artifacts."""
+        return any(a.path.endswith("MLmodel") for a in self.client.list_artifacts(run_id, lineage.MODEL_ARTIFACT))
 
 
 __all__ = ["ALL_COLUMNS", "MlflowStore", "domain_error", "project"]

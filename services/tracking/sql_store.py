@@ -116,6 +116,7 @@ class MlflowSqlStore(MlflowStore):
 
     def close(self) -> None:
         self.engine.dispose()
+        super().close()
 
     # --- the look-ups that make writes idempotent -------------------------------
     @mlflow_calls
@@ -212,11 +213,9 @@ class MlflowSqlStore(MlflowStore):
         with self.engine.connect() as conn:
             records = self._records(conn, list(run_ids), ALL_COLUMNS)
         for record in records:
-            if not record.model_uri:
+            if not record.model_uri and self.has_model_artifacts(record.run_id):
                 # A model logged the MLflow 2 way, as run artifacts.
-                artifacts = self.client.list_artifacts(record.run_id, lineage.MODEL_ARTIFACT)
-                if any(a.path.endswith("MLmodel") for a in artifacts):
-                    record.model_uri = lineage.model_uri(record.run_id)
+                record.model_uri = lineage.model_uri(record.run_id)
         return records
 
     def _records(self, conn, ids: list[str], columns: Columns) -> list[RunRecord]:

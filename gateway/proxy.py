@@ -4,9 +4,10 @@ Requests are parsed (to validate them); backend responses pass through as bytes.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable
 
 import grpc
@@ -24,6 +25,20 @@ LATENCY = Histogram(
     "kubetune_gateway_request_seconds", "Gateway call latency (streams: until they end).", ["method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+
+
+# Request ids: unique per gateway process and cheap to make (this is the hot path).
+_ID_PREFIX = os.urandom(4).hex()
+_ID_COUNTER = itertools.count(1)
+_METRICS: dict[tuple[str, str], tuple] = {}
+
+
+def _metrics(method: str, code: str):
+    """Prometheus children, looked up once per (method, status)."""
+    children = _METRICS.get((method, code))
+    if children is None:
+        children = _METRICS[(method, code)] = (REQUESTS.labels(method, code), LATENCY.labels(method))
+    return children
 
 
 class BackendError(Exception):
@@ -46,12 +61,11 @@ class Call:
 
     def __init__(self, route: Route, context, auth: Authenticator):
         self.route, self.context = route, context
-        self.request_id = next((v for k, v in context.invocation_metadata() if k == "x-request-id"), "") or uuid.uuid4().hex[:16]
+        metadata = context.invocation_metadata()
+        self.request_id = next((v for k, v in metadata if k == "x-request-id"), "") or f"{_ID_PREFIX}-{next(_ID_COUNTER):x}"
         self.start = time.perf_counter()
         self.code = grpc.StatusCode.OK
-        self.role = ""
-        context.set_trailing_metadata((("x-request-id", self.request_id),))
-        self.role = ROLE_NAMES[auth.check(context.invocation_metadata(), route.role, route.name)] if auth.enabled else "local"
+        self.role = ROLE_NAMES[auth.check(metadata, route.role, route.name)] if auth.enabled else "local"
 
     @property
     def metadata(self):
@@ -69,8 +83,9 @@ class Call:
 
     def done(self):
         seconds = time.perf_counter() - self.start
-        REQUESTS.labels(self.route.name, self.code.name).inc()
-        LATENCY.labels(self.route.name).observe(seconds)
+        requests, latency = _metrics(self.route.name, self.code.name)
+        requests.inc()
+        latency.observe(seconds)
         log.log(
             logging.INFO if self.code in (grpc.StatusCode.OK, grpc.StatusCode.CANCELLED) else logging.WARNING,
             "%s %s", self.route.name, self.code.name,

@@ -12,7 +12,6 @@ from nicegui import ui
 from nicegui.elements.upload_files import SmallFileUpload
 
 from kubetune.registry.v1 import registry_pb2
-from kubetune.tracking.v1 import tracking_pb2 as tpb
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from tests.conftest import SEED
 from tests.studies import completed, small_spec, wait_for_study

@@ -114,11 +114,9 @@ class ExperimentsPage:
                 self.on_select(None)
             self.compare_card = section("Comparison")
             with self.compare_card:
-                with ui.grid(columns="repeat(auto-fit, minmax(480px, 1fr))").classes("w-full gap-4"):
-                    self.val_chart = ui.echart(charts.metric_lines({}, "val_loss", "val_loss")).classes(
-                        "w-full h-80 compare-val-chart")
-                    self.train_chart = ui.echart(charts.metric_lines({}, "train_loss", "train_loss")).classes(
-                        "w-full h-80")
+                # Charts are made on the first comparison: the page opens without loading ECharts.
+                self.charts_grid = ui.grid(columns="repeat(auto-fit, minmax(480px, 1fr))").classes("w-full gap-4")
+                self.val_chart = self.train_chart = None
                 self.compare_table = ui.table(columns=[], rows=[], row_key="key").classes("w-full").props(
                     "flat dense").mark("compare-table")
                 self.compare_table.add_slot("body", COMPARE_SLOT)
@@ -143,6 +141,12 @@ class ExperimentsPage:
                 value=[e for e in self.query.experiment_ids if e in self.experiments])
         if studies is not None:
             self.studies = {s.id: s for s in studies.studies}
+            if self.table.rows:  # loaded meanwhile: put the study names in
+                for row in self.table.rows:
+                    if row["study_id"] in self.studies:
+                        row["study"] = study_name(self.studies[row["study_id"]])
+                        row["label"] = f"{row['study']} #{row['trial']}"
+                self.table.update()
             self.study_select.set_options({s.id: f"{study_name(s)} · {s.dataset_version}" for s in studies.studies},
                                           value=self.query.study_id or None)
 
@@ -152,8 +156,7 @@ class ExperimentsPage:
         except Exception as exc:  # noqa: BLE001 - shown to the user
             notify_error("Loading runs", exc)
             return
-        names = {sid: study_name(s) for sid, s in self.studies.items()}
-        rows = [run_row(r, names) for r in response.runs]
+        rows = self.rows_of(response.runs)
         for r in response.runs:
             self.metric_keys.update(r.metrics)
             self.param_keys.update(r.params)
@@ -162,7 +165,8 @@ class ExperimentsPage:
         self.pagination = {"rowsPerPage": self.query.page_size, "page": page, "rowsNumber": response.total,
                            "sortBy": self.query.sort_column or None, "descending": self.query.descending}
         self.table.pagination = dict(self.pagination)
-        shown = f"{(page - 1) * self.query.page_size + 1}–{(page - 1) * self.query.page_size + len(rows)}"
+        start = (page - 1) * self.query.page_size
+        shown = f"{start + 1:,}–{start + len(rows):,}"
         self.summary.text = f"{response.total:,} runs" + (f" · showing {shown}" if rows else "")
         self.key_select.set_options(sorted(set(METRICS + PARAMS) | self.metric_keys | self.param_keys))
 
@@ -170,6 +174,9 @@ class ExperimentsPage:
         if self.pagination and e.value != self.pagination:
             self.table.pagination = dict(self.pagination)
             self.table.update()
+
+    def rows_of(self, runs) -> list[dict]:
+        return [run_row(r, {sid: study_name(s) for sid, s in self.studies.items()}) for r in runs]
 
     async def reload(self) -> None:
         self.pager = Pager(self.query)
@@ -269,8 +276,15 @@ class ExperimentsPage:
         by_key: dict[str, dict[str, list[tuple[int, float]]]] = {"val_loss": {}, "train_loss": {}}
         for h in histories.histories:
             by_key.setdefault(h.key, {})[labels.get(h.run_id, h.run_id[:8])] = [(p.step, p.value) for p in h.points]
-        _replace(self.val_chart, charts.metric_lines(by_key["val_loss"], "Validation loss", "val_loss"))
-        _replace(self.train_chart, charts.metric_lines(by_key["train_loss"], "Training loss", "train_loss"))
+        val = charts.metric_lines(by_key["val_loss"], "Validation loss", "val_loss")
+        train = charts.metric_lines(by_key["train_loss"], "Training loss", "train_loss")
+        if self.val_chart is None:
+            with self.charts_grid:
+                self.val_chart = ui.echart(val).classes("w-full h-80 compare-val-chart")
+                self.train_chart = ui.echart(train).classes("w-full h-80 compare-train-chart")
+        else:
+            _replace(self.val_chart, val)
+            _replace(self.train_chart, train)
         columns, rows = compare_rows(compared, labels)
         self.compare_table.columns = columns
         self.compare_table.rows = rows
@@ -334,5 +348,5 @@ async def page(study: str = ""):
     view = ExperimentsPage(study)
     view.build()
     ui.context.client.page_view = view  # for tests
-    await view.load_choices()
-    await view.load(1)
+    # Runs first: the choices only label them (study names), and the table is what people wait for.
+    await asyncio.gather(view.load(1), view.load_choices())

@@ -60,6 +60,9 @@ def say(message: str) -> None:
 
 def port_free(port: int) -> bool:
     with socket.socket() as s:
+        # As the servers themselves bind: a port whose last connections linger in
+        # TIME_WAIT (kubetune up just stopped) is free; one with a listener is not.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -45,11 +45,16 @@ def seed_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory):
-    """The whole platform (no UI), shared by the tests that only call it."""
+    """The whole platform, UI included, shared by the tests that only use it."""
     from tests.platform import running_platform
 
-    with running_platform(tmp_path_factory.mktemp("platform")) as p:
+    with running_platform(tmp_path_factory.mktemp("platform"), ui=True) as p:
         yield p
+
+
+@pytest.fixture(scope="session")
+def ui_platform(platform):
+    return platform
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.ui.platform_helpers import shared_platform
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -27,9 +26,9 @@ def need_chromium() -> None:
 
 
 @pytest.fixture(scope="session")
-def ui_platform(request, tmp_path_factory):
+def ui_platform(platform):
     need_chromium()
-    return shared_platform(request, tmp_path_factory)
+    return platform
 
 
 @pytest.fixture

@@ -12,14 +12,8 @@ from nicegui.testing.user import User
 from nicegui.testing.user_simulation import user_simulation
 
 from kubetune.gateway.v1 import gateway_pb2_grpc
-from tests.ui.platform_helpers import registry_serving, shared_platform
 
 MAIN = Path(__file__).with_name("main.py")
-
-
-@pytest.fixture(scope="session")
-def ui_platform(request, tmp_path_factory):
-    return shared_platform(request, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -27,17 +21,6 @@ def gw(ui_platform):
     ch = grpc.insecure_channel(ui_platform.gateway)
     yield gateway_pb2_grpc.GatewayStub(ch)
     ch.close()
-
-
-@pytest.fixture(scope="session")
-def registry_up(ui_platform) -> bool:
-    return registry_serving(ui_platform.gateway)
-
-
-@pytest.fixture
-def needs_registry(registry_up):
-    if not registry_up:
-        pytest.skip("the registry service is not serving on this platform (services/registry has not landed)")
 
 
 async def _user(monkeypatch, caplog, gateway_address: str, mlflow: str):

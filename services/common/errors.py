@@ -5,6 +5,8 @@ Domain code raises these and knows nothing of gRPC; `grpc_errors` turns them int
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import inspect
 import logging
@@ -83,6 +85,28 @@ async def _abort(context, exc: BaseException, method: str):
     await context.abort(code, message)
 
 
+# How long a refused client stream is read to its end before the status goes back.
+DRAIN_S = 10.0
+
+
+async def _drain(requests) -> None:
+    """Reads what the client still sends before a refusal goes back. Ending a client
+    stream early races the client's next write, and grpc's asyncio client (the
+    gateway) then reports INTERNAL "Internal error from Core" in place of our status
+    (grpc/grpc#36066): the caller would never learn why."""
+
+    async def rest():
+        async for _ in requests:
+            pass
+
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(rest(), DRAIN_S)
+
+
+def _is_stream(request) -> bool:
+    return hasattr(request, "__aiter__")
+
+
 def grpc_errors(method):
     """Maps domain errors to status codes for unary and streaming servicer methods."""
     name = method.__qualname__
@@ -96,6 +120,8 @@ def grpc_errors(method):
             except (KubetuneError, grpc.aio.AioRpcError, Exception) as exc:  # noqa: BLE001
                 if isinstance(exc, grpc.aio.AbortError):
                     raise
+                if _is_stream(request):
+                    await _drain(request)
                 await _abort(context, exc, name)
 
         return stream
@@ -107,6 +133,8 @@ def grpc_errors(method):
         except grpc.aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001 - every error becomes a status
+            if _is_stream(request):
+                await _drain(request)
             await _abort(context, exc, name)
 
     return unary

@@ -206,9 +206,19 @@ class Supervisor:
             time.sleep(0.2)
 
     def stop_all(self) -> None:
+        """Stops the parts a stage at a time, the last started first, so each part
+        stops while what it leans on still runs: a worker abandoning its trial at
+        SIGTERM still reaches NATS and the Optuna storage, tracking drains to MLflow."""
         self.stopping = True
         time.sleep(0.3)  # lets a supervise loop in another thread see it before we look
-        running = [p for p in reversed(self.parts) if p.proc is not None and p.proc.poll() is None]
+        for stage in sorted({p.stage for p in self.parts}, reverse=True):
+            self._stop([p for p in reversed(self.parts) if p.stage == stage])
+        with contextlib.suppress(FileNotFoundError):
+            (self.home / STATE_FILE).unlink()
+        say("stopped")
+
+    def _stop(self, parts: list[Part]) -> None:
+        running = [p for p in parts if p.proc is not None and p.proc.poll() is None]
         for part in running:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(part.proc.pid, signal.SIGTERM)
@@ -223,9 +233,6 @@ class Supervisor:
                 os.killpg(part.proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 part.proc.wait(5)
-        with contextlib.suppress(FileNotFoundError):
-            (self.home / STATE_FILE).unlink()
-        say("stopped")
 
 
 def register_sample(gateway_address: str, home: Path) -> None:

@@ -76,10 +76,12 @@ async def test_auth_matrix(platform):
         await server.stop(0)
 
 
-async def test_every_method_is_guarded(platform):
-    """Enumerated from the descriptor: a new RPC cannot slip through unguarded."""
-    server = await start(settings_for(platform, tokens=",".join(f"{t}:{r}" for r, t in TOKENS.items())))
-    ch = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+async def assert_every_method_guarded(address: str, bearer) -> int:
+    """Enumerated from the descriptor, so a new RPC cannot slip through unguarded: with no
+    token every method is UNAUTHENTICATED; with a viewer's, every write PERMISSION_DENIED.
+    `bearer(role)` gives a role's metadata. Returns the number of calls made."""
+    ch = grpc.aio.insecure_channel(address)
+    calls = 0
     try:
         for route in routes():
             path = f"/kubetune.gateway.v1.Gateway/{route.name}"
@@ -92,6 +94,7 @@ async def test_every_method_is_guarded(platform):
                 else:
                     call = (ch.unary_stream if route.server_streaming else ch.unary_unary)(
                         path, request_serializer=route.request.SerializeToString)(empty, metadata=md, timeout=5)
+                calls += 1
                 try:
                     if route.server_streaming:
                         async for _ in call:
@@ -109,6 +112,14 @@ async def test_every_method_is_guarded(platform):
                     assert got not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED), route.name
     finally:
         await ch.close()
+    return calls
+
+
+async def test_every_method_is_guarded(platform):
+    server = await start(settings_for(platform, tokens=",".join(f"{t}:{r}" for r, t in TOKENS.items())))
+    try:
+        await assert_every_method_guarded(f"127.0.0.1:{server.port}", bearer)
+    finally:
         await server.stop(0)
 
 

@@ -107,9 +107,13 @@ def test_stop_then_resume_finishes_exactly_n_trials(gateway):
 def test_a_killed_worker_loses_no_trial(platform, gateway):
     spec = small_spec(trials=6, epochs=60, parallel=2, pruner=pb.PRUNER_NONE, early_stopping_patience=60)
     study = gateway.CreateStudy(pb.CreateStudyRequest(spec=spec)).study
-    wait_for_study(gateway, study.id, lambda s: s.counts.running >= 1)
-    running = gateway.ListTrials(pb.ListTrialsRequest(study_id=study.id, states=[pb.TRIAL_STATE_RUNNING])).trials
-    victim = running[0]
+    victim = None
+    deadline = time.monotonic() + 60
+    while victim is None:  # a trial is RUNNING a moment before its worker is recorded
+        assert time.monotonic() < deadline, "no trial started"
+        running = gateway.ListTrials(pb.ListTrialsRequest(study_id=study.id, states=[pb.TRIAL_STATE_RUNNING])).trials
+        victim = next((t for t in running if t.worker), None)
+        time.sleep(0.1)
     platform.kill(victim.worker)
     done = wait_for_study(gateway, study.id, completed, timeout=240)
     assert finished(done) == 6 and done.counts.complete == 6
@@ -173,7 +177,7 @@ def test_optuna_dashboard_opens_a_kubetune_study(platform, gateway):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_for(lambda: port_open(port), 60, "optuna-dashboard", proc)
-        studies = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=30))["studies"]
+        studies = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=30))["study_summaries"]
         shown = next(s for s in studies if s["study_name"] == study.id)
         detail = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{shown['study_id']}", timeout=30))
         assert len(detail["trials"]) == 2 and detail["trials"][0]["state"] == "Complete"

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 import nats
+import nats.errors
 from google.protobuf.message import Message
 from nats.js.api import (
     DiscardPolicy,
@@ -15,16 +16,23 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, ServiceUnavailableError
 
 from kubetune.events.v1 import events_pb2
 from services.common import subjects
+from services.common.retry import retry_async
 
 log = logging.getLogger(__name__)
 
 EVENT_RETENTION_S = 7 * 24 * 3600
 # A message larger than this is refused by the server; epochs and tickets are tiny.
 MAX_PAYLOAD = 1024 * 1024
+# How long a publish waits out NATS restarting (the client reconnects, JetStream
+# restores its streams) before it fails. Under the 30 s a worker gives a call.
+PUBLISH_BUDGET_S = 20.0
+# What a restarting NATS answers: worth publishing again (the message id dedupes).
+NATS_TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionReconnectingError,
+                  nats.errors.OutboundBufferLimitError, nats.errors.ConnectionClosedError, ServiceUnavailableError)
 
 
 def stream_configs() -> list[StreamConfig]:
@@ -126,7 +134,9 @@ class EventBus:
         event = make_event(**payload)
         subject = subject_of(event)
         # The event id doubles as the JetStream message id: a retried publish is stored once.
-        await self.js.publish(subject, encode(event), headers={"Nats-Msg-Id": event.id})
+        await retry_async(lambda: self.js.publish(subject, encode(event), headers={"Nats-Msg-Id": event.id}),
+                          transient=lambda exc: isinstance(exc, NATS_TRANSIENT) and not self.nc.is_closed,
+                          budget_s=PUBLISH_BUDGET_S, what=f"publishing {subject}")
         return event
 
     async def subscribe(

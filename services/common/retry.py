@@ -6,9 +6,10 @@ Only for calls that are safe to repeat (idempotent, or deduplicated by an id).""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import grpc
@@ -25,6 +26,15 @@ def grpc_transient(exc: BaseException) -> bool:
     return isinstance(exc, grpc.RpcError) and exc.code() in TRANSIENT_CODES
 
 
+def _next_wait(exc: Exception, wait: float, deadline: float, transient, what: str) -> float:
+    """How long to wait before the next try; raises when there should be none."""
+    if not transient(exc) or time.monotonic() + wait > deadline:
+        raise exc
+    detail = exc.code().name if isinstance(exc, grpc.RpcError) else type(exc).__name__
+    log.warning("%s failed (%s); trying again in %.1fs", what, detail, wait)
+    return wait
+
+
 def retry(fn: Callable[[], T], *, transient: Callable[[BaseException], bool], budget_s: float, what: str) -> T:
     """Calls `fn` until it succeeds, fails for a lasting reason, or `budget_s` is spent."""
     deadline = time.monotonic() + budget_s
@@ -33,9 +43,18 @@ def retry(fn: Callable[[], T], *, transient: Callable[[BaseException], bool], bu
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001 - sorted by `transient`
-            if not transient(exc) or time.monotonic() + wait > deadline:
-                raise
-            detail = exc.code().name if isinstance(exc, grpc.RpcError) else type(exc).__name__
-            log.warning("%s failed (%s); trying again in %.1fs", what, detail, wait)
-            time.sleep(wait)
+            time.sleep(_next_wait(exc, wait, deadline, transient, what))
+            wait = min(wait * 2, LONGEST_WAIT_S)
+
+
+async def retry_async(make: Callable[[], Awaitable[T]], *, transient: Callable[[BaseException], bool],
+                      budget_s: float, what: str) -> T:
+    """`retry` for coroutines: `make()` builds a fresh one for each try."""
+    deadline = time.monotonic() + budget_s
+    wait = FIRST_WAIT_S
+    while True:
+        try:
+            return await make()
+        except Exception as exc:  # noqa: BLE001 - sorted by `transient`
+            await asyncio.sleep(_next_wait(exc, wait, deadline, transient, what))
             wait = min(wait * 2, LONGEST_WAIT_S)

@@ -7,7 +7,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from kubetune.tracking.v1 import tracking_pb2 as pb
 from kubetune.tracking.v1 import tracking_pb2_grpc
 from services.common import lineage
-from services.common.errors import servicer_errors
+from services.common.errors import InvalidArgument, servicer_errors
 from services.tracking.records import DatasetRecord, RunFilter, RunRecord
 from services.tracking.tracking import Tracking
 
@@ -19,8 +19,17 @@ _STATUS = {"RUNNING": pb.RUN_STATUS_RUNNING, "SCHEDULED": pb.RUN_STATUS_RUNNING,
            "FAILED": pb.RUN_STATUS_FAILED, "KILLED": pb.RUN_STATUS_KILLED}
 
 
-def _ms(ts: Timestamp, present: bool) -> int | None:
-    return ts.seconds * 1000 + ts.nanos // 1_000_000 if present else None
+# A Timestamp's valid range (0001-01-01 to 9999-12-31): beyond it, milliseconds
+# overflow the stores' 64-bit integers.
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
+
+
+def _ms(ts: Timestamp, present: bool, field: str) -> int | None:
+    if not present:
+        return None
+    if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS and 0 <= ts.nanos < 1_000_000_000):
+        raise InvalidArgument(f"{field}: not a valid time (years 1 to 9999)", field=field)
+    return ts.seconds * 1000 + ts.nanos // 1_000_000
 
 
 def _timestamp(ms: int | None) -> Timestamp | None:
@@ -76,8 +85,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
 
     async def ListExperiments(self, request, context):
         experiments = await self.tracking.list_experiments(
-            request.name_contains, _ms(request.since, request.HasField("since")),
-            _ms(request.until, request.HasField("until")),
+            request.name_contains, _ms(request.since, request.HasField("since"), "since"),
+            _ms(request.until, request.HasField("until"), "until"),
         )
         return pb.ListExperimentsResponse(experiments=[
             pb.Experiment(id=e.id, name=e.name, created_at=_timestamp(e.created_ms),
@@ -91,8 +100,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             filters=[RunFilter(_KIND.get(f.kind, "?"), f.key, _OP.get(f.op, "?"), f.value) for f in request.filters],
             sort_kind=_KIND.get(request.sort_kind, "?"), sort_key=request.sort_key, descending=request.descending,
             page_size=request.page_size, page_token=request.page_token, columns=list(request.columns),
-            trials_only=request.trials_only, since_ms=_ms(request.since, request.HasField("since")),
-            until_ms=_ms(request.until, request.HasField("until")),
+            trials_only=request.trials_only, since_ms=_ms(request.since, request.HasField("since"), "since"),
+            until_ms=_ms(request.until, request.HasField("until"), "until"),
         )
         return pb.ListRunsResponse(runs=[run_message(r) for r in page.runs], next_page_token=token,
                                    total=page.total)

@@ -198,6 +198,9 @@ class Tracking:
     ) -> tuple[RunPage, str]:
         """A page of runs and the token of the next page ('' after the last)."""
         checked = [check_filter(f) for f in filters]
+        bad = [e for e in experiment_ids if not (e.isascii() and e.isdigit())]
+        if bad:
+            raise InvalidArgument(f"experiment_ids: {bad[0]!r} is not an experiment id (a number)", field="experiment_ids")
         if study_id:
             checked.append(RunFilter("tag", lineage.TAG_STUDY, "=", study_id))
         if trials_only:

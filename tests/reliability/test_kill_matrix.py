@@ -21,7 +21,7 @@ from tests.studies import finished, small_spec
 
 pytestmark = pytest.mark.slow
 TRIALS = 12
-EPOCHS = int(os.environ.get("KUBETUNE_KILL_EPOCHS", "500"))
+EPOCHS = int(os.environ.get("KUBETUNE_KILL_EPOCHS", "600"))
 # Every part of `kubetune up` but the UI (which holds no state and is tested apart).
 FAULTS = ["worker-0", "tuning", "tracking", "data", "gateway", "nats", "mlflow", "worker-1"]
 

@@ -53,7 +53,7 @@ class LocalMethods:
         self.hub, self.channels, self.addresses, self.bus = hub, channels, addresses, bus
 
     async def WatchEvents(self, request, context):
-        watch = self.hub.open(event_filter(request))
+        watch = await self.hub.open(event_filter(request))
         async for event in watch.events():
             yield event
 
@@ -90,8 +90,7 @@ async def start(settings: Settings) -> Server:
     else:
         log.info("authentication on: %d tokens", len(auth.tokens))
     bus = await EventBus.open(settings.nats_url, "gateway")
-    hub = EventHub()
-    await hub.attach(bus, *subjects.EVENT_PATTERNS)
+    hub = EventHub(bus, *subjects.EVENT_PATTERNS)
     local = LocalMethods(hub, channels, addresses, bus)
     proxy = Proxy(channels, addresses, auth, settings.deadline_s,
                   {name: getattr(local, name) for name in api.LOCAL})

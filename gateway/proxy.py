@@ -4,6 +4,8 @@ Requests are parsed (to validate them); backend responses pass through as bytes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -159,6 +161,10 @@ class Proxy:
                 call.done()
 
         async def server_stream(request, context):
+            # A coroutine that writes, not an async generator: when the client cancels,
+            # the CancelledError lands here at an await, so the `finally` always runs and
+            # the backend stream (and the backend's watch) is closed. A generator parked
+            # at `yield` was never resumed, and each cancelled watch leaked its state.
             call = await self._open(route, context)
             stream = None
             try:
@@ -166,15 +172,15 @@ class Proxy:
                     stream = backend_call(_validated(request), metadata=call.metadata)
                 else:
                     validation.check(request)
-                    stream = backend_call(request, context) if not route.backend else backend_call(request, metadata=call.metadata)
-                if hasattr(stream, "cancel"):
-                    # A client that cancels while this generator waits at `yield` never
-                    # resumes it, so the `finally` below may never run: without this the
-                    # backend stream (and its watch in the backend) stayed open, ~11 KB
-                    # a call in the gateway plus the events the backend kept queueing.
-                    context.add_done_callback(lambda _ctx, backend=stream: backend.cancel())
-                async for item in stream:
-                    yield item if route.backend else item.SerializeToString()
+                    stream = backend_call(request, metadata=call.metadata) if route.backend else backend_call(request, context)
+                async with contextlib.AsyncExitStack() as cleanup:
+                    if hasattr(stream, "aclose"):
+                        cleanup.push_async_callback(stream.aclose)
+                    async for item in stream:
+                        await context.write(item if route.backend else item.SerializeToString())
+            except asyncio.CancelledError:
+                call.code = grpc.StatusCode.CANCELLED
+                raise
             except Exception as exc:  # noqa: BLE001
                 await call.fail(rpc_error(exc))
             finally:

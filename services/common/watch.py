@@ -45,23 +45,47 @@ class Watch:
             self.close()
 
     def close(self) -> None:
-        self.hub.watches.discard(self)
+        if self in self.hub.watches:
+            self.hub.closed(self)
 
 
 class EventHub:
-    def __init__(self):
-        self.watches: set[Watch] = set()
+    """Subscribed to NATS only while someone watches: with no watcher, a busy study's
+    epoch events would still be decoded here, and queue up when the loop is busy."""
 
-    async def attach(self, bus: EventBus, *patterns: str) -> None:
-        for pattern in patterns:
-            await bus.subscribe(pattern, self.dispatch)
+    def __init__(self, bus: EventBus, *patterns: str):
+        self.bus = bus
+        self.patterns = patterns
+        self.watches: set[Watch] = set()
+        self._subscriptions: list = []
+        self._lock = asyncio.Lock()
 
     async def dispatch(self, event: events_pb2.Event) -> None:
         for watch in list(self.watches):
             if watch.accepts(event):
                 watch.offer(event)
 
-    def open(self, accepts: Callable[[events_pb2.Event], bool]) -> Watch:
+    async def open(self, accepts: Callable[[events_pb2.Event], bool]) -> Watch:
+        """Returns once NATS knows of the subscription: nothing published after is missed."""
         watch = Watch(self, accepts)
         self.watches.add(watch)
+        async with self._lock:
+            if not self._subscriptions:
+                self._subscriptions = [await self.bus.subscribe(p, self.dispatch) for p in self.patterns]
         return watch
+
+    def closed(self, watch: Watch) -> None:
+        self.watches.discard(watch)
+        if not self.watches:
+            asyncio.get_running_loop().create_task(self._unsubscribe_if_idle())
+
+    async def _unsubscribe_if_idle(self) -> None:
+        async with self._lock:
+            if self.watches or not self._subscriptions:
+                return
+            subscriptions, self._subscriptions = self._subscriptions, []
+            for sub in subscriptions:
+                try:
+                    await sub.unsubscribe()
+                except Exception:  # noqa: BLE001 - a connection going away unsubscribes too
+                    log.debug("unsubscribe failed", exc_info=True)

@@ -78,8 +78,7 @@ async def start(settings: Settings) -> Server:
         max_trials=settings.max_trials,
         max_parallel=settings.max_parallel,
     )
-    hub = EventHub()
-    await hub.attach(bus, "kubetune.tuning.>")
+    hub = EventHub(bus, "kubetune.tuning.*.*")
 
     async def on_trial_event(event):
         if event.WhichOneof("payload") in FINISHING:

@@ -42,7 +42,7 @@ class TuningServicer(tuning_pb2_grpc.TuningServiceServicer):
     async def WatchStudy(self, request, context):
         study_id = _need_id(request.study_id)
         await self.studies.get(study_id)  # NOT_FOUND before the stream starts
-        watch = self.hub.open(lambda event: study_id_of(event) == study_id)
+        watch = await self.hub.open(lambda event: study_id_of(event) == study_id)
         try:
             snapshot = await self.studies.snapshot(study_id)
             yield pb.WatchStudyResponse(snapshot=snapshot)

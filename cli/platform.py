@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common.clients import sync_health_status
-from services.common.config import PORTS
 
 SAMPLE = Path(__file__).resolve().parents[1] / "services" / "data" / "sample"
 STATE_FILE = "platform.json"

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+
+from services.common.errors import FailedPrecondition, InvalidArgument, KubetuneError, NotFound, Unavailable
 from requests.adapters import HTTPAdapter
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,46 @@ class MlflowError(Exception):
         """The server, the network or the configuration failed (worth a later retry),
         not the request."""
         return self.error_code in TRANSIENT_CODES or (self.http_status or 0) >= 500
+
+
+def domain_error(exc: Exception, server: str = "MLflow tracking server") -> KubetuneError:
+    """MLflow's errors as the domain's, for every store that talks to MLflow: a refusal
+    of the request is the caller's to fix; anything else is worth a retry later."""
+    if isinstance(exc, KubetuneError):
+        return exc
+    if isinstance(exc, MlflowError) and not exc.transient:
+        if exc.not_found:
+            return NotFound(exc.message)
+        if exc.already_exists:
+            return FailedPrecondition(exc.message)
+        # INVALID_PARAMETER_VALUE, BAD_REQUEST, INVALID_STATE and any other refusal.
+        return InvalidArgument(exc.message)
+    return Unavailable(f"{server}: {exc}")
+
+
+def mlflow_calls(method=None, *, server: str = "MLflow tracking server"):
+    """Decorates a store method (or every public method of a store class) so that
+    MLflow's exceptions leave it as domain errors."""
+
+    def wrap(fn):
+        def wrapper(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - MLflow's errors and any other failure alike
+                raise domain_error(exc, server) from exc
+
+        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+        return wrapper
+
+    def apply(target):
+        if isinstance(target, type):
+            for attr, fn in list(vars(target).items()):
+                if not attr.startswith("_") and callable(fn):
+                    setattr(target, attr, wrap(fn))
+            return target
+        return wrap(target)
+
+    return apply(method) if method is not None else apply
 
 
 # --- what MLflow answers, as plain data ---------------------------------------------

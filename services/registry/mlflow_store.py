@@ -4,44 +4,11 @@
 from __future__ import annotations
 
 from services.common import lineage
-from services.common.errors import FailedPrecondition, InvalidArgument, KubetuneError, NotFound, Unavailable
-from services.common.mlflow_rest import INVALID_CODES, MlflowError, MlflowRest, ModelVersion, RegisteredModel
+from services.common.errors import NotFound
+from services.common.mlflow_rest import MlflowError, MlflowRest, ModelVersion, RegisteredModel, mlflow_calls
 from services.registry.store import ModelRecord, ModelSource, RegistryStore, RunInfo, VersionRecord
 
 MLMODEL = "MLmodel"
-
-
-def _error(exc: Exception) -> KubetuneError:
-    if isinstance(exc, MlflowError):
-        if exc.not_found:
-            return NotFound(exc.message)
-        if exc.already_exists:
-            return FailedPrecondition(exc.message)
-        if exc.error_code in INVALID_CODES:
-            return InvalidArgument(exc.message)
-    return Unavailable(f"MLflow registry: {exc}")
-
-
-def mlflow_calls(cls):
-    """Class decorator: MLflow's exceptions leave every public method as domain errors."""
-    for attr, fn in list(vars(cls).items()):
-        if attr.startswith("_") or not callable(fn):
-            continue
-
-        def make(fn):
-            def wrapper(*args, **kwargs):
-                try:
-                    return fn(*args, **kwargs)
-                except KubetuneError:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    raise _error(exc) from exc
-
-            wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
-            return wrapper
-
-        setattr(cls, attr, make(fn))
-    return cls
 
 
 def _quote(value: str) -> str:
@@ -55,7 +22,7 @@ def _version(mv: ModelVersion) -> VersionRecord:
     )
 
 
-@mlflow_calls
+@mlflow_calls(server="MLflow registry")
 class MlflowRegistryStore(RegistryStore):
     def __init__(self, uri: str):
         self.client = MlflowRest(uri)

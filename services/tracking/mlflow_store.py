@@ -8,15 +8,14 @@ import json
 import logging
 
 from services.common import lineage
-from services.common.mlflow_rest import DatasetInput, Metric, MlflowError, MlflowRest, Run
-from services.common.errors import FailedPrecondition, InvalidArgument, KubetuneError, NotFound, Unavailable
+from services.common.mlflow_rest import DatasetInput, Metric, MlflowError, MlflowRest, Run, domain_error, mlflow_calls
+from services.common.errors import InvalidArgument
 from services.tracking.records import (
     ALL_COLUMNS,
     Columns,
     DatasetRecord,
     ExperimentRecord,
     MetricPoint,
-    MetricValue,
     RunPage,
     RunQuery,
     RunRecord,
@@ -40,34 +39,6 @@ _ATTRIBUTE_COLUMN = {
     "run_name": "run_name",
     "run_id": "run_id",
 }
-
-
-def domain_error(exc: Exception) -> KubetuneError:
-    """MLflow's errors as the domain's: what is permanent and what is worth a retry."""
-    if isinstance(exc, MlflowError) and not exc.transient:
-        if exc.not_found:
-            return NotFound(exc.message)
-        if exc.already_exists:
-            return FailedPrecondition(exc.message)
-        # INVALID_PARAMETER_VALUE, BAD_REQUEST, INVALID_STATE and any other refusal.
-        return InvalidArgument(exc.message)
-    return Unavailable(f"MLflow tracking server: {exc}")
-
-
-def mlflow_calls(method):
-    """Wraps a store method so MLflow's exceptions leave it as domain errors."""
-
-    def wrapper(*args, **kwargs):
-        try:
-            return method(*args, **kwargs)
-        except KubetuneError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - MLflow's errors and any other failure alike
-            raise domain_error(exc) from exc
-
-    wrapper.__name__ = method.__name__
-    wrapper.__doc__ = method.__doc__
-    return wrapper
 
 
 def dataset_input(dataset: DatasetRecord) -> DatasetInput:

@@ -158,7 +158,10 @@ class StudyManager:
             spec=spec,
             state=records.STATE_PB.get(attrs.get(records.STATE), pb.STUDY_STATE_UNSPECIFIED),
             dataset_version=attrs.get(records.DATASET, ""),
-            counts=pb.TrialCounts(queued=records.queued(attrs, trials), running=c["running"],
+            # Only a running study has live tickets: a stopped one's were purged, and a
+            # completed one's surplus tickets are dropped by whichever worker takes them.
+            counts=pb.TrialCounts(queued=records.queued(attrs, trials) if attrs.get(records.STATE) == records.RUNNING else 0,
+                                  running=c["running"],
                                   complete=c["complete"], pruned=c["pruned"], fail=c["fail"]),
             mlflow_experiment_id=attrs.get(records.EXPERIMENT, ""),
             mlflow_run_id=attrs.get(records.RUN, ""),

@@ -41,6 +41,7 @@ class Worker:
         self.runner: TrialRunner = runner_factory(self)
         self.task: asyncio.Task | None = None
         self.current: pb.TrialTicket | None = None
+        self._pending: list = []
 
     # Bridges for the trial thread: `make()` builds the coroutine on the worker's loop
     # (grpc.aio calls must be created there), and the thread waits for its result.
@@ -51,7 +52,19 @@ class Worker:
         return asyncio.run_coroutine_threadsafe(on_loop(), self.loop).result(timeout)
 
     def publish(self, **payload) -> None:
+        """Publishes and waits for JetStream's ack, after every event sent before it."""
+        self.settle()
         self.call(lambda: self.bus.publish(**payload))
+
+    def publish_soon(self, **payload) -> None:
+        """Per-epoch events: sent in order without the trial waiting for each ack;
+        `publish` (the trial's end) waits for all of them first, so none is lost."""
+        self._pending.append(asyncio.run_coroutine_threadsafe(self.bus.publish(**payload), self.loop))
+
+    def settle(self) -> None:
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result(CALL_TIMEOUT_S)
 
     async def watch_studies(self) -> None:
         async def on_event(event):
@@ -164,6 +177,7 @@ async def start(settings: Settings) -> Server:
                 lambda: tracking.CreateTrialRun(request, timeout=CALL_TIMEOUT_S),
                 f"creating the MLflow run of trial {request.study_id}/{request.trial}").run_id,
             publish=worker.publish,
+            publish_soon=worker.publish_soon,
             study_stopped=lambda study_id: study_id in worker.stopped_studies,
             shutting_down=worker.shutting_down.is_set,
         )

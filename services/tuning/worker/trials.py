@@ -40,6 +40,8 @@ class Ports:
     get_dataset: Callable[[str], data_pb2.DatasetVersion]
     create_run: Callable[[tracking_pb2.CreateTrialRunRequest], str]
     publish: Callable[..., None]
+    # For per-epoch events: does not wait for the ack; `publish` waits for all of them.
+    publish_soon: Callable[..., None]
     # (study_id) -> the study was stopped; () -> this worker is shutting down.
     study_stopped: Callable[[str], bool]
     shutting_down: Callable[[], bool]
@@ -195,7 +197,7 @@ class TrialRunner:
             callbacks.append(EpochEndPruning(trial, monitor=monitor))
 
         def on_epoch(e: EpochResult) -> None:
-            self.ports.publish(epoch_completed=ev.EpochCompleted(
+            self.ports.publish_soon(epoch_completed=ev.EpochCompleted(
                 study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epoch=e.epoch,
                 train_loss=e.train_loss, val_loss=e.val_loss, val_accuracy=e.val_accuracy, elapsed_s=e.elapsed_s))
 

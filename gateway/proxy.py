@@ -18,7 +18,7 @@ from prometheus_client import Counter, Histogram
 from gateway import validation
 from gateway.auth import ROLE_NAMES, Authenticator
 from gateway.routes import Route
-from services.common.errors import KubetuneError, status_for
+from services.common.errors import KubetuneError, drain, status_for
 
 log = logging.getLogger("gateway.access")
 
@@ -152,7 +152,7 @@ class Proxy:
                 call.done()
 
         async def client_stream(requests, context):
-            call = await self._open(route, context)
+            call = await self._open(route, context, requests)
             try:
                 return await backend_call(_validated(requests), timeout=self._deadline(context) * 10, metadata=call.metadata)
             except Exception as exc:  # noqa: BLE001
@@ -165,7 +165,7 @@ class Proxy:
             # the CancelledError lands here at an await, so the `finally` always runs and
             # the backend stream (and the backend's watch) is closed. A generator parked
             # at `yield` was never resumed, and each cancelled watch leaked its state.
-            call = await self._open(route, context)
+            call = await self._open(route, context, request)
             stream = None
             try:
                 if route.client_streaming:
@@ -197,11 +197,13 @@ class Proxy:
             return grpc.stream_unary_rpc_method_handler(client_stream, request_deserializer=deserialize)
         return grpc.unary_unary_rpc_method_handler(unary, request_deserializer=deserialize)
 
-    async def _open(self, route: Route, context) -> Call:
+    async def _open(self, route: Route, context, request=None) -> Call:
         try:
             return Call(route, context, self.auth)
         except KubetuneError as exc:
             code, message = status_for(exc)
             REQUESTS.labels(route.name, code.name).inc()
             log.warning("%s %s", route.name, code.name, extra={"method": route.name, "status": code.name})
+            if route.client_streaming and request is not None:
+                await drain(request)  # else the client may see INTERNAL, not why (grpc/grpc#36066)
             await context.abort(code, message)

@@ -89,7 +89,7 @@ async def _abort(context, exc: BaseException, method: str):
 DRAIN_S = 10.0
 
 
-async def _drain(requests) -> None:
+async def drain(requests) -> None:
     """Reads what the client still sends before a refusal goes back. Ending a client
     stream early races the client's next write, and grpc's asyncio client (the
     gateway) then reports INTERNAL "Internal error from Core" in place of our status
@@ -121,7 +121,7 @@ def grpc_errors(method):
                 if isinstance(exc, grpc.aio.AbortError):
                     raise
                 if _is_stream(request):
-                    await _drain(request)
+                    await drain(request)
                 await _abort(context, exc, name)
 
         return stream
@@ -134,7 +134,7 @@ def grpc_errors(method):
             raise
         except Exception as exc:  # noqa: BLE001 - every error becomes a status
             if _is_stream(request):
-                await _drain(request)
+                await drain(request)
             await _abort(context, exc, name)
 
     return unary

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common.clients import sync_health_status
+from services.common.sqlite import use_wal
 
 SAMPLE = Path(__file__).resolve().parents[1] / "services" / "data" / "sample"
 STATE_FILE = "platform.json"
@@ -94,6 +95,7 @@ def plan(home: Path, workers: int, ports: dict[str, int], *, worker_ports: list[
     mlflow_dir = home / "mlflow"
     mlflow_dir.mkdir(parents=True, exist_ok=True)
     mlflow_backend = mlflow_backend or f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+    use_wal(mlflow_backend)  # before MLflow's first connection: every write commits in ~0.1 ms
     env = {
         "KUBETUNE_HOME": str(home),
         "KUBETUNE_NATS_URL": f"nats://127.0.0.1:{ports['nats']}",

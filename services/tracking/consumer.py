@@ -62,7 +62,27 @@ class EventConsumer:
                 log.exception("fetching events failed")
                 await asyncio.sleep(1.0)
                 continue
-            await self.handle(msgs)
+            await self.handle(await self._fill(msgs))
+
+    async def _fill(self, msgs: list) -> list:
+        """Lets a batch fill for up to batch_wait_s after its first event. A fetch
+        returns as soon as anything is there, and events trickle in one per epoch: without
+        this, each epoch of each trial would be its own MLflow write."""
+        deadline = asyncio.get_running_loop().time() + self.batch_wait_s
+        while len(msgs) < self.batch_size and not self._stopping.is_set():
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0.005:
+                break
+            try:
+                msgs += await self._sub.fetch(self.batch_size - len(msgs), timeout=left)
+            except (NatsTimeout, asyncio.TimeoutError):
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - write what we have; the loop retries fetching
+                log.warning("fetching more events for a batch failed", exc_info=True)
+                break
+        return msgs
 
     async def handle(self, msgs) -> None:
         events, decoded = [], []

@@ -12,6 +12,7 @@ from google.protobuf import json_format
 from optuna.trial import FrozenTrial, TrialState
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
+from services.common.sqlite import use_wal
 
 SPEC = "kubetune:spec"
 STATE = "kubetune:state"
@@ -58,12 +59,19 @@ def default_storage_url(home: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def make_storage(url: str) -> optuna.storages.RDBStorage:
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """The RDB storage behind Optuna's own read cache, kept for the process's life.
+
+    The cache holds finished trials (which Optuna never changes again) and re-reads
+    only unfinished and new ones, so reading a study costs its running trials, not all
+    of them. `optuna.load_study` given a bare RDBStorage would wrap it in a fresh,
+    empty cache each time; given this one, it keeps it."""
     kwargs = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
+        use_wal(url)
         # Several worker processes write one SQLite file: wait for the lock, don't fail.
         kwargs["connect_args"] = {"timeout": 60}
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    return optuna.storages.get_storage(optuna.storages.RDBStorage(url, engine_kwargs=kwargs))
 
 
 def spec_to_json(spec: pb.StudySpec) -> str:

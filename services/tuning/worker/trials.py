@@ -11,6 +11,7 @@ import logging
 import math
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,48 @@ def _fmt_params(params: dict, dists: dict) -> dict[str, str]:
     return {k: space.format_value(v) for k, v in shown.items()}
 
 
+class _RunWhileTraining:
+    """A trial's MLflow run, created while the trial trains: creating it takes a few
+    round trips (tracking, then MLflow), which training need not wait for.
+
+    Events name the run, so the first epochs' events wait here until its id is known;
+    then `trial_started` goes out and they follow it, in order."""
+
+    def __init__(self, creating: Future, started: Callable[[str], None], epoch_done: Callable[[str, EpochResult], None]):
+        self._creating = creating
+        self._started = started
+        self._epoch_done = epoch_done
+        self._waiting: list[EpochResult] = []
+        self.run_id = ""
+
+    def epoch(self, e: EpochResult) -> None:
+        self._waiting.append(e)
+        if self.run_id or self._creating.done():
+            self.announce()
+
+    def announce(self) -> str:
+        """Waits for the run (raising if it could not be created), then sends what waited."""
+        if not self.run_id:
+            run_id = self._creating.result()
+            self._started(run_id)
+            self.run_id = run_id
+        for e in self._waiting:
+            self._epoch_done(self.run_id, e)
+        self._waiting.clear()
+        return self.run_id
+
+
+def _announced(run: _RunWhileTraining | None) -> str:
+    """The run id of a trial that ended early, or '' where it has no run."""
+    if run is None:
+        return ""
+    try:
+        return run.announce()
+    except Exception:  # noqa: BLE001 - the trial's end is reported all the same
+        log.warning("the trial's MLflow run could not be created", exc_info=True)
+        return ""
+
+
 class TrialRunner:
     def __init__(self, storage: optuna.storages.BaseStorage, ports: Ports, cache: DatasetCache,
                  worker: str, mlflow_uri: str, patience_default: int = 5):
@@ -71,6 +114,8 @@ class TrialRunner:
         self.mlflow = mlflow.MlflowClient(mlflow_uri)
         self.mlflow_uri = mlflow_uri
         self.patience_default = patience_default
+        # Creates each trial's MLflow run while the trial trains.
+        self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-run")
 
     # -- the ticket ----------------------------------------------------------------
 
@@ -126,14 +171,14 @@ class TrialRunner:
 
     def _run_trial(self, study: optuna.Study, trial: optuna.Trial, spec: pb.StudySpec, attrs: dict) -> str:
         study_id = study.study_name
-        run_id = ""
+        run: _RunWhileTraining | None = None
         try:
             dists = space.distributions(spec)
             params = space.suggest(trial, spec, dists)
             version = self.ports.get_dataset(attrs[records.DATASET])
             data = self.cache.prepared(version)
             shown = _fmt_params(params, dists)
-            run_id = self.ports.create_run(tracking_pb2.CreateTrialRunRequest(
+            request = tracking_pb2.CreateTrialRunRequest(
                 experiment_id=attrs.get(records.EXPERIMENT, ""),
                 parent_run_id=attrs.get(records.RUN, ""),
                 study_id=study_id,
@@ -150,12 +195,23 @@ class TrialRunner:
                     source_uri=version.source_uri, row_count=version.row_count,
                     schema_json=json.dumps([{"name": c.name, "type": c.dtype} for c in version.columns]),
                 ),
-            ))
-            trial.set_user_attr(records.T_RUN, run_id)
-            self.ports.publish(trial_started=ev.TrialStarted(
-                study_id=study_id, trial=trial.number, params=shown, mlflow_run_id=run_id, worker=self.worker))
-            result = self._train(trial, spec, params, data, run_id)
+            )
+
+            def started(run_id: str) -> None:
+                trial.set_user_attr(records.T_RUN, run_id)
+                self.ports.publish_soon(trial_started=ev.TrialStarted(
+                    study_id=study_id, trial=trial.number, params=shown, mlflow_run_id=run_id, worker=self.worker))
+
+            def epoch_done(run_id: str, e: EpochResult) -> None:
+                self.ports.publish_soon(epoch_completed=ev.EpochCompleted(
+                    study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epoch=e.epoch,
+                    train_loss=e.train_loss, val_loss=e.val_loss, val_accuracy=e.val_accuracy, elapsed_s=e.elapsed_s))
+
+            run = _RunWhileTraining(self._background.submit(self.ports.create_run, request), started, epoch_done)
+            result = self._train(trial, spec, params, data, run.epoch)
+            run_id = run.announce()
         except optuna.TrialPruned as pruned:
+            run_id = _announced(run)
             epochs = len(trial.storage.get_trial(trial._trial_id).intermediate_values)
             trial.set_user_attr(records.T_REASON, str(pruned))
             study.tell(trial, state=TrialState.PRUNED)
@@ -163,6 +219,7 @@ class TrialRunner:
                 study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epochs_done=epochs, reason=str(pruned)))
             return Outcome.DONE
         except Exception as exc:  # noqa: BLE001 - a failed trial is a result, not a crash
+            run_id = _announced(run)
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("trial %s/%d failed: %s", study_id, trial.number, reason, exc_info=True)
             trial.set_user_attr(records.T_REASON, reason[:1000])
@@ -188,19 +245,14 @@ class TrialRunner:
             epochs_done=len(result.history), best_epoch=result.best_epoch))
         return Outcome.DONE
 
-    def _train(self, trial: optuna.Trial, spec: pb.StudySpec, params: dict, data: TabularData, run_id: str) -> TrainResult:
+    def _train(self, trial: optuna.Trial, spec: pb.StudySpec, params: dict, data: TabularData,
+               on_epoch: Callable[[EpochResult], None]) -> TrainResult:
         study_id = trial.study.study_name
         objectives = space.objectives(spec)
         callbacks = []
         monitor = objectives[0][0]
         if len(objectives) == 1 and space.PRUNER_NAMES[spec.pruner] != "none" and monitor in ("val_loss", "val_accuracy"):
             callbacks.append(EpochEndPruning(trial, monitor=monitor))
-
-        def on_epoch(e: EpochResult) -> None:
-            self.ports.publish_soon(epoch_completed=ev.EpochCompleted(
-                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epoch=e.epoch,
-                train_loss=e.train_loss, val_loss=e.val_loss, val_accuracy=e.val_accuracy, elapsed_s=e.elapsed_s))
-
         return train(
             data, params,
             seed=(spec.seed or 42) + trial.number,

@@ -18,6 +18,7 @@ from prometheus_client import Counter, Histogram
 from gateway import validation
 from gateway.auth import ROLE_NAMES, Authenticator
 from gateway.routes import Route
+from services.common.clients import StreamReader
 from services.common.errors import KubetuneError, drain, status_for
 
 log = logging.getLogger("gateway.access")
@@ -162,20 +163,21 @@ class Proxy:
 
         async def server_stream(request, context):
             # A coroutine that writes, not an async generator: when the client cancels,
-            # the CancelledError lands here at an await, so the `finally` always runs and
+            # the CancelledError lands here at an await, so the cleanup always runs and
             # the backend stream (and the backend's watch) is closed. A generator parked
             # at `yield` was never resumed, and each cancelled watch leaked its state.
+            # Backend streams are read through StreamReader: a cancelled read leaks in
+            # grpc.aio (grpc/grpc#43360), and every watch ends with its client cancelling.
             call = await self._open(route, context, request)
-            stream = None
             try:
-                if route.client_streaming:
-                    stream = backend_call(_validated(request), metadata=call.metadata)
-                else:
-                    validation.check(request)
-                    stream = backend_call(request, metadata=call.metadata) if route.backend else backend_call(request, context)
                 async with contextlib.AsyncExitStack() as cleanup:
-                    if hasattr(stream, "aclose"):
-                        cleanup.push_async_callback(stream.aclose)
+                    if route.client_streaming:
+                        stream = StreamReader(backend_call(_validated(request), metadata=call.metadata))
+                    else:
+                        validation.check(request)
+                        stream = (StreamReader(backend_call(request, metadata=call.metadata)) if route.backend
+                                  else backend_call(request, context))
+                    cleanup.push_async_callback(stream.aclose)
                     async for item in stream:
                         await context.write(item if route.backend else item.SerializeToString())
             except asyncio.CancelledError:
@@ -184,8 +186,6 @@ class Proxy:
             except Exception as exc:  # noqa: BLE001
                 await call.fail(rpc_error(exc))
             finally:
-                if stream is not None and hasattr(stream, "cancel"):
-                    stream.cancel()
                 call.done()
 
         deserialize = route.request.FromString

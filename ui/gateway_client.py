@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from kubetune.gateway.v1 import gateway_pb2_grpc
-from services.common.clients import channel
+from services.common.clients import StreamReader, channel
 
 DEADLINE_S = 30
 
@@ -31,8 +31,9 @@ class GatewayClient:
     async def call(self, method: str, request, timeout: float = DEADLINE_S):
         return await getattr(self.stub, method)(request, timeout=timeout, metadata=self.metadata)
 
-    def stream(self, method: str, request):
-        return getattr(self.stub, method)(request, metadata=self.metadata)
+    def stream(self, method: str, request) -> StreamReader:
+        """A response stream to iterate; `aclose()` it when done (see StreamReader)."""
+        return StreamReader(getattr(self.stub, method)(request, metadata=self.metadata))
 
     async def close(self):
         if self._channel is not None:

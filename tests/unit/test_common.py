@@ -122,3 +122,46 @@ async def test_event_bus_declares_streams_idempotently_and_delivers(nats_url):
     finally:
         await bus.close()
         await again.close()
+
+
+async def test_stream_reader_never_cancels_a_read_in_flight():
+    """A watcher that goes away (its task cancelled mid-read) must not cancel the
+    grpc.aio read itself: that leaks native memory (grpc/grpc#43360). The read goes on
+    until aclose() cancels the call, and then it ends."""
+    from services.common.clients import StreamReader, channel
+
+    async def watch(request, context):
+        await context.write(b"snapshot")
+        await asyncio.Event().wait()  # no more events
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+        "probe.Watch", {"Watch": grpc.unary_stream_rpc_method_handler(watch)}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    ch = channel(f"127.0.0.1:{port}")
+    try:
+        reader = StreamReader(ch.unary_stream("/probe.Watch/Watch")(b""))
+        got = []
+
+        async def consume():
+            async for message in reader:
+                got.append(message)
+
+        task = asyncio.create_task(consume())
+        while not got:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # parked on the second read
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        read = reader._read
+        assert got == [b"snapshot"]
+        assert read is not None and not read.done(), "the read in flight went down with its caller"
+        await reader.aclose()
+        assert read.done(), "aclose() left the read hanging"  # ended by the call's cancellation
+        assert await reader.call.code() == grpc.StatusCode.CANCELLED
+        await reader.aclose()  # idempotent
+    finally:
+        await ch.close()
+        await server.stop(None)

@@ -3,7 +3,6 @@ their versions; preview rows and per-column statistics with histograms."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 from nicegui import background_tasks, ui
@@ -191,11 +190,10 @@ class DataPage:
                     self.download_label.text = f"downloaded {human_bytes(p.bytes_done)} of {human_bytes(p.bytes_total)}"
                 else:
                     self.download_label.text = f"downloaded {human_bytes(p.bytes_done)}"
-        except asyncio.CancelledError:
-            call.cancel()
-            raise
         except Exception:  # noqa: BLE001 - progress is a nicety; the registration reports errors
             return
+        finally:
+            await call.aclose()
 
     async def on_upload(self, e) -> None:
         file = e.file

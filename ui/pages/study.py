@@ -225,9 +225,6 @@ class StudyView:
                     elif self.live is not None:
                         self.on_event(message.event)
                 return
-            except asyncio.CancelledError:
-                call.cancel()
-                raise
             except grpc.aio.AioRpcError as exc:
                 if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT,
                                   grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
@@ -237,6 +234,8 @@ class StudyView:
                 if not warned:
                     ui.notify(f"Live updates interrupted ({error_text(exc)}); reconnecting…", type="warning")
                     warned = True
+            finally:
+                await call.aclose()
             await asyncio.sleep(RECONNECT_S)
 
     def refresh_summary(self) -> None:

@@ -147,17 +147,30 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="runs of each; the script and the platform alternate, medians are compared")
     parser.add_argument("--dispatch-studies", type=int, default=10)
     args = parser.parse_args()
+    spec = lambda parallel: study_spec(args.trials, args.epochs, parallel)  # noqa: E731
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         with running_platform(Path(tmp) / "one", workers=1) as platform:
             ch, gateway = platform.stub()
             platform_wall(gateway, study_spec(2, 2, 1))  # warm the worker
-            script = baseline_script(gateway, platform.mlflow_uri, study_spec(args.trials, args.epochs, 1), Path(tmp) / "cache")
-            one, cpu = measured_study(platform, gateway, study_spec(args.trials, args.epochs, 1))
-            rows.append(("overhead: platform wall / in-process script", f"{one:.1f} s / {script:.1f} s",
-                         f"{one / script:.2f}x", "<= 1.10x"))
+            scripts, ones, cpus = [], [], []
+            for _ in range(args.repeats):  # alternating, so a slow spell of the machine hits both
+                scripts.append(baseline_script(gateway, platform.mlflow_uri, spec(1), Path(tmp) / "cache"))
+                wall, cpu = measured_study(platform, gateway, spec(1))
+                ones.append(wall)
+                cpus.append(cpu)
+            script, one = statistics.median(scripts), statistics.median(ones)
+            # Each run's ratio to the script run just before it: this machine's speed drifts.
+            ratios = [o / s for o, s in zip(ones, scripts)]
+            rows.append(("overhead: platform wall / in-process script (median of paired runs)",
+                         f"median {one:.1f} s / {script:.1f} s; pairs "
+                         f"{', '.join(f'{o:.1f}/{s:.1f}' for o, s in zip(ones, scripts))}",
+                         f"{statistics.median(ratios):.2f}x", "<= 1.10x"))
+            cpu = {name: statistics.median(c[name] for c in cpus) for name in cpus[0]}
             per_trial = sum(cpu.values()) / args.trials
             busiest = ", ".join(f"{n} {c / args.trials * 1000:.0f}" for n, c in sorted(cpu.items(), key=lambda x: -x[1])[:4])
             # With 2 workers the parts can at best keep every core busy: that bounds the ratio.
@@ -168,8 +181,9 @@ def main() -> None:
         with running_platform(Path(tmp) / "two", workers=2) as platform:
             ch, gateway = platform.stub()
             platform_wall(gateway, study_spec(2, 2, 2))
-            two = platform_wall(gateway, study_spec(args.trials, args.epochs, 2))
-            rows.append(("scale-out: trials/s on 2 workers / 1 worker", f"{args.trials / two:.2f} / {args.trials / one:.2f}",
+            twos = [platform_wall(gateway, spec(2)) for _ in range(args.repeats)]
+            two = statistics.median(twos)
+            rows.append(("scale-out: trials/s on 2 workers / 1 worker (medians)", f"{args.trials / two:.2f} / {args.trials / one:.2f}",
                          f"{one / two:.2f}x (at most {ceiling:.2f}x on {CORES} cores)", ">= 1.8x"))
             lat = dispatch_latencies(platform, gateway, args.dispatch_studies)
             rows.append(("dispatch: CreateStudy -> first epoch event, p50", f"max {max(lat) * 1000:.0f} ms",

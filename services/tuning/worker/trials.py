@@ -114,7 +114,8 @@ class TrialRunner:
         self.mlflow = mlflow.MlflowClient(mlflow_uri)
         self.mlflow_uri = mlflow_uri
         self.patience_default = patience_default
-        # Creates each trial's MLflow run while the trial trains.
+        # Creates each trial's MLflow run while the trial trains, notes its curves while
+        # its model uploads.
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-run")
 
     # -- the ticket ----------------------------------------------------------------
@@ -125,11 +126,11 @@ class TrialRunner:
         attrs = storage.get_study_user_attrs(study_key)
         spec = records.spec_from_attrs(attrs)
         trials = storage.get_all_trials(study_key, deepcopy=False)
-        self._abandon_lost(ticket, trials)
+        if self._abandon_lost(ticket, trials):
+            trials = storage.get_all_trials(study_key, deepcopy=False)
         if any(t.system_attrs.get(records.T_TICKET) == ticket.ticket_id and t.state.is_finished()
                and not t.user_attrs.get(records.T_ABANDONED) for t in trials):
             return Outcome.DROPPED  # done before; only the ack was lost
-        trials = storage.get_all_trials(study_key, deepcopy=False)
         counted = records.counts(trials)
         if attrs.get(records.STATE) != records.RUNNING or self.ports.study_stopped(ticket.study_id):
             return Outcome.DROPPED
@@ -153,12 +154,14 @@ class TrialRunner:
         created = dt.datetime.fromisoformat(attrs[records.CREATED])
         return (dt.datetime.now(dt.timezone.utc) - created).total_seconds() > spec.timeout_seconds
 
-    def _abandon_lost(self, ticket: pb.TrialTicket, trials) -> None:
-        """A redelivered ticket whose trial is still RUNNING: that trial's worker is gone."""
-        for t in trials:
-            if t.state == TrialState.RUNNING and t.system_attrs.get(records.T_TICKET) == ticket.ticket_id:
-                reason = f"worker {t.user_attrs.get(records.T_WORKER, '?')} was lost; the ticket runs again"
-                self._finish_abandoned(t._trial_id, t.number, ticket.study_id, t.user_attrs.get(records.T_RUN, ""), reason)
+    def _abandon_lost(self, ticket: pb.TrialTicket, trials) -> bool:
+        """A redelivered ticket whose trial is still RUNNING: that trial's worker is gone.
+        True when one was found (and is FAIL now)."""
+        lost = [t for t in trials if t.state == TrialState.RUNNING and t.system_attrs.get(records.T_TICKET) == ticket.ticket_id]
+        for t in lost:
+            reason = f"worker {t.user_attrs.get(records.T_WORKER, '?')} was lost; the ticket runs again"
+            self._finish_abandoned(t._trial_id, t.number, ticket.study_id, t.user_attrs.get(records.T_RUN, ""), reason)
+        return bool(lost)
 
     def _finish_abandoned(self, trial_id: int, number: int, study_id: str, run_id: str, reason: str) -> None:
         self.storage.set_trial_user_attr(trial_id, records.T_ABANDONED, True)
@@ -235,15 +238,21 @@ class TrialRunner:
 
         values = self._objective_values(spec, result)
         metrics = self._final_metrics(result, data)
+        # The curves go into the storage while the model uploads; both before the tell.
+        curves = self._background.submit(self._note_curves, trial, result)
         log_model(self.mlflow, run_id, result, data)
-        trial.set_user_attr(records.T_EPOCHS, len(result.history))
-        trial.set_user_attr(records.T_TRAIN_CURVE, [h.train_loss for h in result.history])
-        trial.set_user_attr("kubetune:val_loss_curve", [h.val_loss for h in result.history])
+        curves.result()
         study.tell(trial, values if len(values) > 1 else values[0])
         self.ports.publish(trial_completed=ev.TrialCompleted(
             study_id=study_id, trial=trial.number, mlflow_run_id=run_id, values=values, metrics=metrics,
             epochs_done=len(result.history), best_epoch=result.best_epoch))
         return Outcome.DONE
+
+    @staticmethod
+    def _note_curves(trial: optuna.Trial, result: TrainResult) -> None:
+        trial.set_user_attr(records.T_EPOCHS, len(result.history))
+        trial.set_user_attr(records.T_TRAIN_CURVE, [h.train_loss for h in result.history])
+        trial.set_user_attr("kubetune:val_loss_curve", [h.val_loss for h in result.history])
 
     def _train(self, trial: optuna.Trial, spec: pb.StudySpec, params: dict, data: TabularData,
                on_epoch: Callable[[EpochResult], None]) -> TrainResult:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import optuna
 from google.protobuf import json_format
+from optuna.storages._cached_storage import _CachedStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
@@ -59,19 +60,37 @@ def default_storage_url(home: Path) -> str:
     return f"sqlite:///{path}"
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """The RDB storage behind Optuna's own read cache, kept for the process's life.
+class Storage(_CachedStorage):
+    """Optuna's read cache over the RDB storage, kept for the process's life.
 
-    The cache holds finished trials (which Optuna never changes again) and re-reads
-    only unfinished and new ones, so reading a study costs its running trials, not all
-    of them. `optuna.load_study` given a bare RDBStorage would wrap it in a fresh,
-    empty cache each time; given this one, it keeps it."""
+    The cache holds finished trials (which Optuna never changes again) and re-reads only
+    unfinished and new ones, so reading a study costs its running trials, not all of them
+    (`optuna.load_study` given a bare RDBStorage would wrap it in a fresh, empty cache
+    each time; given this one, it keeps it). It also remembers which id each study name
+    has, which never changes while the study exists: every ticket looked it up twice."""
+
+    def __init__(self, backend: optuna.storages.RDBStorage):
+        super().__init__(backend)
+        self._ids: dict[str, int] = {}
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        study_id = self._ids.get(study_name)
+        if study_id is None:
+            study_id = self._ids[study_name] = super().get_study_id_from_name(study_name)
+        return study_id
+
+    def delete_study(self, study_id: int) -> None:
+        self._ids = {name: i for name, i in self._ids.items() if i != study_id}
+        super().delete_study(study_id)
+
+
+def make_storage(url: str) -> Storage:
     kwargs = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
         use_wal(url)
         # Several worker processes write one SQLite file: wait for the lock, don't fail.
         kwargs["connect_args"] = {"timeout": 60}
-    return optuna.storages.get_storage(optuna.storages.RDBStorage(url, engine_kwargs=kwargs))
+    return Storage(optuna.storages.RDBStorage(url, engine_kwargs=kwargs))
 
 
 def spec_to_json(spec: pb.StudySpec) -> str:

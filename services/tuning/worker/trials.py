@@ -200,8 +200,12 @@ class TrialRunner:
                 ),
             )
 
-            def started(run_id: str) -> None:
+            def create_run() -> str:  # in the background, while the trial trains
+                run_id = self.ports.create_run(request)
                 trial.set_user_attr(records.T_RUN, run_id)
+                return run_id
+
+            def started(run_id: str) -> None:
                 self.ports.publish_soon(trial_started=ev.TrialStarted(
                     study_id=study_id, trial=trial.number, params=shown, mlflow_run_id=run_id, worker=self.worker))
 
@@ -210,7 +214,7 @@ class TrialRunner:
                     study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epoch=e.epoch,
                     train_loss=e.train_loss, val_loss=e.val_loss, val_accuracy=e.val_accuracy, elapsed_s=e.elapsed_s))
 
-            run = _RunWhileTraining(self._background.submit(self.ports.create_run, request), started, epoch_done)
+            run = _RunWhileTraining(self._background.submit(create_run), started, epoch_done)
             result = self._train(trial, spec, params, data, run.epoch)
             run_id = run.announce()
         except optuna.TrialPruned as pruned:

@@ -54,6 +54,7 @@ async def start(settings: Settings) -> Server:
     server = await make_server(settings.address, register)
     # What tests and operators look at on a running service.
     server.tracking = tracking
+    server.consumer = consumer
     server.consumer_name = settings.consumer_name
 
     async def cleanup() -> None:

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 def settings(tracking_mlflow, nats_url, consumer="tracking", **kw) -> Settings:
     url, backend = tracking_mlflow
     return Settings(port=0, mlflow_uri=url, backend_store_uri=backend, nats_url=nats_url,
-                    consumer_name=consumer, batch_wait_s=0.05, tuning_address="127.0.0.1:1", **kw)
+                    consumer_name=consumer, tuning_address="127.0.0.1:1", **{"batch_wait_s": 0.05, **kw})
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -259,3 +259,35 @@ async def test_queries_validate_and_page(stub):
     assert [e.name for e in exps.experiments] == ["kubetune/paging"] and exps.experiments[0].run_count == 6
     h = await stub.GetMetricHistories(pb.GetMetricHistoriesRequest(run_ids=[study.run_id], keys=["val_loss"]))
     assert list(h.histories) == []
+
+
+async def test_epoch_events_trickling_in_are_written_in_few_batches(tracking_mlflow, nats_url, bus, stub):
+    """Epoch events arrive one at a time (a trial's epochs take milliseconds): the
+    consumer lets a batch fill for batch_wait_s instead of writing each one alone."""
+    server = await start(settings(tracking_mlflow, nats_url, consumer="tracking-batches", batch_wait_s=0.5))
+    try:
+        study_id, study = await new_study(stub)
+        run_id = await new_trial(stub, study_id, study, 0)
+        recorder = server.consumer.recorder
+        real_record, batches = recorder.record, []
+
+        async def counting(events):  # the real recorder, counting the batches that hold this run's events
+            mine = sum(1 for e in events if e.epoch_completed.mlflow_run_id == run_id)
+            if mine:
+                batches.append(mine)
+            return await real_record(events)
+
+        recorder.record = counting
+        for event in epochs(study_id, 0, run_id, 20):
+            await publish(bus, [event])
+            await asyncio.sleep(0.01)
+
+        async def all_steps():
+            r = (await stub.GetMetricHistories(pb.GetMetricHistoriesRequest(run_ids=[run_id], keys=["val_loss"]))).histories
+            return r and len(r[0].points) == 20
+
+        await eventually(all_steps)
+        assert sum(batches) == 20
+        assert len(batches) <= 3, f"20 events written in {len(batches)} batches: {batches}"
+    finally:
+        await server.stop(0)

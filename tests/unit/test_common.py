@@ -165,3 +165,16 @@ async def test_stream_reader_never_cancels_a_read_in_flight():
     finally:
         await ch.close()
         await server.stop(None)
+
+
+def test_use_wal_puts_a_sqlite_file_in_wal_mode_and_leaves_other_urls(tmp_path):
+    import sqlite3
+
+    from services.common.sqlite import use_wal
+
+    db = tmp_path / "sub" / "x.db"
+    use_wal(f"sqlite:///{db}")
+    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # kept in the file
+    use_wal("postgresql://u@127.0.0.1/test")  # not touched: nothing to open
+    use_wal("sqlite:///:memory:")
+    assert [p.name for p in tmp_path.iterdir()] == ["sub"]

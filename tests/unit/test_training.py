@@ -64,3 +64,32 @@ def test_classification_logs_accuracy():
     result = train(data, {**PARAMS, "max_epochs": 15}, seed=0, patience=50)
     assert 0.0 <= result.history[-1].val_accuracy <= 1.0
     assert max(e.val_accuracy for e in result.history) >= 0.8
+
+
+def test_a_trials_run_is_created_while_it_trains_and_its_events_keep_their_order():
+    """The worker creates the MLflow run in the background; epochs that end before the
+    run id is known wait, then go out after trial_started, in order."""
+    from concurrent.futures import Future
+
+    from services.tuning.worker.trials import EpochResult, _announced, _RunWhileTraining
+
+    sent = []
+    creating = Future()
+    run = _RunWhileTraining(creating, lambda rid: sent.append(("started", rid)),
+                            lambda rid, e: sent.append(("epoch", rid, e.epoch)))
+    epoch = lambda n: EpochResult(epoch=n, train_loss=1.0, val_loss=1.0, val_accuracy=float("nan"), elapsed_s=0.1)  # noqa: E731
+    run.epoch(epoch(0))
+    run.epoch(epoch(1))
+    assert sent == []  # the run id is not known yet: nothing can name it
+    creating.set_result("r1")
+    run.epoch(epoch(2))
+    run.epoch(epoch(3))
+    assert run.announce() == "r1"
+    assert sent == [("started", "r1"), ("epoch", "r1", 0), ("epoch", "r1", 1), ("epoch", "r1", 2), ("epoch", "r1", 3)]
+
+    failed = Future()
+    failed.set_exception(RuntimeError("tracking unavailable"))
+    broken = _RunWhileTraining(failed, lambda rid: None, lambda rid, e: None)
+    with pytest.raises(RuntimeError):
+        broken.epoch(epoch(0))  # the trial fails with the reason
+    assert _announced(broken) == "" and _announced(None) == ""

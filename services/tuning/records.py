@@ -60,7 +60,7 @@ def default_storage_url(home: Path) -> str:
     return f"sqlite:///{path}"
 
 
-class Storage(_CachedStorage):
+class Storage(_CachedStorage):  # Optuna's own (private) cache class: pyproject keeps optuna < 6
     """Optuna's read cache over the RDB storage, kept for the process's life.
 
     The cache holds finished trials (which Optuna never changes again) and re-reads only

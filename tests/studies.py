@@ -50,3 +50,17 @@ def completed(study: pb.Study) -> bool:
 def run_study(gateway, spec: pb.StudySpec, timeout: float = 180) -> pb.Study:
     study = gateway.CreateStudy(pb.CreateStudyRequest(spec=spec)).study
     return wait_for_study(gateway, study.id, completed, timeout)
+
+
+def wait_for_mlflow(gateway, study: pb.Study, timeout: float = 60) -> None:
+    """Until the tracking service has written the study's end to MLflow. Trial and study
+    events reach MLflow after the study completes (they are written in batches, and a slow
+    tracking service delays them), in order: once the study's run is finished, every trial
+    event before it has been written too."""
+    from kubetune.tracking.v1 import tracking_pb2
+
+    deadline = time.monotonic() + timeout
+    while gateway.GetRun(tracking_pb2.GetRunRequest(run_id=study.mlflow_run_id)).run.status != tracking_pb2.RUN_STATUS_FINISHED:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the MLflow run of study {study.id} did not finish in {timeout}s")
+        time.sleep(0.1)

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 ACK_WAIT_S = 60.0
 RETRY_DELAY_S = 2.0
+# Events that end a batch's wait.
+ENDINGS = frozenset({subjects.TRIAL_COMPLETED, subjects.TRIAL_PRUNED, subjects.TRIAL_FAILED, subjects.STUDY_COMPLETED})
 
 
 def consumer_config(name: str, batch_size: int) -> ConsumerConfig:
@@ -65,11 +67,13 @@ class EventConsumer:
             await self.handle(await self._fill(msgs))
 
     async def _fill(self, msgs: list) -> list:
-        """Lets a batch fill for up to batch_wait_s after its first event. A fetch
-        returns as soon as anything is there, and events trickle in one per epoch: without
-        this, each epoch of each trial would be its own MLflow write."""
+        """Lets a batch of epoch events fill for up to batch_wait_s after its first event.
+        A fetch returns as soon as anything is there, and events trickle in one per epoch:
+        without this, each epoch of each trial would be its own MLflow write. A trial's or
+        a study's end is written at once: someone is waiting to see that."""
         deadline = asyncio.get_running_loop().time() + self.batch_wait_s
-        while len(msgs) < self.batch_size and not self._stopping.is_set():
+        while (len(msgs) < self.batch_size and not self._stopping.is_set()
+               and not any(m.subject in ENDINGS for m in msgs)):
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0.005:
                 break

@@ -7,14 +7,16 @@ import pytest
 
 from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from tests.studies import run_study, small_spec
+from tests.studies import run_study, small_spec, wait_for_mlflow
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def study(gateway):
-    return run_study(gateway, small_spec(trials=6, epochs=3, parallel=2, pruner=pb.PRUNER_NONE, name="summary-study"))
+    done = run_study(gateway, small_spec(trials=6, epochs=3, parallel=2, pruner=pb.PRUNER_NONE, name="summary-study"))
+    wait_for_mlflow(gateway, done)  # the runs' final metrics are written just after
+    return done
 
 
 def test_study_summary(gateway, study):

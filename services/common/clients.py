@@ -60,9 +60,6 @@ class StreamReader:
             raise StopAsyncIteration
         return message
 
-    def cancel(self) -> bool:
-        return self.call.cancel()
-
     async def aclose(self) -> None:
         self.call.cancel()
         read, self._read = self._read, None

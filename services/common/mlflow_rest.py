@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from services.common.errors import FailedPrecondition, InvalidArgument, KubetuneError, NotFound, Unavailable
-from requests.adapters import HTTPAdapter
 
 log = logging.getLogger(__name__)
 

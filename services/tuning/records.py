@@ -34,6 +34,7 @@ T_WORKER = "kubetune:worker"
 T_RUN = "kubetune:mlflow_run_id"
 T_REASON = "kubetune:reason"
 T_TRAIN_CURVE = "kubetune:train_loss_curve"
+T_VAL_CURVE = "kubetune:val_loss_curve"
 T_EPOCHS = "kubetune:epochs_done"
 # A trial lost with its worker (or abandoned at shutdown): FAIL in Optuna, but its
 # ticket runs again, so it does not count towards n_trials.

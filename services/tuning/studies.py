@@ -59,7 +59,7 @@ def trial_to_pb(study_id: str, t: FrozenTrial, curves: bool = False) -> pb.Trial
     _trial_ts(out.started_at, t.datetime_start)
     _trial_ts(out.finished_at, t.datetime_complete)
     if curves:
-        out.val_loss_curve.extend(t.user_attrs.get("kubetune:val_loss_curve")
+        out.val_loss_curve.extend(t.user_attrs.get(records.T_VAL_CURVE)
                                   or [t.intermediate_values[k] for k in sorted(t.intermediate_values)])
         out.train_loss_curve.extend(t.user_attrs.get(records.T_TRAIN_CURVE, []))
     return out

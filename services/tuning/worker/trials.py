@@ -256,7 +256,7 @@ class TrialRunner:
     def _note_curves(trial: optuna.Trial, result: TrainResult) -> None:
         trial.set_user_attr(records.T_EPOCHS, len(result.history))
         trial.set_user_attr(records.T_TRAIN_CURVE, [h.train_loss for h in result.history])
-        trial.set_user_attr("kubetune:val_loss_curve", [h.val_loss for h in result.history])
+        trial.set_user_attr(records.T_VAL_CURVE, [h.val_loss for h in result.history])
 
     def _train(self, trial: optuna.Trial, spec: pb.StudySpec, params: dict, data: TabularData,
                on_epoch: Callable[[EpochResult], None]) -> TrainResult:

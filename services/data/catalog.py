@@ -19,27 +19,30 @@ version inserted in one transaction. A failure at any step leaves the catalog as
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import hashlib
 import json
 import logging
+import math
 import re
 import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.data.blobs import BlobStore
 from services.data.ingest import ingest
 from services.data.sniff import SourceFile
-from services.data.model import DatasetVersion, IngestOptions, Layout, Reference, Stats
+from services.data.model import DatasetVersion, IngestOptions, Kind, Layout, Reference, Stats
 from services.data.sources import TABLE_SUFFIXES, Fetched, Sources
 from services.data.store import CatalogStore, Referenced
 
@@ -96,15 +99,23 @@ def parse_ref(ref: str, *, need_version: bool = False) -> tuple[str, str | None]
 
 
 def validate_options(options: IngestOptions) -> IngestOptions:
-    for column in options.exclude_columns:
-        if not column.strip():
-            raise InvalidArgument("options.exclude_columns holds an empty name", field="options.exclude_columns")
+    lists = {"exclude_columns": options.exclude_columns, "categorical_columns": options.categorical_columns,
+             "numeric_columns": options.numeric_columns}
+    for field, columns in lists.items():
+        if any(not column.strip() for column in columns):
+            raise InvalidArgument(f"options.{field} holds an empty name", field=f"options.{field}")
+    cleaned = {field: tuple(c.strip() for c in columns) for field, columns in lists.items()}
+    for a, b in (("exclude_columns", "categorical_columns"), ("exclude_columns", "numeric_columns"),
+                 ("categorical_columns", "numeric_columns")):
+        both = sorted(set(cleaned[a]) & set(cleaned[b]))
+        if both:
+            raise InvalidArgument(f"column {both[0]!r} is named in both options.{a} and options.{b}", field=f"options.{b}")
     return IngestOptions(
         target_column=options.target_column.strip(),
-        exclude_columns=tuple(c.strip() for c in options.exclude_columns),
         missing_policy=options.missing_policy,
         task_kind=options.task_kind,
         split_seed=options.split_seed,
+        **cleaned,
     )
 
 
@@ -119,6 +130,11 @@ def version_id(fetched: Fetched, options: IngestOptions) -> str:
         "task_kind": str(options.task_kind),
         "split_seed": options.split_seed,
     }
+    # Added with column kinds: present only when set, so earlier versions keep their ids.
+    if options.categorical_columns:
+        key["categorical"] = list(options.categorical_columns)
+    if options.numeric_columns:
+        key["numeric"] = list(options.numeric_columns)
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -135,6 +151,7 @@ def validate_filename(filename: str) -> str:
 class Histogram:
     counts: list[int]
     edges: list[float]
+    labels: list[str] = field(default_factory=list)  # a categorical column's categories
 
 
 @dataclass(frozen=True)
@@ -281,6 +298,7 @@ class Catalog:
                     missing_policy=options.missing_policy,
                     rows_dropped=table.rows_dropped,
                     stats=table.stats,
+                    rows_missing_target=table.rows_missing_target,
                 )
                 try:
                     stored, created = await asyncio.to_thread(self.store.add_version, version)
@@ -389,24 +407,48 @@ def _absorb(f, digest, chunk: bytes) -> None:
 
 
 def _preview(version: DatasetVersion, path: Path, rows: int, bins: int) -> Preview:
+    """The first rows as stored (a category as its text, a missing value as None) and a
+    histogram per numeric column; a categorical column's counts are by category, the
+    most frequent first, in `Histogram.labels`."""
     columns = [*version.features, version.target]
+    text = {c.name for c in version.columns if c.kind is Kind.CATEGORICAL}
     pf = pq.ParquetFile(path)
     head = next(pf.iter_batches(batch_size=rows, columns=columns), None)
-    table_rows: list[list[float]] = []
+    table_rows: list[list] = []
     if head is not None:
-        arrays = [head.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in columns]
-        table_rows = np.column_stack(arrays).tolist()
+        cells = [head.column(c).to_pylist() for c in columns]
+        table_rows = [[_cell(v) for v in row] for row in zip(*cells)]
     stats = {s.name: s for s in version.stats}
     ranges = {}
     for c in columns:
+        if c in text:
+            continue
         lo, hi = stats[c].min, stats[c].max
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            lo = hi = 0.0
         ranges[c] = (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)
-    counts = {c: np.zeros(bins, dtype=np.int64) for c in columns}
+    counts = {c: np.zeros(bins, dtype=np.int64) for c in ranges}
+    categories: dict[str, collections.Counter] = {c: collections.Counter() for c in text}
     for batch in pf.iter_batches(batch_size=256_000, columns=columns):
         for c in columns:
+            if c in text:
+                value_counts = pc.value_counts(batch.column(c).drop_null())
+                categories[c].update(dict(zip(value_counts.field("values").to_pylist(),
+                                              value_counts.field("counts").to_pylist())))
+                continue
             values = batch.column(c).to_numpy(zero_copy_only=False).astype(np.float64)
-            counts[c] += np.histogram(values, bins=bins, range=ranges[c])[0]
-    histograms = [
-        Histogram(counts[c].tolist(), np.linspace(*ranges[c], bins + 1).tolist()) for c in columns
-    ]
+            counts[c] += np.histogram(values[~np.isnan(values)], bins=bins, range=ranges[c])[0]
+    histograms = []
+    for c in columns:
+        if c in text:
+            top = categories[c].most_common(bins)
+            histograms.append(Histogram([n for _, n in top], [], [label for label, _ in top]))
+        else:
+            histograms.append(Histogram(counts[c].tolist(), np.linspace(*ranges[c], bins + 1).tolist()))
     return Preview(version, columns, table_rows, [stats[c] for c in columns], histograms)
+
+
+def _cell(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value

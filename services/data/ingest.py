@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,7 +35,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from services.common.errors import FailedPrecondition
-from services.data.model import IngestOptions, MissingPolicy, Role, Stats, Table, TargetStats, TaskKind
+from services.data.model import IngestOptions, Kind, MissingPolicy, Role, Stats, Table, TargetStats, TaskKind
 from services.data.readers import PARQUET_BATCH_ROWS, Plan, Reader, Replan, read_csv_table, read_parquet_table, read_xy
 from services.data.sniff import SourceFile, sha256_file
 
@@ -45,6 +46,8 @@ ROW_GROUP_ROWS = 64_000
 AUTO_MAX_CLASSES = 20
 AUTO_MIN_ROWS_PER_CLASS = 20
 MAX_CLASSES = 1000
+# Each feature that turns out to hold text past the sniffed sample costs one re-read.
+MAX_REPLANS = 64
 
 
 @dataclass
@@ -110,75 +113,148 @@ class _RowGroupWriter:
         self.writer.close()
 
 
-def _finite_mask(values: np.ndarray) -> np.ndarray:
-    return np.isfinite(values)
+# A text column is a category unless it is an id or free text (nearly every value
+# distinct), a date, or numbers with a few stray words (then the user must say which).
+MAX_CATEGORIES = 10_000
+ID_DISTINCT_SHARE = 0.9
+ID_MIN_ROWS = 20
+NUMBER_RE = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+ISO_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+BOOLEAN_WORDS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "t": 1.0, "f": 0.0, "y": 1.0, "n": 0.0}
+
+
+class _TextColumn:
+    """What pass one learns of a text feature: its distinct values (up to
+    MAX_CATEGORIES), missing and present counts, and its first value that is not a number."""
+
+    def __init__(self):
+        self.values: set[str] = set()
+        self.overflow = False
+        self.present = 0
+        self.missing = 0  # source cells, in rows that have a target
+        self.numbers = 0
+        self.first_text: tuple[int, str] | None = None
+
+    def add(self, values: pa.Array, kept: pa.Array, row_offset: int) -> None:
+        """`values`: the block as read (for row numbers); `kept`: its rows that stay."""
+        present = kept.drop_null()
+        self.present += len(present)
+        numeric = pc.match_substring_regex(kept, NUMBER_RE).fill_null(True)
+        self.numbers += len(present) - int(pc.sum(pc.invert(numeric)).as_py() or 0)
+        if self.first_text is None and self.numbers < self.present:
+            numeric = pc.match_substring_regex(values, NUMBER_RE).fill_null(True)
+            i = int(np.argmin(np.asarray(numeric.to_numpy(zero_copy_only=False), dtype=bool)))
+            self.first_text = (row_offset + i + 1, values[i].as_py())
+        if not self.overflow:
+            self.values.update(pc.unique(present).to_pylist())
+            self.overflow = len(self.values) > MAX_CATEGORIES
+
+    def decide(self, declared: bool) -> tuple[Kind | None, str]:
+        """(kind, note); kind None: excluded for the reason in the note."""
+        distinct = len(self.values)
+        if declared:
+            return Kind.CATEGORICAL, "categorical by request"
+        if self.present == 0:
+            return None, "excluded: every value is missing"
+        if not self.overflow and {v.lower() for v in self.values} <= BOOLEAN_WORDS.keys() and distinct <= 2:
+            return Kind.BOOLEAN, "boolean: " + "/".join(sorted(self.values))
+        if all(ISO_DATE_RE.match(v) for v in list(self.values)[:1000]):
+            return None, ("excluded: ISO dates (kubetune does not split dates into parts yet; add year, month "
+                          "or day-of-week columns yourself to use them)")
+        if self.overflow:
+            return None, f"excluded: more than {MAX_CATEGORIES} distinct values (an id or free text?)"
+        if self.present >= ID_MIN_ROWS and distinct >= ID_DISTINCT_SHARE * self.present:
+            return None, f"excluded: {distinct} distinct values in {self.present} rows (an id or free text?)"
+        return Kind.CATEGORICAL, ""
 
 
 def write_table(reader: Reader, options: IngestOptions, out: Path, *, min_rows: int, label: str) -> Table:
-    """Pass one: validate and write features + raw target; pass two only when needed."""
+    """Pass one: validate, learn each column, write features + raw target; pass two only
+    when values or columns must change after everything was seen."""
     features = reader.features
     if not features:
         raise FailedPrecondition(f"{label}: no feature columns left")
     policy = options.missing_policy
-    moments = {name: Moments() for name in features}
+    text = reader.text_features
+    moments = {name: Moments() for name in features if name not in text}
+    texts = {name: _TextColumn() for name in features if name in text}
+    binary = {name: True for name in moments}  # numbers that are all 0 or 1
     target_moments = Moments()
     distinct = _Distinct(reader.text_target)
     schema = pa.schema(
-        [pa.field(f, pa.float64()) for f in features]
+        [pa.field(f, pa.string() if f in text else pa.float64()) for f in features]
         + [pa.field(reader.target, pa.string() if reader.text_target else pa.float64())]
     )
     staging = out.with_name(out.name + ".pass1")
-    rows_in = rows_out = dropped = filled = 0
+    rows_in = rows_out = dropped = missing_target = 0
     all_integer = True
+
+    def where(name: str, i: int) -> str:
+        return reader.locate(rows_in + i + 1)
+
     try:
         with _RowGroupWriter(staging, schema) as writer:
             for batch in reader.batches:
                 n = batch.rows
-                keep = np.ones(n, dtype=bool)
                 if reader.text_target:
-                    target_ok = ~np.asarray(pc.is_null(batch.target).to_numpy(zero_copy_only=False), dtype=bool)
                     stripped = pc.utf8_trim_whitespace(batch.target)
-                    target_ok &= np.asarray(pc.not_equal(stripped, "").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+                    target_ok = np.asarray(pc.not_equal(stripped, "").fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
                 else:
-                    target_ok = _finite_mask(batch.target)
-                bad_rows = ~target_ok
+                    target_ok = np.isfinite(batch.target)
+                    if np.isinf(batch.target).any():
+                        i = int(np.argmax(np.isinf(batch.target)))
+                        raise _infinite(reader.files.get(reader.target, label), reader.target, where(reader.target, i))
+                first_missing: list[tuple[int, str]] = []  # (row in block, column), under REFUSE
                 if not target_ok.all():
-                    if policy is MissingPolicy.REFUSE:
-                        first = int(np.argmin(target_ok))
-                        raise _missing(reader.files.get(reader.target, label), reader.target, reader.locate(rows_in + first + 1))
-                    keep &= target_ok
-                feature_masks = []
+                    first_missing.append((int(np.argmin(target_ok)), reader.target))
+                keep = target_ok.copy()
+                missing_target += int(n - target_ok.sum())
+                arrays = []
                 for name, values in zip(features, batch.features):
-                    ok = _finite_mask(values)
-                    feature_masks.append(ok)
+                    if name in text:
+                        values = pc.utf8_trim_whitespace(values)
+                        values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+                        ok = np.asarray(pc.is_valid(values).to_numpy(zero_copy_only=False), dtype=bool)
+                    else:
+                        ok = ~np.isnan(values)
+                        infinite = np.isinf(values)
+                        if infinite.any():
+                            raise _infinite(reader.files.get(name, label), name, where(name, int(np.argmax(infinite))))
                     if not ok.all():
-                        moments[name].missing += int((~ok).sum())
-                        if policy is MissingPolicy.REFUSE:
-                            first = int(np.argmin(ok))
-                            raise _missing(reader.files.get(name, label), name, reader.locate(rows_in + first + 1), values[first])
-                        bad_rows |= ~ok
+                        first_missing.append((int(np.argmin(ok)), name))
                         if policy is MissingPolicy.DROP_ROWS:
                             keep &= ok
-                if policy is MissingPolicy.FILL_MEAN:
-                    filled += int((bad_rows & keep).sum())
-                rows_in += n
+                    arrays.append((values, ok))
+                if first_missing and policy is MissingPolicy.REFUSE:
+                    row, name = min(first_missing, key=lambda m: m[0])
+                    raise _missing(reader.files.get(name, label), name, where(name, row))
                 kept = int(keep.sum())
                 dropped += n - kept
+                for name, (values, ok) in zip(features, arrays):
+                    counted = ok & target_ok  # rows without a target are not the table's
+                    if name in text:
+                        texts[name].missing += int((~ok & target_ok).sum())
+                        texts[name].add(values, values if kept == n else values.filter(pa.array(keep)), rows_in)
+                    else:
+                        m = moments[name]
+                        m.missing += int((~ok & target_ok).sum())
+                        present = values[counted & keep]
+                        m.add(present)
+                        if binary[name] and present.size:
+                            binary[name] = bool(np.isin(present, (0.0, 1.0)).all())
+                rows_in += n
                 rows_out += kept
                 if kept == 0:
                     continue
                 cols = []
-                for name, values, ok in zip(features, batch.features, feature_masks):
-                    v = values if kept == n else values[keep]
-                    m = ok if kept == n else ok[keep]
-                    moments[name].add(v if m.all() else v[m])
-                    if not m.all():
-                        v = np.where(m, v, np.nan)
-                    cols.append(pa.array(v, type=pa.float64()))
+                for name, (values, ok) in zip(features, arrays):
+                    if name in text:
+                        cols.append(values if kept == n else values.filter(pa.array(keep)))
+                    else:
+                        cols.append(pa.array(values if kept == n else values[keep], type=pa.float64()))
                 target = batch.target
                 if reader.text_target:
-                    target = target if kept == n else target.filter(pa.array(keep))
-                    target = pc.utf8_trim_whitespace(target)
+                    target = pc.utf8_trim_whitespace(target if kept == n else target.filter(pa.array(keep)))
                 else:
                     target = target if kept == n else target[keep]
                     target_moments.add(target)
@@ -195,9 +271,7 @@ def write_table(reader: Reader, options: IngestOptions, out: Path, *, min_rows: 
                 + (f" ({dropped} dropped for missing values)" if dropped else "")
                 + f"; the train/validation/test split needs at least {min_rows}"
             )
-        for name in features:
-            if moments[name].n == 0:
-                raise FailedPrecondition(f"{label}: column {name!r} has no values")
+        columns, final = _decide_columns(reader, options, moments, texts, binary, label)
         labels, count = distinct.result()
         if count < 2:
             only = labels[0] if labels else "?"
@@ -205,16 +279,17 @@ def write_table(reader: Reader, options: IngestOptions, out: Path, *, min_rows: 
                 f"{label}: target {reader.target!r} has one distinct value ({only}); nothing to learn"
             )
         kind = _task_kind(options.task_kind, reader, labels, count, all_integer, rows_out, label)
-        rewrite = kind is TaskKind.CLASSIFICATION or (policy is MissingPolicy.FILL_MEAN and filled)
-        if rewrite:
-            means = {name: moments[name].mean for name in features}
-            target_moments = _second_pass(staging, out, features, reader, kind, labels, means)
+        booleans = [c.name for c in columns if c.kind is Kind.BOOLEAN and c.name in text]
+        if kind is TaskKind.CLASSIFICATION or booleans or final != features:
+            target_moments, bool_moments = _second_pass(staging, out, final, text, booleans, reader, kind, labels)
+            moments.update(bool_moments)
             staging.unlink()
         else:
             os.replace(staging, out)
     finally:
         staging.unlink(missing_ok=True)
-    stats = [moments[name].stats(name) for name in features]
+    stats = [moments[name].stats(name) if name in moments
+             else Stats(name, math.nan, math.nan, math.nan, math.nan, texts[name].missing) for name in final]
     target_stats = TargetStats(
         target_moments.min, target_moments.max, target_moments.mean, target_moments.std, count
     )
@@ -222,7 +297,7 @@ def write_table(reader: Reader, options: IngestOptions, out: Path, *, min_rows: 
     columns = [
         replace(c, dtype="int64") if c.role is Role.TARGET and kind is TaskKind.CLASSIFICATION
         else replace(c, dtype="float64") if c.role is Role.TARGET else c
-        for c in reader.columns
+        for c in columns
     ]
     return Table(
         path=str(out),
@@ -231,19 +306,62 @@ def write_table(reader: Reader, options: IngestOptions, out: Path, *, min_rows: 
         columns=columns,
         target=reader.target,
         row_count=rows_out,
-        rows_dropped=dropped if policy is not MissingPolicy.FILL_MEAN else filled + dropped,
+        rows_dropped=dropped,
         target_stats=target_stats,
         task_kind=kind,
         class_labels=labels if kind is TaskKind.CLASSIFICATION else [],
         stats=stats,
+        rows_missing_target=missing_target,
     )
 
 
-def _missing(label: str, column: str, where: str, value=None) -> FailedPrecondition:
-    what = "missing" if value is None or (isinstance(value, float) and math.isnan(value)) else repr(float(value))
+def _decide_columns(reader: Reader, options: IngestOptions, moments, texts, binary, label: str):
+    """Each feature's kind now that every value was seen, and the features kept."""
+    columns, final = [], []
+    for c in reader.columns:
+        if c.role is not Role.FEATURE:
+            columns.append(c)
+            continue
+        if c.name in texts:
+            t = texts[c.name]
+            declared = c.name in options.categorical_columns
+            if not declared and t.first_text is not None and t.numbers > 0.5 * t.present:
+                row, value = t.first_text
+                raise FailedPrecondition(
+                    f"{reader.files.get(c.name, label)}: column {c.name!r} holds numbers, but "
+                    f"{reader.locate(row)} holds {value!r}; fix the value, or declare the column categorical "
+                    "(or exclude it)"
+                )
+            kind, note = t.decide(declared)
+            if kind is None:
+                columns.append(replace(c, role=Role.EXCLUDED, kind=Kind.NONE, note=note, missing=t.missing,
+                                       distinct=len(t.values)))
+                continue
+            dtype = "float64" if kind is Kind.BOOLEAN else "string"
+            columns.append(replace(c, dtype=dtype, kind=kind, note=note, missing=t.missing, distinct=len(t.values)))
+        else:
+            m = moments[c.name]
+            if m.n == 0:
+                columns.append(replace(c, role=Role.EXCLUDED, kind=Kind.NONE, note="excluded: every value is missing",
+                                       missing=m.missing))
+                continue
+            two = binary[c.name] and m.min == 0.0 and m.max == 1.0
+            kind = Kind.BOOLEAN if two and c.name not in options.numeric_columns else Kind.NUMERIC
+            columns.append(replace(c, kind=kind, missing=m.missing, distinct=2 if kind is Kind.BOOLEAN else 0))
+        final.append(c.name)
+    if not final:
+        raise FailedPrecondition(f"{label}: no feature columns left")
+    return columns, final
+
+
+def _missing(label: str, column: str, where: str) -> FailedPrecondition:
     return FailedPrecondition(
-        f"{label}: column {column!r} {where} is {what}; set options.missing_policy to drop or fill such rows"
+        f"{label}: column {column!r} {where} is missing; set options.missing_policy to impute or drop such rows"
     )
+
+
+def _infinite(label: str, column: str, where: str) -> FailedPrecondition:
+    return FailedPrecondition(f"{label}: column {column!r} {where} is infinite; kubetune refuses infinite values")
 
 
 def _task_kind(requested, reader, labels, count, all_integer, rows, label) -> TaskKind:
@@ -318,24 +436,31 @@ def label_of(value) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
-def _second_pass(staging: Path, out: Path, features, reader: Reader, kind, labels, means) -> Moments:
+def _second_pass(staging: Path, out: Path, features, text, booleans, reader: Reader, kind, labels):
+    """Rewrites the staged table: the kept features only, boolean words as 0/1, class
+    labels as their index. Returns the target's moments and the boolean columns'."""
     classify = kind is TaskKind.CLASSIFICATION
     schema = pa.schema(
-        [pa.field(f, pa.float64()) for f in features]
+        [pa.field(f, pa.string() if f in text and f not in booleans else pa.float64()) for f in features]
         + [pa.field(reader.target, pa.int64() if classify else pa.float64())]
     )
     if classify:
         keys = pa.array(labels) if reader.text_target else pa.array(sorted(float(v) for v in labels), pa.float64())
     moments = Moments()
+    bool_moments = {name: Moments() for name in booleans}
     pf = pq.ParquetFile(staging)
     with _RowGroupWriter(out, schema) as writer:
-        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[*features, reader.target]):
             cols = []
             for name in features:
-                values = batch.column(name).to_numpy(zero_copy_only=False)
-                if np.isnan(values).any():
-                    values = np.where(np.isnan(values), means[name], values)
-                cols.append(pa.array(values, type=pa.float64()))
+                values = batch.column(name)
+                if name in bool_moments:
+                    words = pc.utf8_lower(values).to_pylist()
+                    numbers = np.array([np.nan if w is None else BOOLEAN_WORDS[w] for w in words], dtype=np.float64)
+                    bool_moments[name].add(numbers[~np.isnan(numbers)])
+                    bool_moments[name].missing += int(np.isnan(numbers).sum())
+                    values = pa.array(numbers, type=pa.float64())
+                cols.append(values)
             target = batch.column(reader.target)
             if classify:
                 target = pc.index_in(target, value_set=keys).cast(pa.int64())
@@ -343,13 +468,13 @@ def _second_pass(staging: Path, out: Path, features, reader: Reader, kind, label
             else:
                 moments.add(target.to_numpy(zero_copy_only=False))
             writer.write_batch(pa.RecordBatch.from_arrays([*cols, target], schema=schema))
-    return moments
+    return moments, bool_moments
 
 
 def ingest(sources: list[SourceFile], options: IngestOptions, out: Path, *, min_rows: int) -> Table:
     """The stored table made from `sources`: [X, y] for the folder layout, [table] otherwise."""
     plan = Plan()
-    for _ in range(3):
+    for _ in range(MAX_REPLANS):
         try:
             if len(sources) == 2:
                 reader = read_xy(sources[0], sources[1], options, plan)

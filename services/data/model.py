@@ -22,9 +22,18 @@ class TaskKind(enum.StrEnum):
 
 
 class MissingPolicy(enum.StrEnum):
-    REFUSE = "refuse"
+    IMPUTE = "impute"  # keep missing features: the model imputes them (fitted on the training split)
     DROP_ROWS = "drop_rows"
-    FILL_MEAN = "fill_mean"
+    REFUSE = "refuse"
+
+
+class Kind(enum.StrEnum):
+    """How a feature enters the model; "" for columns that are not features."""
+
+    NONE = ""
+    NUMERIC = "numeric"
+    CATEGORICAL = "categorical"
+    BOOLEAN = "boolean"
 
 
 class Role(enum.StrEnum):
@@ -38,9 +47,11 @@ class Role(enum.StrEnum):
 class IngestOptions:
     target_column: str = ""
     exclude_columns: tuple[str, ...] = ()
-    missing_policy: MissingPolicy = MissingPolicy.REFUSE
+    missing_policy: MissingPolicy = MissingPolicy.IMPUTE
     task_kind: TaskKind = TaskKind.AUTO
     split_seed: int = 0
+    categorical_columns: tuple[str, ...] = ()
+    numeric_columns: tuple[str, ...] = ()
 
     def normalized(self, layout: Layout) -> "IngestOptions":
         """The canonical form: the one that enters the version id."""
@@ -50,6 +61,8 @@ class IngestOptions:
             missing_policy=MissingPolicy(self.missing_policy),
             task_kind=TaskKind(self.task_kind),
             split_seed=self.split_seed or DEFAULT_SPLIT_SEED,
+            categorical_columns=tuple(sorted(set(self.categorical_columns))),
+            numeric_columns=tuple(sorted(set(self.numeric_columns))),
         )
 
 
@@ -58,6 +71,10 @@ class Column:
     name: str
     dtype: str
     role: Role
+    kind: Kind = Kind.NONE
+    note: str = ""  # why it has its role or kind, when that was decided for the user
+    missing: int = 0
+    distinct: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,7 @@ class Table:
     task_kind: TaskKind
     class_labels: list[str]
     stats: list[Stats]
+    rows_missing_target: int = 0
 
     @property
     def features(self) -> list[str]:
@@ -124,6 +142,7 @@ class DatasetVersion:
     missing_policy: MissingPolicy
     rows_dropped: int
     stats: list[Stats] = field(default_factory=list)
+    rows_missing_target: int = 0
 
     @property
     def ref(self) -> str:
@@ -144,11 +163,23 @@ class DatasetVersion:
         record["created_at"] = dt.datetime.fromisoformat(record["created_at"])
         record["layout"] = Layout(record["layout"])
         record["task_kind"] = TaskKind(record["task_kind"])
-        record["missing_policy"] = MissingPolicy(record["missing_policy"])
-        record["columns"] = [Column(c["name"], c["dtype"], Role(c["role"])) for c in record["columns"]]
+        record["missing_policy"] = MissingPolicy(_POLICY_RENAMED.get(record["missing_policy"], record["missing_policy"]))
+        record["columns"] = [
+            Column(c["name"], c["dtype"], Role(c["role"]), Kind(c["kind"] if "kind" in c else _kind_of(c)), c.get("note", ""),
+                   c.get("missing", 0), c.get("distinct", 0))
+            for c in record["columns"]
+        ]
         record["target_stats"] = TargetStats(**record["target_stats"])
         record["stats"] = [Stats(**s) for s in record.get("stats", [])]
         return cls(**record)
+
+
+# Versions stored before column kinds: every feature was a number, "fill_mean" filled them.
+_POLICY_RENAMED = {"fill_mean": "impute"}
+
+
+def _kind_of(column: dict) -> str:
+    return Kind.NUMERIC if column["role"] == Role.FEATURE else Kind.NONE
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,13 @@ by `servicer_errors`."""
 
 from __future__ import annotations
 
+import math
 
 from kubetune.data.v1 import data_pb2, data_pb2_grpc
 from services.common.errors import InvalidArgument, servicer_errors
 from services.data.catalog import Catalog
-from services.data.model import DatasetVersion, IngestOptions, Layout, MissingPolicy, Role, TaskKind
+from services.data.ingest import label_of
+from services.data.model import DatasetVersion, IngestOptions, Kind, Layout, MissingPolicy, Role, TaskKind
 
 TASK_KINDS = {
     data_pb2.TASK_KIND_UNSPECIFIED: TaskKind.AUTO,
@@ -15,9 +17,21 @@ TASK_KINDS = {
     data_pb2.TASK_KIND_CLASSIFICATION: TaskKind.CLASSIFICATION,
 }
 POLICIES = {
-    data_pb2.MISSING_POLICY_UNSPECIFIED: MissingPolicy.REFUSE,
+    data_pb2.MISSING_POLICY_UNSPECIFIED: MissingPolicy.IMPUTE,
+    data_pb2.MISSING_POLICY_IMPUTE: MissingPolicy.IMPUTE,
     data_pb2.MISSING_POLICY_DROP_ROWS: MissingPolicy.DROP_ROWS,
-    data_pb2.MISSING_POLICY_FILL_MEAN: MissingPolicy.FILL_MEAN,
+    data_pb2.MISSING_POLICY_REFUSE: MissingPolicy.REFUSE,
+}
+POLICY_TO_PROTO = {
+    MissingPolicy.IMPUTE: data_pb2.MISSING_POLICY_IMPUTE,
+    MissingPolicy.DROP_ROWS: data_pb2.MISSING_POLICY_DROP_ROWS,
+    MissingPolicy.REFUSE: data_pb2.MISSING_POLICY_REFUSE,
+}
+KINDS = {
+    Kind.NONE: data_pb2.COLUMN_KIND_UNSPECIFIED,
+    Kind.NUMERIC: data_pb2.COLUMN_KIND_NUMERIC,
+    Kind.CATEGORICAL: data_pb2.COLUMN_KIND_CATEGORICAL,
+    Kind.BOOLEAN: data_pb2.COLUMN_KIND_BOOLEAN,
 }
 LAYOUTS = {Layout.XY_FOLDER: data_pb2.LAYOUT_XY_FOLDER, Layout.SINGLE_TABLE: data_pb2.LAYOUT_SINGLE_TABLE}
 ROLES = {
@@ -39,7 +53,14 @@ def options_from_proto(options: data_pb2.IngestOptions) -> IngestOptions:
         missing_policy=POLICIES[options.missing_policy],
         task_kind=TASK_KINDS[options.task_kind],
         split_seed=options.split_seed,
+        categorical_columns=tuple(options.categorical_columns),
+        numeric_columns=tuple(options.numeric_columns),
     )
+
+
+def column_to_proto(c) -> data_pb2.Column:
+    return data_pb2.Column(name=c.name, dtype=c.dtype, role=ROLES[c.role], kind=KINDS[c.kind], note=c.note,
+                           missing=c.missing, distinct=c.distinct)
 
 
 def version_to_proto(v: DatasetVersion) -> data_pb2.DatasetVersion:
@@ -50,7 +71,7 @@ def version_to_proto(v: DatasetVersion) -> data_pb2.DatasetVersion:
         source_uri=v.source_uri,
         source_etags=v.source_etags,
         layout=LAYOUTS[v.layout],
-        columns=[data_pb2.Column(name=c.name, dtype=c.dtype, role=ROLES[c.role]) for c in v.columns],
+        columns=[column_to_proto(c) for c in v.columns],
         target=v.target,
         row_count=v.row_count,
         target_stats=data_pb2.TargetStats(
@@ -63,11 +84,19 @@ def version_to_proto(v: DatasetVersion) -> data_pb2.DatasetVersion:
         split_seed=v.split_seed,
         location=v.location,
         size_bytes=v.size_bytes,
-        missing_policy={p: k for k, p in POLICIES.items()}[v.missing_policy],
+        missing_policy=POLICY_TO_PROTO[v.missing_policy],
         rows_dropped=v.rows_dropped,
+        rows_missing_target=v.rows_missing_target,
     )
     message.created_at.FromDatetime(v.created_at)
     return message
+
+
+def _row(cells: list) -> data_pb2.Row:
+    return data_pb2.Row(
+        values=[float(v) if isinstance(v, (int, float)) else math.nan for v in cells],
+        cells=["" if v is None else label_of(v) if isinstance(v, float) else str(v) for v in cells],
+    )
 
 
 @servicer_errors
@@ -115,11 +144,11 @@ class DataServicer(data_pb2_grpc.DataServiceServicer):
         return data_pb2.PreviewDatasetResponse(
             version=version_to_proto(preview.version),
             columns=preview.columns,
-            rows=[data_pb2.Row(values=row) for row in preview.rows],
+            rows=[_row(row) for row in preview.rows],
             stats=[
                 data_pb2.ColumnStats(
                     name=s.name, min=s.min, max=s.max, mean=s.mean, std=s.std, missing=s.missing,
-                    histogram_counts=h.counts, histogram_edges=h.edges,
+                    histogram_counts=h.counts, histogram_edges=h.edges, categories=h.labels,
                 )
                 for s, h in zip(preview.stats, preview.histograms)
             ],

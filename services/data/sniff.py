@@ -122,3 +122,12 @@ def looks_like_index(values: list[str]) -> bool:
     if len(numbers) < 2 or numbers[0] not in (0.0, 1.0):
         return False
     return all(n == numbers[0] + i for i, n in enumerate(numbers))
+
+
+def looks_like_integers(values: list[str]) -> bool:
+    """Distinct integers, in any order: an unnamed index after a filter or a shuffle."""
+    try:
+        numbers = [float(v) for v in values]
+    except ValueError:
+        return False
+    return len(numbers) >= 2 and all(n.is_integer() for n in numbers) and len(set(numbers)) == len(numbers)

@@ -15,7 +15,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument
 from services.data.catalog import parse_ref, validate_filename, validate_name, version_id
 from services.data.ingest import Moments, ingest
 from services.data.sniff import SourceFile, detect_header, looks_like_index
-from services.data.model import IngestOptions, Layout, MissingPolicy, Role, TaskKind
+from services.data.model import IngestOptions, Kind, Layout, MissingPolicy, Role, TaskKind
 from services.data.sources import Fetched, parse_uri
 
 
@@ -148,7 +148,7 @@ def test_index_detected_by_content_not_position(tmp_path):
 def test_index_that_breaks_later_is_a_feature(tmp_path):
     n = 30
     first = list(range(n))
-    first[25] = 99  # counts rows in the sniffed sample, then does not
+    first[25] = 3  # counts rows in the sniffed sample, then repeats a value: not an index
     X = pd.DataFrame({"a": first, "b": np.arange(n) * 0.5})
     csv(tmp_path / "X.csv", X, header=False, index=False)
     write(tmp_path / "y.csv", "\n".join(str(i % 7 * 1.5) for i in range(n)) + "\n")
@@ -200,7 +200,7 @@ def test_text_feature_names_file_column_and_row(tmp_path):
     rows = ["a,b,y"] + [f"{i},{i * 2},{i % 3}.5" for i in range(20)]
     rows[13] = "12,oops,1.5"
     path = write(tmp_path / "t.csv", "\n".join(rows) + "\n")
-    with pytest.raises(FailedPrecondition, match=r"t.csv: column 'b' is not numeric: row 13 \(line 14\) holds 'oops'"):
+    with pytest.raises(FailedPrecondition, match=r"t.csv: column 'b' holds numbers, but row 13 \(line 14\) holds 'oops'"):
         run(tmp_path, [path], target_column="y")
 
 
@@ -208,17 +208,135 @@ def test_missing_values_and_policies(tmp_path):
     rows = ["a,b,y"] + [f"{i},{i * 2},{i}.5" for i in range(20)]
     rows[5] = "4,,4.5"
     rows[9] = "8,nan,8.5"
+    rows[12] = "11,22,"  # no target: dropped and counted under every policy but refuse
     path = write(tmp_path / "t.csv", "\n".join(rows) + "\n")
     with pytest.raises(FailedPrecondition, match=r"t.csv: column 'b' row 5 \(line 6\) is missing; set options.missing_policy"):
-        run(tmp_path, [path], target_column="y")
+        run(tmp_path, [path], target_column="y", missing_policy=MissingPolicy.REFUSE)
     assert not list(tmp_path.glob("*.pass1"))
     table, out = run(tmp_path, [path], target_column="y", missing_policy=MissingPolicy.DROP_ROWS)
-    assert (table.row_count, table.rows_dropped) == (18, 2)
-    table, out = run(tmp_path, [path], target_column="y", missing_policy=MissingPolicy.FILL_MEAN)
-    assert (table.row_count, table.rows_dropped) == (20, 2)
-    b = pq.read_table(out).column("b").to_numpy()
-    present = [i * 2 for i in range(20) if i not in (4, 8)]
-    assert b[4] == pytest.approx(np.mean(present)) and not np.isnan(b).any()
+    assert (table.row_count, table.rows_dropped, table.rows_missing_target) == (17, 3, 1)
+    # The default keeps missing features for the model to impute from its training split.
+    table, out = run(tmp_path, [path], target_column="y")
+    assert (table.row_count, table.rows_dropped, table.rows_missing_target) == (19, 1, 1)
+    b = pq.read_table(out).column("b").to_numpy(zero_copy_only=False)
+    assert np.isnan(b[4]) and np.isnan(b[8]) and np.isnan(b).sum() == 2
+    column = {c.name: c for c in table.columns}["b"]
+    assert column.missing == 2 and column.kind is Kind.NUMERIC
+
+
+def test_column_kinds_are_inferred_and_explained(tmp_path):
+    """Text is a category; an id, a date and an all-missing column are excluded with the
+    reason; words or 0/1 are booleans; integers stay numbers unless declared."""
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame({
+        "colour": rng.choice(["red", "green", "blue"], n),
+        "customer": [f"cust-{i:05d}" for i in range(n)],
+        "day": [f"2024-01-{1 + i % 28:02d}" for i in range(n)],
+        "member": rng.choice(["yes", "no"], n),
+        "flag": rng.integers(0, 2, n),
+        "store": rng.integers(1, 6, n),
+        "size": rng.normal(size=n),
+        "nothing": [None] * n,
+        "y": rng.normal(size=n),
+    })
+    frame.loc[3, "colour"] = None
+    frame.loc[7, "size"] = np.nan
+    path = csv(tmp_path / "t.csv", frame, index=False)
+    table, out = run(tmp_path, [path], target_column="y")
+    cols = {c.name: c for c in table.columns}
+    assert (cols["colour"].kind, cols["colour"].dtype, cols["colour"].distinct, cols["colour"].missing) == \
+        (Kind.CATEGORICAL, "string", 3, 1)
+    assert cols["customer"].role is Role.EXCLUDED and "200 distinct values in 200 rows" in cols["customer"].note
+    assert cols["day"].role is Role.EXCLUDED and "ISO dates" in cols["day"].note
+    assert cols["nothing"].role is Role.EXCLUDED and "every value is missing" in cols["nothing"].note
+    assert cols["member"].kind is Kind.BOOLEAN and cols["flag"].kind is Kind.BOOLEAN
+    assert cols["store"].kind is Kind.NUMERIC and cols["size"].kind is Kind.NUMERIC
+    assert table.features == ["colour", "member", "flag", "store", "size"]
+    stored = pq.read_table(out)
+    assert stored.column("colour").type == pa.string() and stored.column("colour")[3].as_py() is None
+    assert set(stored.column("member").to_pylist()) == {0.0, 1.0}
+    assert stored.column("member").to_pylist() == [1.0 if v == "yes" else 0.0 for v in frame["member"]]
+    # Overrides: an integer column as categories, a boolean as a number, an id excluded by hand.
+    table, out = run(tmp_path, [path], target_column="y", categorical_columns=("store",),
+                     numeric_columns=("flag",), exclude_columns=("colour",))
+    cols = {c.name: c for c in table.columns}
+    assert cols["store"].kind is Kind.CATEGORICAL and cols["store"].distinct == 5
+    assert pq.read_table(out).column("store").to_pylist()[:3] == [str(v) for v in frame["store"][:3]]
+    assert cols["flag"].kind is Kind.NUMERIC
+    assert cols["colour"].role is Role.EXCLUDED and cols["colour"].note == "excluded by request"
+
+
+def test_text_found_past_the_sniffed_sample_becomes_a_category(tmp_path):
+    n = 30_000  # the sniffer reads 256 KiB: the words start well past it
+    values = ["1", "2", "3"] * (n // 3)
+    values[-10:] = ["north", "south"] * 5
+    frame = pd.DataFrame({"region": values, "x": np.arange(n) % 7, "y": np.arange(n) % 5 + 0.5})
+    frame["region"] = frame["region"].where(np.arange(n) < n - 10, "north")
+    frame.loc[: n - 11, "region"] = "east"
+    frame.loc[n - 5 :, "region"] = "west"
+    frame.loc[0, "region"] = "1"
+    path = csv(tmp_path / "t.csv", frame, index=False)
+    table, out = run(tmp_path, [path], target_column="y", categorical_columns=("region",))
+    assert {c.name: c.kind for c in table.columns}["region"] is Kind.CATEGORICAL
+
+
+def test_declared_numeric_text_is_refused(tmp_path):
+    rows = ["a,b,y"] + [f"{i},w{i % 3},{i}.5" for i in range(20)]
+    path = write(tmp_path / "t.csv", "\n".join(rows) + "\n")
+    with pytest.raises(FailedPrecondition, match=r"column 'b' is not numeric: row 1 \(line 2\) holds 'w0'"):
+        run(tmp_path, [path], target_column="y", numeric_columns=("b",))
+    with pytest.raises(InvalidArgument, match="categorical column 'nope' is not in t.csv"):
+        run(tmp_path, [path], target_column="y", categorical_columns=("nope",))
+
+
+def test_pandas_index_with_gaps_is_an_index(tmp_path):
+    """`df.dropna().to_csv()` writes an unnamed first column of unique integers with gaps."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60), "y": rng.normal(size=60)})
+    frame.loc[[3, 10, 11, 40], "a"] = np.nan
+    path = csv(tmp_path / "t.csv", frame.dropna().sample(frac=1.0, random_state=2))
+    table, _ = run(tmp_path, [path], target_column="y")
+    cols = {c.name: c for c in table.columns}
+    assert table.features == ["a", "b"] and table.row_count == 56
+    index = [c for c in table.columns if c.role is Role.INDEX]
+    assert len(index) == 1 and "unnamed first column of unique integers" in index[0].note
+
+
+def test_xy_rows_misaligned_by_index_are_refused(tmp_path):
+    """y's index shuffled far past the sniffed sample: refused, naming the first row."""
+    n = 40_000
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    y = pd.DataFrame({"target": rng.normal(size=n)})
+    order = np.arange(n)
+    order[30_000:] = rng.permutation(order[30_000:])
+    X.to_csv(tmp_path / "X.csv", header=False)
+    y.iloc[order].to_csv(tmp_path / "y.csv", header=False)
+    with pytest.raises(FailedPrecondition, match=r"X.csv and y.csv disagree at data row 3000\d: X.csv's index is 3000\d, y.csv's is \d+"):
+        run(tmp_path, [tmp_path / "X.csv", tmp_path / "y.csv"])
+    y.to_csv(tmp_path / "y.csv", header=False)  # aligned: accepted
+    table, _ = run(tmp_path, [tmp_path / "X.csv", tmp_path / "y.csv"])
+    assert table.row_count == n and table.features == ["x0", "x1"]
+
+
+def test_parquet_integers_beyond_2_53_are_refused(tmp_path):
+    frame = pd.DataFrame({"big": np.array([1, 2, 2**53 + 1] * 10, dtype=np.int64), "y": np.arange(30) * 1.5})
+    path = tmp_path / "t.parquet"
+    frame.to_parquet(path, index=False)
+    with pytest.raises(FailedPrecondition, match=r"column 'big' holds 9007199254740993, beyond 2\^53"):
+        run(tmp_path, [path], target_column="y")
+    table, _ = run(tmp_path, [path], target_column="y", categorical_columns=("big",))
+    assert {c.name: c.kind for c in table.columns}["big"] is Kind.CATEGORICAL
+
+
+def test_invalid_utf8_past_the_sniffed_sample_names_the_byte(tmp_path):
+    head = "a,b,y\n" + "".join(f"{i},w{i % 4},{i % 3}.5\n" for i in range(30_000))
+    body = head.encode() + b"5,caf\xe9,1.5\n"
+    path = tmp_path / "t.csv"
+    path.write_bytes(body)
+    with pytest.raises(FailedPrecondition, match=rf"t.csv is not UTF-8 text \(byte {len(head.encode()) + 5}\)"):
+        run(tmp_path, [path], target_column="y")
 
 
 def test_infinity_is_missing(tmp_path):

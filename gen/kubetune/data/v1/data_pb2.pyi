@@ -20,7 +20,8 @@ class MissingPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MISSING_POLICY_UNSPECIFIED: _ClassVar[MissingPolicy]
     MISSING_POLICY_DROP_ROWS: _ClassVar[MissingPolicy]
-    MISSING_POLICY_FILL_MEAN: _ClassVar[MissingPolicy]
+    MISSING_POLICY_IMPUTE: _ClassVar[MissingPolicy]
+    MISSING_POLICY_REFUSE: _ClassVar[MissingPolicy]
 
 class Layout(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -35,12 +36,20 @@ class ColumnRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COLUMN_ROLE_TARGET: _ClassVar[ColumnRole]
     COLUMN_ROLE_EXCLUDED: _ClassVar[ColumnRole]
     COLUMN_ROLE_INDEX: _ClassVar[ColumnRole]
+
+class ColumnKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    COLUMN_KIND_UNSPECIFIED: _ClassVar[ColumnKind]
+    COLUMN_KIND_NUMERIC: _ClassVar[ColumnKind]
+    COLUMN_KIND_CATEGORICAL: _ClassVar[ColumnKind]
+    COLUMN_KIND_BOOLEAN: _ClassVar[ColumnKind]
 TASK_KIND_UNSPECIFIED: TaskKind
 TASK_KIND_REGRESSION: TaskKind
 TASK_KIND_CLASSIFICATION: TaskKind
 MISSING_POLICY_UNSPECIFIED: MissingPolicy
 MISSING_POLICY_DROP_ROWS: MissingPolicy
-MISSING_POLICY_FILL_MEAN: MissingPolicy
+MISSING_POLICY_IMPUTE: MissingPolicy
+MISSING_POLICY_REFUSE: MissingPolicy
 LAYOUT_UNSPECIFIED: Layout
 LAYOUT_XY_FOLDER: Layout
 LAYOUT_SINGLE_TABLE: Layout
@@ -49,20 +58,28 @@ COLUMN_ROLE_FEATURE: ColumnRole
 COLUMN_ROLE_TARGET: ColumnRole
 COLUMN_ROLE_EXCLUDED: ColumnRole
 COLUMN_ROLE_INDEX: ColumnRole
+COLUMN_KIND_UNSPECIFIED: ColumnKind
+COLUMN_KIND_NUMERIC: ColumnKind
+COLUMN_KIND_CATEGORICAL: ColumnKind
+COLUMN_KIND_BOOLEAN: ColumnKind
 
 class IngestOptions(_message.Message):
-    __slots__ = ("target_column", "exclude_columns", "missing_policy", "task_kind", "split_seed")
+    __slots__ = ("target_column", "exclude_columns", "missing_policy", "task_kind", "split_seed", "categorical_columns", "numeric_columns")
     TARGET_COLUMN_FIELD_NUMBER: _ClassVar[int]
     EXCLUDE_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     MISSING_POLICY_FIELD_NUMBER: _ClassVar[int]
     TASK_KIND_FIELD_NUMBER: _ClassVar[int]
     SPLIT_SEED_FIELD_NUMBER: _ClassVar[int]
+    CATEGORICAL_COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    NUMERIC_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     target_column: str
     exclude_columns: _containers.RepeatedScalarFieldContainer[str]
     missing_policy: MissingPolicy
     task_kind: TaskKind
     split_seed: int
-    def __init__(self, target_column: _Optional[str] = ..., exclude_columns: _Optional[_Iterable[str]] = ..., missing_policy: _Optional[_Union[MissingPolicy, str]] = ..., task_kind: _Optional[_Union[TaskKind, str]] = ..., split_seed: _Optional[int] = ...) -> None: ...
+    categorical_columns: _containers.RepeatedScalarFieldContainer[str]
+    numeric_columns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, target_column: _Optional[str] = ..., exclude_columns: _Optional[_Iterable[str]] = ..., missing_policy: _Optional[_Union[MissingPolicy, str]] = ..., task_kind: _Optional[_Union[TaskKind, str]] = ..., split_seed: _Optional[int] = ..., categorical_columns: _Optional[_Iterable[str]] = ..., numeric_columns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RegisterDatasetRequest(_message.Message):
     __slots__ = ("name", "uri", "options")
@@ -109,14 +126,22 @@ class UploadDatasetResponse(_message.Message):
     def __init__(self, version: _Optional[_Union[DatasetVersion, _Mapping]] = ..., created: _Optional[bool] = ...) -> None: ...
 
 class Column(_message.Message):
-    __slots__ = ("name", "dtype", "role")
+    __slots__ = ("name", "dtype", "role", "kind", "note", "missing", "distinct")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    DISTINCT_FIELD_NUMBER: _ClassVar[int]
     name: str
     dtype: str
     role: ColumnRole
-    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., role: _Optional[_Union[ColumnRole, str]] = ...) -> None: ...
+    kind: ColumnKind
+    note: str
+    missing: int
+    distinct: int
+    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., role: _Optional[_Union[ColumnRole, str]] = ..., kind: _Optional[_Union[ColumnKind, str]] = ..., note: _Optional[str] = ..., missing: _Optional[int] = ..., distinct: _Optional[int] = ...) -> None: ...
 
 class TargetStats(_message.Message):
     __slots__ = ("min", "max", "mean", "std", "distinct")
@@ -133,7 +158,7 @@ class TargetStats(_message.Message):
     def __init__(self, min: _Optional[float] = ..., max: _Optional[float] = ..., mean: _Optional[float] = ..., std: _Optional[float] = ..., distinct: _Optional[int] = ...) -> None: ...
 
 class DatasetVersion(_message.Message):
-    __slots__ = ("name", "version", "content_sha256", "source_uri", "source_etags", "layout", "columns", "target", "row_count", "target_stats", "task_kind", "class_labels", "split_seed", "created_at", "location", "size_bytes", "missing_policy", "rows_dropped")
+    __slots__ = ("name", "version", "content_sha256", "source_uri", "source_etags", "layout", "columns", "target", "row_count", "target_stats", "task_kind", "class_labels", "split_seed", "created_at", "location", "size_bytes", "missing_policy", "rows_dropped", "rows_missing_target")
     class SourceEtagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +184,7 @@ class DatasetVersion(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MISSING_POLICY_FIELD_NUMBER: _ClassVar[int]
     ROWS_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    ROWS_MISSING_TARGET_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     content_sha256: str
@@ -177,7 +203,8 @@ class DatasetVersion(_message.Message):
     size_bytes: int
     missing_policy: MissingPolicy
     rows_dropped: int
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., content_sha256: _Optional[str] = ..., source_uri: _Optional[str] = ..., source_etags: _Optional[_Mapping[str, str]] = ..., layout: _Optional[_Union[Layout, str]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., target: _Optional[str] = ..., row_count: _Optional[int] = ..., target_stats: _Optional[_Union[TargetStats, _Mapping]] = ..., task_kind: _Optional[_Union[TaskKind, str]] = ..., class_labels: _Optional[_Iterable[str]] = ..., split_seed: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., location: _Optional[str] = ..., size_bytes: _Optional[int] = ..., missing_policy: _Optional[_Union[MissingPolicy, str]] = ..., rows_dropped: _Optional[int] = ...) -> None: ...
+    rows_missing_target: int
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., content_sha256: _Optional[str] = ..., source_uri: _Optional[str] = ..., source_etags: _Optional[_Mapping[str, str]] = ..., layout: _Optional[_Union[Layout, str]] = ..., columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., target: _Optional[str] = ..., row_count: _Optional[int] = ..., target_stats: _Optional[_Union[TargetStats, _Mapping]] = ..., task_kind: _Optional[_Union[TaskKind, str]] = ..., class_labels: _Optional[_Iterable[str]] = ..., split_seed: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., location: _Optional[str] = ..., size_bytes: _Optional[int] = ..., missing_policy: _Optional[_Union[MissingPolicy, str]] = ..., rows_dropped: _Optional[int] = ..., rows_missing_target: _Optional[int] = ...) -> None: ...
 
 class Dataset(_message.Message):
     __slots__ = ("name", "versions")
@@ -222,13 +249,15 @@ class PreviewDatasetRequest(_message.Message):
     def __init__(self, ref: _Optional[str] = ..., rows: _Optional[int] = ..., bins: _Optional[int] = ...) -> None: ...
 
 class Row(_message.Message):
-    __slots__ = ("values",)
+    __slots__ = ("values", "cells")
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
     values: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, values: _Optional[_Iterable[float]] = ...) -> None: ...
+    cells: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, values: _Optional[_Iterable[float]] = ..., cells: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ColumnStats(_message.Message):
-    __slots__ = ("name", "min", "max", "mean", "std", "missing", "histogram_counts", "histogram_edges")
+    __slots__ = ("name", "min", "max", "mean", "std", "missing", "histogram_counts", "histogram_edges", "categories")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MIN_FIELD_NUMBER: _ClassVar[int]
     MAX_FIELD_NUMBER: _ClassVar[int]
@@ -237,6 +266,7 @@ class ColumnStats(_message.Message):
     MISSING_FIELD_NUMBER: _ClassVar[int]
     HISTOGRAM_COUNTS_FIELD_NUMBER: _ClassVar[int]
     HISTOGRAM_EDGES_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     name: str
     min: float
     max: float
@@ -245,7 +275,8 @@ class ColumnStats(_message.Message):
     missing: int
     histogram_counts: _containers.RepeatedScalarFieldContainer[int]
     histogram_edges: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, name: _Optional[str] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., mean: _Optional[float] = ..., std: _Optional[float] = ..., missing: _Optional[int] = ..., histogram_counts: _Optional[_Iterable[int]] = ..., histogram_edges: _Optional[_Iterable[float]] = ...) -> None: ...
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., min: _Optional[float] = ..., max: _Optional[float] = ..., mean: _Optional[float] = ..., std: _Optional[float] = ..., missing: _Optional[int] = ..., histogram_counts: _Optional[_Iterable[int]] = ..., histogram_edges: _Optional[_Iterable[float]] = ..., categories: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PreviewDatasetResponse(_message.Message):
     __slots__ = ("version", "columns", "rows", "stats")

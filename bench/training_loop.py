@@ -18,27 +18,29 @@ PARAMS = dict(learning_rate=1e-3, dropout=0.1, weight_decay=0.0, momentum=0.9, n
 
 
 def load():
-    x = pd.read_csv(SEED / "X.csv", header=None).iloc[:, 1:].to_numpy()
-    y = pd.read_csv(SEED / "y.csv", header=None).iloc[:, 0].to_numpy()
-    return prepare([f"x{i}" for i in range(5)], x, y, seed=42)
+    x = pd.read_csv(SEED / "X.csv", header=None).iloc[:, 1:]
+    x.columns = [f"x{i}" for i in range(5)]
+    y = pd.read_csv(SEED / "y.csv", header=None).iloc[: len(x), 0].to_numpy()
+    return prepare(x, {c: "numeric" for c in x.columns}, y, seed=42)
 
 
 def plain_loop(data, params, seed: int) -> float:
     torch.manual_seed(seed)
     module = TabularModule(data, params)
     opt = module.configure_optimizers()
-    batches = TensorBatches(data.x["train"], data.y["train"], params["batch_size"], shuffle=True, seed=seed)
+    batches = TensorBatches(data.split("train"), params["batch_size"], shuffle=True, seed=seed)
+    val_num, val_cat, val_y = data.split("val")
     start = time.perf_counter()
     for _ in range(params["max_epochs"]):
         module.train()
-        for x, y in batches:
+        for x_num, x_cat, y in batches:
             opt.zero_grad()
-            loss = module.loss_fn(module(x), y)
+            loss = module.loss_fn(module(x_num, x_cat), y)
             loss.backward()
             opt.step()
         module.eval()
         with torch.no_grad():
-            module.loss_fn(module(data.x["val"]), data.y["val"]).item()
+            module.loss_fn(module(val_num, val_cat), val_y).item()
     return (time.perf_counter() - start) / params["max_epochs"]
 
 

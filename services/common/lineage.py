@@ -14,6 +14,9 @@ TAG_WORKER = "kubetune.worker"
 TAG_DATASET = "kubetune.dataset_version"  # name@version
 TAG_TASK = "kubetune.task_kind"  # regression or classification
 TAG_FEATURES = "kubetune.features"  # JSON list of feature column names, in order
+# JSON list of {"name", "kind"}: each input column and how the model reads it
+# ("numeric", "categorical", "boolean").
+TAG_INPUT_SCHEMA = "kubetune.input_schema"
 TAG_REASON = "kubetune.reason"  # why a trial failed or was pruned
 TAG_MODEL_URI = "kubetune.model_uri"  # where the trial's model was logged
 MLFLOW_PARENT = "mlflow.parentRunId"
@@ -25,9 +28,26 @@ KIND_TRIAL = "trial"
 # The artifact path of a trial's model in its run: `runs:/<run_id>/model`.
 MODEL_ARTIFACT = "model"
 
-# Per-epoch metrics (step = epoch, 0-based) and the ones logged when a trial ends.
+# Per-epoch metrics (step = epoch, 0-based): the learning curves.
 EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy")
-FINAL_METRICS = ("best_val_loss", "best_epoch", "test_loss", "rmse", "accuracy")
+# When a trial ends, the saved (best-validation) epoch's numbers, per split:
+# `train/loss`, `val/loss` (the value Optuna got), `val/rmse`, `test/accuracy`, ...
+# Losses are on the standardised target (regression) or cross-entropy (classification);
+# the other metrics are in the target's units.
+KIND_BASELINE = "baseline"
+# A summary of a run shows the saved epoch's value under the curve's name: a trial's
+# `val_loss` is the model's, not its last epoch's.
+SUMMARY_OF = {"train_loss": "train/loss", "val_loss": "val/loss", "val_accuracy": "val/accuracy"}
+
+
+def summary_metrics(latest: dict[str, float]) -> dict[str, float]:
+    """A run's latest metric values, with each curve's value replaced by the saved
+    epoch's where the run recorded one."""
+    out = dict(latest)
+    for curve, summary in SUMMARY_OF.items():
+        if summary in latest:
+            out[curve] = latest[summary]
+    return out
 
 
 def experiment_name(dataset_name: str) -> str:

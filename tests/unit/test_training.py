@@ -5,18 +5,26 @@ import pandas as pd
 import pytest
 import torch
 
+from services.tuning.worker import metrics
+from services.tuning.worker.tabular_model import FIRST_CATEGORY, UNKNOWN, InputError, Preprocessing
 from services.tuning.worker.training import TabularModule, prepare, split_indices, train
+from services.tuning.worker.trials import split_metrics
 from tests.conftest import SEED
 
 PARAMS = dict(learning_rate=1e-2, dropout=0.0, weight_decay=0.0, momentum=0.9, n_layers=2, units=16,
               layer_units=[16, 16], batch_size=16, activation="relu", optimizer="adam", max_epochs=8)
 
 
+def numeric(frame: pd.DataFrame) -> dict[str, str]:
+    return {c: "numeric" for c in frame.columns}
+
+
 @pytest.fixture(scope="module")
 def seed_data():
-    x = pd.read_csv(SEED / "X.csv", header=None).iloc[:, 1:].to_numpy()
-    y = pd.read_csv(SEED / "y.csv", header=None).iloc[:, 0].to_numpy()
-    return prepare([f"x{i}" for i in range(5)], x, y, seed=42)
+    x = pd.read_csv(SEED / "X.csv", header=None).iloc[:, 1:]
+    x.columns = [f"x{i}" for i in range(5)]
+    y = pd.read_csv(SEED / "y.csv", header=None).iloc[: len(x), 0].to_numpy()
+    return prepare(x, numeric(x), y, seed=42)
 
 
 def test_split_is_80_10_10_fixed_and_disjoint():
@@ -28,8 +36,8 @@ def test_split_is_80_10_10_fixed_and_disjoint():
 
 def test_loss_is_a_real_mse_not_a_broadcast(seed_data):
     module = TabularModule(seed_data, PARAMS)
-    x, y = seed_data.x["train"][:8], seed_data.y["train"][:8]
-    out = module(x)
+    x_num, x_cat, y = (t[:8] for t in seed_data.split("train"))
+    out = module(x_num, x_cat)
     assert out.shape == y.shape == (8,)
     assert torch.isclose(module.loss_fn(out, y), ((out - y) ** 2).mean())
 
@@ -44,7 +52,8 @@ def test_training_reports_each_epoch_and_keeps_the_best_weights(seed_data):
     module.net.load_state_dict(result.state_dict)
     module.eval()
     with torch.no_grad():
-        val = module.loss_fn(module(seed_data.x["val"]), seed_data.y["val"]).item()
+        x_num, x_cat, y = seed_data.split("val")
+        val = module.loss_fn(module(x_num, x_cat), y).item()
     assert val == pytest.approx(result.best_val_loss, rel=1e-5)
 
 
@@ -58,9 +67,9 @@ def test_early_stopping_and_stop_requests(seed_data):
 
 def test_classification_logs_accuracy():
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(200, 3))
-    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
-    data = prepare(["a", "b", "c"], x, y, seed=1, classes=["no", "yes"])
+    x = pd.DataFrame(rng.normal(size=(200, 3)), columns=["a", "b", "c"])
+    y = (x["a"] + x["b"] > 0).to_numpy().astype(np.int64)
+    data = prepare(x, numeric(x), y, seed=1, classes=["no", "yes"])
     result = train(data, {**PARAMS, "max_epochs": 15}, seed=0, patience=50)
     assert 0.0 <= result.history[-1].val_accuracy <= 1.0
     assert max(e.val_accuracy for e in result.history) >= 0.8
@@ -93,3 +102,73 @@ def test_a_trials_run_is_created_while_it_trains_and_its_events_keep_their_order
     with pytest.raises(RuntimeError):
         broken.epoch(epoch(0))  # the trial fails with the reason
     assert _announced(broken) == "" and _announced(None) == ""
+
+
+def test_stratified_split_keeps_each_class_share_in_every_split():
+    labels = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    idx = split_indices(1000, 3, labels)
+    assert sorted(np.concatenate(list(idx.values())).tolist()) == list(range(1000))
+    assert [len(idx[k]) for k in ("train", "val", "test")] == [800, 100, 100]
+    for k in ("val", "test"):
+        assert np.bincount(labels[idx[k]], minlength=3).tolist() == [90, 9, 1]
+    assert (split_indices(1000, 3, labels)["val"] == idx["val"]).all()
+
+
+def test_preprocessing_is_fitted_on_training_rows_and_handles_what_it_never_saw():
+    """Medians, scales and vocabularies come from the training rows alone; a missing
+    number is imputed with a missing indicator, a missing or unseen category has a slot."""
+    frame = pd.DataFrame({
+        "size": [1.0, 2.0, np.nan, 4.0, 100.0, 200.0],
+        "colour": ["red", "blue", None, "red", "green", "green"],
+        "member": ["yes", "no", "yes", None, "no", "yes"],
+    })
+    kinds = {"size": "numeric", "colour": "categorical", "member": "boolean"}
+    prep = Preprocessing.fit(frame, kinds, train=np.array([0, 1, 2, 3]), y=np.arange(6.0))
+    size, colour, member = prep.columns
+    assert size["median"] == 2.0 and size["indicator"] and colour["categories"] == ["blue", "red"]
+    assert member["indicator"] is True and prep.y_mean == pytest.approx(1.5)
+    numeric, codes = prep.transform(pd.DataFrame({
+        "member": [True, None], "colour": ["red", "purple"], "size": [None, 4.0], "extra": [1, 2]}))
+    assert codes[:, 0].tolist() == [FIRST_CATEGORY + 1, UNKNOWN]
+    assert numeric[0, 1] == 1.0 and numeric[1, 1] == 0.0  # the missing indicator
+    assert numeric[0, 0] == pytest.approx((2.0 - size["mean"]) / size["std"])
+    with pytest.raises(InputError, match="row 1, column 'size': 'abc' is not a number"):
+        prep.transform(pd.DataFrame({"size": ["1", "abc"], "colour": ["red", "red"], "member": [1, 0]}))
+    with pytest.raises(InputError, match="missing input columns: colour"):
+        prep.transform(pd.DataFrame({"size": [1.0], "member": [1]}))
+
+
+def test_split_metrics_match_scikit_learn():
+    sklearn = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 3, 300)
+    proba = rng.dirichlet(np.ones(3), 300)
+    got = metrics.classification(truth, proba)
+    assert got["accuracy"] == pytest.approx(sklearn.accuracy_score(truth, proba.argmax(1)))
+    assert got["f1_macro"] == pytest.approx(sklearn.f1_score(truth, proba.argmax(1), average="macro"))
+    assert got["log_loss"] == pytest.approx(sklearn.log_loss(truth, proba, labels=[0, 1, 2]))
+    binary = rng.integers(0, 2, 300)
+    score = np.round(rng.random(300), 1)  # ties
+    p2 = np.column_stack([1 - score, score])
+    assert metrics.classification(binary, p2)["roc_auc"] == pytest.approx(sklearn.roc_auc_score(binary, score))
+    y, yhat = rng.normal(size=100), rng.normal(size=100)
+    got = metrics.regression(y, yhat)
+    assert got["rmse"] == pytest.approx(np.sqrt(sklearn.mean_squared_error(y, yhat)))
+    assert got["mae"] == pytest.approx(sklearn.mean_absolute_error(y, yhat))
+    assert got["r2"] == pytest.approx(sklearn.r2_score(y, yhat))
+
+
+def test_a_network_learns_from_categories_and_missing_values():
+    """The category carries the signal: a model that could not read it would fail."""
+    rng = np.random.default_rng(5)
+    n = 1200
+    colour = rng.choice(["red", "green", "blue", "cyan"], n)
+    size = rng.normal(size=n)
+    y = np.select([colour == "red", colour == "green", colour == "blue"], [3.0, -2.0, 0.5], -1.0) + 0.5 * size
+    size[rng.random(n) < 0.1] = np.nan
+    colour = np.where(rng.random(n) < 0.05, None, colour)
+    frame = pd.DataFrame({"colour": colour, "size": size})
+    data = prepare(frame, {"colour": "categorical", "size": "numeric"}, y, seed=0)
+    result = train(data, {**PARAMS, "max_epochs": 60, "learning_rate": 0.01}, seed=0, patience=20)
+    scores = split_metrics(result.architecture, result.state_dict, data)
+    assert scores["test/r2"] > 0.8, scores

@@ -12,11 +12,11 @@ from collections import OrderedDict
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-import numpy as np
 import pyarrow.parquet as pq
 
 from kubetune.data.v1 import data_pb2
 from services.common.errors import FailedPrecondition
+from services.tuning.worker.tabular_model import BOOLEAN, CATEGORICAL, NUMERIC
 from services.tuning.worker.training import TabularData, prepare
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,20 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+KIND_NAMES = {
+    data_pb2.COLUMN_KIND_NUMERIC: NUMERIC,
+    data_pb2.COLUMN_KIND_CATEGORICAL: CATEGORICAL,
+    data_pb2.COLUMN_KIND_BOOLEAN: BOOLEAN,
+    # Versions registered before column kinds: every feature was a number.
+    data_pb2.COLUMN_KIND_UNSPECIFIED: NUMERIC,
+}
+
+
+def feature_kinds(version: data_pb2.DatasetVersion) -> dict[str, str]:
+    """The version's features, in order, with how each enters the model."""
+    return {c.name: KIND_NAMES[c.kind] for c in version.columns if c.role == data_pb2.COLUMN_ROLE_FEATURE}
 
 
 class DatasetCache:
@@ -70,12 +84,12 @@ class DatasetCache:
         if key in self._prepared:
             self._prepared.move_to_end(key)
             return self._prepared[key]
-        table = pq.read_table(self.local_copy(version))
-        features = [c.name for c in version.columns if c.role == data_pb2.COLUMN_ROLE_FEATURE]
-        x = np.column_stack([table.column(f).to_numpy().astype(np.float32) for f in features])
+        kinds = feature_kinds(version)
+        table = pq.read_table(self.local_copy(version), columns=[*kinds, version.target])
+        frame = table.select(list(kinds)).to_pandas()
         y = table.column(version.target).to_numpy()
         classes = list(version.class_labels) if version.task_kind == data_pb2.TASK_KIND_CLASSIFICATION else None
-        data = prepare(features, x, y, seed=key[1], classes=classes)
+        data = prepare(frame, kinds, y, seed=key[1], classes=classes)
         self._prepared[key] = data
         while len(self._prepared) > self.keep:
             self._prepared.popitem(last=False)

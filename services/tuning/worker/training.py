@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import torch
 from optuna_integration import PyTorchLightningPruningCallback
 from torch import nn
 
-from services.tuning.worker.tabular_model import build_mlp
+from services.tuning.worker.tabular_model import Preprocessing, TabularNet
 
 log = logging.getLogger(__name__)
 for noisy in ("lightning.pytorch", "lightning.fabric", "lightning"):
@@ -29,93 +30,108 @@ SPLIT = (0.8, 0.1, 0.1)
 
 @dataclass
 class TabularData:
-    """Features and target in memory, already split and standardised."""
+    """Model inputs in memory, already split: numeric inputs (imputed, standardised,
+    with missing indicators) and category codes, built by the model's own
+    preprocessing fitted on the training split."""
 
-    features: list[str]
-    x: dict[str, torch.Tensor]
+    prep: Preprocessing
+    x_num: dict[str, torch.Tensor]
+    x_cat: dict[str, torch.Tensor]
     y: dict[str, torch.Tensor]
-    x_mean: np.ndarray
-    x_std: np.ndarray
-    y_mean: float = 0.0
-    y_std: float = 1.0
-    classes: list[str] = field(default_factory=list)
+    # Row numbers of each split in the stored table (k-fold objectives re-split them).
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
+    raw_y: np.ndarray | None = None  # the target as stored (class index or value), all rows
+
+    @property
+    def features(self) -> list[str]:
+        return self.prep.names
+
+    @property
+    def classes(self) -> list[str]:
+        return self.prep.classes
 
     @property
     def classification(self) -> bool:
-        return bool(self.classes)
+        return bool(self.prep.classes)
+
+    @property
+    def y_mean(self) -> float:
+        return self.prep.y_mean
+
+    @property
+    def y_std(self) -> float:
+        return self.prep.y_std
 
     def spec(self) -> dict:
-        return {
-            "features": self.features,
-            "x_mean": self.x_mean.tolist(),
-            "x_std": self.x_std.tolist(),
-            "y_mean": self.y_mean,
-            "y_std": self.y_std,
-            "classes": self.classes,
-        }
+        return self.prep.spec()
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.x_num[name], self.x_cat[name], self.y[name]
 
 
-def split_indices(n: int, seed: int) -> dict[str, np.ndarray]:
-    """The fixed-seed 80/10/10 split; every split keeps at least one row."""
-    order = np.random.default_rng(seed).permutation(n)
+def split_indices(n: int, seed: int, labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The fixed-seed 80/10/10 split, stratified by `labels` (class indices) when given;
+    every split keeps at least one row. The worker, the baseline and bench/quality.py
+    all split with this function."""
+    rng = np.random.default_rng(seed)
     n_val = max(1, int(round(n * SPLIT[1])))
     n_test = max(1, int(round(n * SPLIT[2])))
     n_train = n - n_val - n_test
-    return {
-        "train": order[:n_train],
-        "val": order[n_train : n_train + n_val],
-        "test": order[n_train + n_val :],
-    }
+    if labels is None:
+        order = rng.permutation(n)
+        return {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+    # Each class's rows shuffled and spread evenly over [0, 1): sorted by that key, every
+    # stretch of rows holds the classes in the table's proportions, so each split does too.
+    labels = np.asarray(labels)
+    keys = np.empty(n, dtype=np.float64)
+    for value in np.unique(labels):
+        rows = np.flatnonzero(labels == value)
+        keys[rng.permutation(rows)] = (np.arange(rows.size) + rng.random()) / rows.size
+    order = np.argsort(keys, kind="stable")
+    return {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
 
 
-def prepare(features: list[str], x: np.ndarray, y: np.ndarray, seed: int, classes: list[str] | None = None) -> TabularData:
-    idx = split_indices(len(x), seed)
-    x = x.astype(np.float32)
-    train_x = x[idx["train"]]
-    x_mean = train_x.mean(axis=0)
-    x_std = train_x.std(axis=0)
-    x_std[x_std == 0] = 1.0
-    xs = (x - x_mean) / x_std
+def prepare(frame: pd.DataFrame, kinds: dict[str, str], y: np.ndarray, seed: int,
+            classes: list[str] | None = None) -> TabularData:
+    """Splits, fits the preprocessing on the training rows, and builds every split's tensors."""
+    idx = split_indices(len(frame), seed, y if classes else None)
+    prep = Preprocessing.fit(frame, kinds, idx["train"], y, classes)
+    numeric, codes = prep.transform(frame)
     if classes:
         ys = y.astype(np.int64)
-        y_mean, y_std = 0.0, 1.0
     else:
-        y = y.astype(np.float32)
-        y_mean = float(y[idx["train"]].mean())
-        y_std = float(y[idx["train"]].std()) or 1.0
-        ys = (y - y_mean) / y_std
+        ys = ((y.astype(np.float64) - prep.y_mean) / prep.y_std).astype(np.float32)
     return TabularData(
-        features=features,
-        x={k: torch.from_numpy(xs[v]) for k, v in idx.items()},
+        prep=prep,
+        x_num={k: torch.from_numpy(numeric[v]) for k, v in idx.items()},
+        x_cat={k: torch.from_numpy(codes[v]) for k, v in idx.items()},
         y={k: torch.from_numpy(ys[v]) for k, v in idx.items()},
-        x_mean=x_mean,
-        x_std=x_std,
-        y_mean=y_mean,
-        y_std=y_std,
-        classes=list(classes or []),
+        rows=idx,
+        raw_y=y,
     )
 
 
 class TensorBatches:
     """Batches sliced from in-memory tensors: no DataLoader, no collate, no worker processes."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0):
-        self.x, self.y = x, y
-        self.batch_size = max(1, min(batch_size, len(x)))
+    def __init__(self, tensors: tuple[torch.Tensor, ...], batch_size: int, shuffle: bool, seed: int = 0):
+        self.tensors = tensors
+        self.n = len(tensors[0])
+        self.batch_size = max(1, min(batch_size, self.n))
         self.shuffle = shuffle
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+        return math.ceil(self.n / self.batch_size)
 
     def __iter__(self):
-        order = torch.randperm(len(self.x), generator=self.generator) if self.shuffle else None
-        for start in range(0, len(self.x), self.batch_size):
+        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else None
+        for start in range(0, self.n, self.batch_size):
             if order is None:
-                yield self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
+                yield tuple(t[start : start + self.batch_size] for t in self.tensors)
             else:
                 take = order[start : start + self.batch_size]
-                yield self.x[take], self.y[take]
+                yield tuple(t[take] for t in self.tensors)
 
 
 @dataclass
@@ -136,21 +152,22 @@ class TabularModule(L.LightningModule):
         self.automatic_optimization = False
         n_out = len(data.classes) if data.classification else 1
         self.architecture = {
-            "n_features": len(data.features),
+            "n_numeric": data.prep.n_numeric,
+            "cardinalities": data.prep.cardinalities,
             "n_outputs": n_out,
             "layer_units": [int(u) for u in params["layer_units"]],
             "dropout": float(params["dropout"]),
             "activation": str(params["activation"]),
         }
-        self.net = build_mlp(**self.architecture)
+        self.net = TabularNet(**self.architecture)
         self.params = params
         self.classification = data.classification
         self.loss_fn = nn.CrossEntropyLoss() if self.classification else nn.MSELoss()
         self._train_sum = torch.zeros(())
         self._train_n = 0
 
-    def forward(self, x):
-        out = self.net(x)
+    def forward(self, x_num, x_cat):
+        out = self.net(x_num, x_cat)
         # [B, 1] -> [B]: comparing [B, 1] with [B] broadcasts to [B, B] and is not an MSE.
         return out if self.classification else out.squeeze(-1)
 
@@ -160,20 +177,20 @@ class TabularModule(L.LightningModule):
         self._opt = self.optimizers(use_pl_optimizer=False)
 
     def training_step(self, batch, _):
-        x, y = batch
+        x_num, x_cat, y = batch
         self._opt.zero_grad()
-        loss = self.loss_fn(self(x), y)
+        loss = self.loss_fn(self(x_num, x_cat), y)
         loss.backward()
         self._opt.step()
-        self._train_sum += loss.detach() * len(x)
-        self._train_n += len(x)
+        self._train_sum += loss.detach() * len(y)
+        self._train_n += len(y)
 
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    def evaluate(self, x_num: torch.Tensor, x_cat: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
         """(loss, accuracy) on held-out rows; accuracy is NaN for regression."""
         was_training = self.training
         self.eval()
         with torch.no_grad():
-            out = self(x)
+            out = self(x_num, x_cat)
             loss = float(self.loss_fn(out, y))
             accuracy = float((out.argmax(dim=1) == y).float().mean()) if self.classification else float("nan")
         self.train(was_training)
@@ -206,8 +223,8 @@ class EpochEndPruning(PyTorchLightningPruningCallback):
 class _EpochReporter(L.Callback):
     """Reports each epoch, keeps the best weights, stops early or when asked to."""
 
-    def __init__(self, val_x, val_y, on_epoch, should_stop, patience: int):
-        self.val_x, self.val_y = val_x, val_y
+    def __init__(self, val: tuple[torch.Tensor, torch.Tensor, torch.Tensor], on_epoch, should_stop, patience: int):
+        self.val = val
         self.on_epoch = on_epoch
         self.should_stop = should_stop
         self.patience = patience
@@ -220,7 +237,7 @@ class _EpochReporter(L.Callback):
 
     # Runs before the pruning callback (it is first in the list), so a pruned epoch is reported too.
     def on_train_epoch_end(self, trainer, module):
-        val, accuracy = module.evaluate(self.val_x, self.val_y)
+        val, accuracy = module.evaluate(*self.val)
         # Where Lightning callbacks (Optuna's pruning one) read metrics; self.log() would
         # cost more than the epoch on small data.
         trainer.callback_metrics["val_loss"] = torch.tensor(val)
@@ -253,7 +270,6 @@ class TrainResult:
     best_val_loss: float
     best_epoch: int
     history: list[EpochResult]
-    test_loss: float
     val_accuracy: float
     architecture: dict
     state_dict: dict
@@ -276,7 +292,7 @@ def train(
     start = time.perf_counter()
     torch.manual_seed(seed)
     module = TabularModule(data, params)
-    reporter = _EpochReporter(data.x["val"], data.y["val"], on_epoch, should_stop, patience)
+    reporter = _EpochReporter(data.split("val"), on_epoch, should_stop, patience)
     trainer = L.Trainer(
         max_epochs=int(params["max_epochs"]),
         accelerator="cpu",
@@ -290,20 +306,15 @@ def train(
         callbacks=[reporter, *callbacks],
     )
     batch_size = int(params["batch_size"])
-    trainer.fit(module, train_dataloaders=TensorBatches(data.x["train"], data.y["train"], batch_size, shuffle=True, seed=seed))
+    trainer.fit(module, train_dataloaders=TensorBatches(data.split("train"), batch_size, shuffle=True, seed=seed))
     if reporter.best_state is None:
         raise RuntimeError("training finished no epoch")
     module.net.load_state_dict(reporter.best_state)
-    module.eval()
-    with torch.no_grad():
-        out = module(data.x["test"])
-        test_loss = float(module.loss_fn(out, data.y["test"]))
     best = reporter.history[reporter.best_epoch]
     return TrainResult(
         best_val_loss=reporter.best_val,
         best_epoch=reporter.best_epoch,
         history=reporter.history,
-        test_loss=test_loss,
         val_accuracy=best.val_accuracy,
         architecture=module.architecture,
         state_dict=reporter.best_state,

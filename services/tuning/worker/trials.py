@@ -28,7 +28,7 @@ from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import lineage
 from services.tuning import records, space
-from services.tuning.worker import tabular_model
+from services.tuning.worker import metrics, tabular_model
 from services.tuning.worker.datasets import DatasetCache
 from services.tuning.worker.training import EpochEndPruning, EpochResult, TabularData, TrainResult, train
 
@@ -192,6 +192,7 @@ class TrialRunner:
                     lineage.TAG_DATASET: attrs[records.DATASET],
                     lineage.TAG_TASK: "classification" if data.classification else "regression",
                     lineage.TAG_FEATURES: json.dumps(data.features),
+                    lineage.TAG_INPUT_SCHEMA: json.dumps(input_schema(data)),
                 },
                 dataset=tracking_pb2.DatasetInput(
                     name=version.name, version=version.version, content_sha256=version.content_sha256,
@@ -291,47 +292,78 @@ class TrialRunner:
         return values
 
     def _final_metrics(self, result: TrainResult, data: TabularData) -> dict[str, float]:
-        metrics = {
-            "best_val_loss": result.best_val_loss,
+        """The saved epoch's quality on every split, in the target's units (`val/rmse`,
+        `test/accuracy`, ...), and its losses (`train/loss`, `val/loss`: what Optuna got).
+        The objective never reads the test split; its numbers are recorded for the user."""
+        best = result.history[result.best_epoch]
+        return {
+            "val/loss": result.best_val_loss,
+            "train/loss": best.train_loss,
             "best_epoch": float(result.best_epoch),
-            "test_loss": result.test_loss,
             "duration_s": result.duration_s,
             "n_params": float(result.n_params),
+            **split_metrics(result.architecture, result.state_dict, data),
         }
-        net = tabular_model.build_mlp(**result.architecture)
-        net.load_state_dict(result.state_dict)
-        net.eval()
-        x = torch.cat([data.x[k] for k in ("train", "val", "test")])
-        y = torch.cat([data.y[k] for k in ("train", "val", "test")])
+
+
+def split_metrics(architecture: dict, state_dict: dict, data: TabularData) -> dict[str, float]:
+    """Every split's metrics for a network, in the target's units."""
+    net = tabular_model.TabularNet(**architecture)
+    net.load_state_dict(state_dict)
+    net.eval()
+    out: dict[str, float] = {}
+    for split in metrics.SPLITS:
+        x_num, x_cat, y = data.split(split)
         with torch.no_grad():
-            out = net(x)
+            raw = net(x_num, x_cat)
         if data.classification:
-            metrics["accuracy"] = float((out.argmax(dim=1) == y).float().mean())
-            metrics["val_accuracy"] = result.val_accuracy
+            proba = torch.softmax(raw, dim=1).numpy()
+            out |= metrics.named(split, metrics.classification(y.numpy(), proba))
         else:
-            pred = out.squeeze(-1) * data.y_std + data.y_mean
-            truth = y * data.y_std + data.y_mean
-            metrics["rmse"] = float(torch.sqrt(torch.mean((pred - truth) ** 2)))
-        return metrics
+            predicted = raw.squeeze(-1).numpy().astype(np.float64) * data.y_std + data.y_mean
+            truth = y.numpy().astype(np.float64) * data.y_std + data.y_mean
+            out |= metrics.named(split, metrics.regression(truth, predicted))
+    return out
 
 
 def log_model(client: mlflow.MlflowClient, run_id: str, result: TrainResult, data: TabularData) -> None:
-    """An MLflow pyfunc (models from code), preprocessing included, uploaded to the run."""
+    """An MLflow pyfunc (models from code), preprocessing included, uploaded to the run;
+    its signature names each input column and its type."""
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         weights = tmp / "weights.pt"
         torch.save(result.state_dict, weights)
         spec_file = tmp / "spec.json"
         spec_file.write_text(json.dumps({**data.spec(), "architecture": result.architecture}))
-        raw = data.x["train"][:5].numpy() * data.x_std + data.x_mean
-        example = pd.DataFrame(raw.astype(np.float64), columns=data.features)
+        signature = model_signature(data)
         mlflow.pyfunc.save_model(
             path=tmp / "model",
             python_model=str(MODEL_CODE),
             artifacts={"weights": str(weights), "spec": str(spec_file)},
-            input_example=example,
+            signature=signature,
             # Explicit: inferring requirements costs seconds per model (DESIGN.md).
             pip_requirements=[f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
                               f"pandas=={pd.__version__}", f"numpy=={np.__version__}"],
         )
         client.log_artifacts(run_id, str(tmp / "model"), lineage.MODEL_ARTIFACT)
+
+
+def input_schema(data: TabularData) -> list[dict[str, str]]:
+    """The model's inputs as the `kubetune.input_schema` tag lists them."""
+    return [{"name": c["name"], "kind": c["kind"]} for c in data.prep.columns]
+
+
+def model_signature(data: TabularData):
+    """Numbers (numeric, boolean) as doubles, categories as strings; the outputs as
+    `prediction` and, for classification, a probability per class."""
+    from mlflow.models import ModelSignature  # noqa: PLC0415
+    from mlflow.types import ColSpec, Schema  # noqa: PLC0415
+
+    inputs = Schema([ColSpec("string" if c["kind"] == tabular_model.CATEGORICAL else "double", c["name"])
+                     for c in data.prep.columns])
+    if data.classification:
+        outputs = Schema([ColSpec("string", "prediction"),
+                          *(ColSpec("double", f"proba_{label}") for label in data.classes)])
+    else:
+        outputs = Schema([ColSpec("double", "prediction")])
+    return ModelSignature(inputs=inputs, outputs=outputs)

@@ -24,7 +24,8 @@ VTAG_DATASET = lineage.TAG_DATASET
 VTAG_TASK = lineage.TAG_TASK
 VTAG_FEATURES = lineage.TAG_FEATURES
 VTAG_METRIC_PREFIX = "kubetune.metric."
-LINEAGE_TAGS = (VTAG_STUDY, VTAG_TRIAL, VTAG_DATASET, VTAG_TASK, VTAG_FEATURES)
+VTAG_INPUT_SCHEMA = lineage.TAG_INPUT_SCHEMA
+LINEAGE_TAGS = (VTAG_STUDY, VTAG_TRIAL, VTAG_DATASET, VTAG_TASK, VTAG_FEATURES, VTAG_INPUT_SCHEMA)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,254}$")
 ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
@@ -150,7 +151,9 @@ class Registry:
             record = existing[0]
         else:
             version_tags = {k: run.tags[k] for k in LINEAGE_TAGS if run.tags.get(k)}
-            version_tags.update({VTAG_METRIC_PREFIX + k: repr(float(v)) for k, v in run.metrics.items()})
+            # The saved epoch's values, as every summary shows them (not the last epoch's).
+            metrics = lineage.summary_metrics(run.metrics)
+            version_tags.update({VTAG_METRIC_PREFIX + k: repr(float(v)) for k, v in metrics.items()})
             version_tags.update(tags or {})
             await self._call(self.store.ensure_model, name, description)
             record = await self._call(self.store.create_version, name, source, run_id, version_tags, description)

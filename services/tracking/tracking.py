@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import math
+from dataclasses import replace
 from datetime import datetime
 
 from services.common import lineage
@@ -82,8 +83,23 @@ def parse_columns(columns: list[str]) -> Columns:
             wanted[kind].add(key)
         else:
             raise InvalidArgument(f"column {c!r}: use metric:KEY, param:KEY, tag:KEY, dataset or model_uri")
+    # A curve's name shows the saved epoch's value: read that too (see `summarised`).
+    wanted["metric"] |= {lineage.SUMMARY_OF[k] for k in wanted["metric"] if k in lineage.SUMMARY_OF}
     return Columns(frozenset(wanted["metric"]), frozenset(wanted["param"]), frozenset(wanted["tag"]),
                    "dataset" in extras, "model_uri" in extras)
+
+
+def summary_key(kind: str, key: str) -> str:
+    """Sorting or filtering by a curve's name ranks by the saved epoch's value."""
+    return lineage.SUMMARY_OF.get(key, key) if kind == "metric" else key
+
+
+def summarised(runs: list[RunRecord]) -> list[RunRecord]:
+    """Each run's metrics as a summary shows them: a trial's `val_loss` is the value
+    of the epoch whose weights were saved (the one Optuna got), not its last epoch's."""
+    for run in runs:
+        run.metrics = lineage.summary_metrics(run.metrics)
+    return runs
 
 
 class PageTokens:
@@ -198,6 +214,7 @@ class Tracking:
     ) -> tuple[RunPage, str]:
         """A page of runs and the token of the next page ('' after the last)."""
         checked = [check_filter(f) for f in filters]
+        checked = [replace(f, key=summary_key(f.kind, f.key)) for f in checked]
         bad = [e for e in experiment_ids if not (e.isascii() and e.isdigit())]
         if bad:
             raise InvalidArgument(f"experiment_ids: {bad[0]!r} is not an experiment id (a number)", field="experiment_ids")
@@ -217,12 +234,13 @@ class Tracking:
             raise InvalidArgument(f"page_size {page_size}: 1 to {MAX_PAGE} (0 means {DEFAULT_PAGE})")
         query = RunQuery(
             experiment_ids=tuple(experiment_ids), filters=tuple(checked), sort_kind=sort_kind,
-            sort_key=sort_key, descending=descending, page_size=page_size or DEFAULT_PAGE,
+            sort_key=summary_key(sort_kind, sort_key), descending=descending, page_size=page_size or DEFAULT_PAGE,
             columns=parse_columns(list(columns)), since_ms=since_ms, until_ms=until_ms,
         )
         offset = PageTokens.decode(query, page_token)
         query = RunQuery(**{**query.__dict__, "offset": offset})
         page = await self._call(self.store.list_runs, query)
+        summarised(page.runs)
         token = PageTokens.encode(query, page.next_offset) if page.next_offset is not None else ""
         return page, token
 
@@ -232,7 +250,7 @@ class Tracking:
         found = await self._call(self.store.get_runs, [run_id])
         if not found:
             raise NotFound(f"run {run_id} not found")
-        return found[0]
+        return summarised(found)[0]
 
     async def metric_histories(
         self, run_ids: list[str], keys: list[str], max_points: int = 0
@@ -259,7 +277,7 @@ class Tracking:
         run_ids = list(dict.fromkeys(run_ids))
         if not run_ids or len(run_ids) > MAX_COMPARE:
             raise InvalidArgument(f"compare 1 to {MAX_COMPARE} runs")
-        runs = await self._call(self.store.get_runs, run_ids)
+        runs = summarised(await self._call(self.store.get_runs, run_ids))
         missing = set(run_ids) - {r.run_id for r in runs}
         if missing:
             raise NotFound(f"runs not found: {', '.join(sorted(missing))}")

@@ -34,8 +34,8 @@ SAMPLERS = {"tpe": pb.SAMPLER_TPE, "random": pb.SAMPLER_RANDOM, "cmaes": pb.SAMP
             "nsga2": pb.SAMPLER_NSGA2, "grid": pb.SAMPLER_GRID}
 PRUNERS = {"median": pb.PRUNER_MEDIAN, "hyperband": pb.PRUNER_HYPERBAND,
            "successive-halving": pb.PRUNER_SUCCESSIVE_HALVING, "none": pb.PRUNER_NONE}
-MISSING = {"refuse": data_pb2.MISSING_POLICY_UNSPECIFIED, "drop": data_pb2.MISSING_POLICY_DROP_ROWS,
-           "mean": data_pb2.MISSING_POLICY_FILL_MEAN}
+MISSING = {"impute": data_pb2.MISSING_POLICY_IMPUTE, "drop": data_pb2.MISSING_POLICY_DROP_ROWS,
+           "refuse": data_pb2.MISSING_POLICY_REFUSE}
 STUDY_STATES = {pb.STUDY_STATE_RUNNING: "running", pb.STUDY_STATE_STOPPED: "stopped", pb.STUDY_STATE_COMPLETED: "completed"}
 TRIAL_STATES = {v: k.removeprefix("TRIAL_STATE_").lower() for k, v in pb.TrialState.items()}
 
@@ -79,16 +79,32 @@ def fmt(x: float) -> str:
 
 # -- data -------------------------------------------------------------------------------
 
+def column_list(values: list[str] | None) -> list[str]:
+    """`--categorical a,b --categorical c` and `--categorical a b` alike."""
+    return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
+
+
 def ingest_options(args) -> data_pb2.IngestOptions:
-    return data_pb2.IngestOptions(target_column=args.target or "", exclude_columns=args.exclude or [],
-                                  missing_policy=MISSING[args.missing])
+    return data_pb2.IngestOptions(target_column=args.target or "", exclude_columns=column_list(args.exclude),
+                                  categorical_columns=column_list(args.categorical),
+                                  numeric_columns=column_list(args.numeric), missing_policy=MISSING[args.missing])
+
+
+def column_kind(c: data_pb2.Column) -> str:
+    if c.role != data_pb2.COLUMN_ROLE_FEATURE:
+        return "-"
+    return data_pb2.ColumnKind.Name(c.kind).removeprefix("COLUMN_KIND_").lower()
 
 
 def show_version(v: data_pb2.DatasetVersion) -> None:
     kind = "classification" if v.task_kind == data_pb2.TASK_KIND_CLASSIFICATION else "regression"
     print(f"{v.name}@{v.version}  {v.row_count} rows  {kind}  target {v.target}  from {v.source_uri}")
-    print_table(["column", "dtype", "role"],
-                [[c.name, c.dtype, data_pb2.ColumnRole.Name(c.role).removeprefix("COLUMN_ROLE_").lower()] for c in v.columns])
+    if v.rows_dropped:
+        why = f" ({v.rows_missing_target} without a target)" if v.rows_missing_target else ""
+        print(f"{v.rows_dropped} rows dropped{why}")
+    print_table(["column", "role", "type", "missing", "note"],
+                [[c.name, data_pb2.ColumnRole.Name(c.role).removeprefix("COLUMN_ROLE_").lower(), column_kind(c),
+                  c.missing, c.note] for c in v.columns])
 
 
 def data_register(client, args):
@@ -313,8 +329,14 @@ def add_client_commands(sub) -> None:
         p.add_argument("uri" if name == "register" else "file")
         p.add_argument("--name", required=name == "register")
         p.add_argument("--target", help="target column of a single table")
-        p.add_argument("--exclude", nargs="*", help="columns to leave out")
-        p.add_argument("--missing", choices=list(MISSING), default="refuse", help="NaN policy")
+        p.add_argument("--exclude", action="append", metavar="A,B", help="columns to leave out")
+        p.add_argument("--categorical", action="append", metavar="A,B",
+                       help="columns to read as categories (integers, or text kubetune would exclude)")
+        p.add_argument("--numeric", action="append", metavar="A,B", help="columns to read as numbers")
+        p.add_argument("--missing", choices=list(MISSING), default="impute",
+                       help="missing feature values: impute (the model fills them from the training split), "
+                            "drop the rows, or refuse the file; rows without a target are always dropped "
+                            "(except with refuse)")
     command(data, "list", data_list, "list datasets")
     command(data, "show", data_show, "show a dataset version").add_argument("ref", help="NAME or NAME@VERSION")
 

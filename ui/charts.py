@@ -178,3 +178,16 @@ def histogram(counts: list[int], edges: list[float], name: str) -> dict:
         "yAxis": {"type": "value", "minInterval": 1, "axisLabel": {"fontSize": 9}},
         "series": [{"type": "bar", "data": list(counts), "barCategoryGap": "5%", "itemStyle": {"color": PALETTE[0]}}],
     }
+
+
+def category_counts(categories: list[str], counts: list[int]) -> dict:
+    """Horizontal bars: a categorical column's most frequent categories."""
+    return {
+        "animation": False,
+        "grid": {"left": 80, "right": 8, "top": 8, "bottom": 20},
+        "tooltip": {"trigger": "axis"},
+        "xAxis": {"type": "value", "minInterval": 1, "axisLabel": {"fontSize": 9}},
+        "yAxis": {"type": "category", "data": list(categories)[::-1], "axisLabel": {"fontSize": 9, "width": 72,
+                                                                               "overflow": "truncate"}},
+        "series": [{"type": "bar", "data": list(counts)[::-1], "itemStyle": {"color": PALETTE[1]}}],
+    }

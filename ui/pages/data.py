@@ -18,9 +18,21 @@ from ui.formatting import number, when
 from ui.gateway_client import error_text
 from ui.layout import layout, section
 
-MISSING = {data_pb2.MISSING_POLICY_UNSPECIFIED: "refuse missing values",
+MISSING = {data_pb2.MISSING_POLICY_IMPUTE: "keep: the model imputes them",
            data_pb2.MISSING_POLICY_DROP_ROWS: "drop rows with missing values",
-           data_pb2.MISSING_POLICY_FILL_MEAN: "fill with the column mean"}
+           data_pb2.MISSING_POLICY_REFUSE: "refuse the file"}
+KIND_LABELS = {data_pb2.COLUMN_KIND_NUMERIC: "numeric", data_pb2.COLUMN_KIND_CATEGORICAL: "categorical",
+               data_pb2.COLUMN_KIND_BOOLEAN: "boolean"}
+ROLE_LABELS = {data_pb2.COLUMN_ROLE_TARGET: "target", data_pb2.COLUMN_ROLE_EXCLUDED: "excluded",
+               data_pb2.COLUMN_ROLE_INDEX: "index"}
+TYPE_CHOICES = {"numeric": "numeric", "categorical": "categorical", "exclude": "exclude"}
+COLUMN_COLUMNS = [
+    {"name": "name", "label": "Column", "field": "name", "align": "left"},
+    {"name": "type", "label": "Type", "field": "type", "align": "left"},
+    {"name": "missing", "label": "Missing", "field": "missing", "align": "right"},
+    {"name": "distinct", "label": "Distinct", "field": "distinct", "align": "right"},
+    {"name": "note", "label": "Why", "field": "note", "align": "left"},
+]
 TASKS = {data_pb2.TASK_KIND_UNSPECIFIED: "detect from the target", data_pb2.TASK_KIND_REGRESSION: "regression",
          data_pb2.TASK_KIND_CLASSIFICATION: "classification"}
 TASK_NAMES = {data_pb2.TASK_KIND_REGRESSION: "regression", data_pb2.TASK_KIND_CLASSIFICATION: "classification"}
@@ -71,10 +83,10 @@ def dataset_rows(datasets) -> list[dict]:
 class DataPage:
     def __init__(self):
         self.datasets: dict[str, data_pb2.Dataset] = {}
-        self.form = {"name": "", "uri": "", "target": "", "missing": data_pb2.MISSING_POLICY_UNSPECIFIED,
-                     "task": data_pb2.TASK_KIND_UNSPECIFIED}
-        self.upload_form = {"name": "", "target": "", "missing": data_pb2.MISSING_POLICY_UNSPECIFIED,
-                            "task": data_pb2.TASK_KIND_UNSPECIFIED}
+        self.form = {"name": "", "uri": "", "target": "", "missing": data_pb2.MISSING_POLICY_IMPUTE,
+                     "task": data_pb2.TASK_KIND_UNSPECIFIED, "categorical": "", "numeric": "", "exclude": ""}
+        self.upload_form = {"name": "", "target": "", "missing": data_pb2.MISSING_POLICY_IMPUTE,
+                            "task": data_pb2.TASK_KIND_UNSPECIFIED, "categorical": "", "numeric": "", "exclude": ""}
         self.selected = ""
 
     def build(self) -> None:
@@ -103,6 +115,18 @@ class DataPage:
                     self.version_info = ui.label("").classes("text-grey-8")
                     ui.space()
                     self.tune_button = ui.button("Tune on this dataset", icon="tune").props("outline")
+                ui.label("Columns").classes("text-subtitle1")
+                self.columns_table = ui.table(columns=COLUMN_COLUMNS, rows=[], row_key="name").classes(
+                    "w-full").props("flat dense").mark("column-types")
+                with ui.row().classes("items-center gap-3"):
+                    self.retype_hint = ui.label(
+                        "Change a column's type below and register again: a new version is made.").classes(
+                        "text-grey-8")
+                    self.retype_button = ui.button("Register again with these types", icon="published_with_changes",
+                                                   on_click=self.register_retyped).props("outline").mark(
+                        "retype-button")
+                self.type_choices: dict[str, str] = {}
+                self.retype_row = ui.row().classes("gap-3 flex-wrap")
                 self.stats_grid = ui.grid(columns="repeat(auto-fill, minmax(260px, 1fr))").classes("w-full gap-3")
                 self.rows_table = ui.table(columns=[], rows=[]).classes("w-full").props("flat dense").mark(
                     "preview-rows")
@@ -114,6 +138,11 @@ class DataPage:
         ui.select(MISSING, label="Missing values").bind_value(target, "missing").props("outlined dense").classes(
             "w-64")
         ui.select(TASKS, label="Task").bind_value(target, "task").props("outlined dense").classes("w-56")
+        for key, label, hint in (("categorical", "Categorical columns", "integers to read as categories"),
+                                 ("numeric", "Numeric columns", "text to read as numbers"),
+                                 ("exclude", "Excluded columns", "columns to leave out")):
+            ui.input(label, placeholder="a, b").bind_value(target, key).props(
+                f'outlined dense hint="{hint}"').classes("w-56").mark(f"{key}-columns")
 
     def uri_form(self) -> None:
         with ui.row().classes("w-full gap-3 items-start"):
@@ -150,8 +179,12 @@ class DataPage:
 
     @staticmethod
     def options(form: dict) -> data_pb2.IngestOptions:
+        def names(key: str) -> list[str]:
+            return [n.strip() for n in (form.get(key) or "").split(",") if n.strip()]
+
         return data_pb2.IngestOptions(target_column=(form["target"] or "").strip(), missing_policy=form["missing"],
-                                      task_kind=form["task"])
+                                      task_kind=form["task"], categorical_columns=names("categorical"),
+                                      numeric_columns=names("numeric"), exclude_columns=names("exclude"))
 
     async def register(self) -> None:
         name, uri = (self.form["name"] or "").strip(), (self.form["uri"] or "").strip()
@@ -263,8 +296,11 @@ class DataPage:
                                   f"({TASK_NAMES.get(v.task_kind, '')}) · sha256 {v.content_sha256[:12]} · "
                                   f"from {v.source_uri}")
         self.tune_button.on_click(lambda: ui.navigate.to(f"/tune?dataset={ref}"))
+        self.version = v
+        self.columns_table.rows = column_rows(v)
+        self.show_type_choices(v)
         self.rows_table.columns = [{"name": c, "label": c, "field": c, "align": "right"} for c in response.columns]
-        self.rows_table.rows = [{c: number(x, 5) for c, x in zip(response.columns, row.values)}
+        self.rows_table.rows = [{c: cell_text(x, text) for c, x, text in zip(response.columns, row.values, row.cells)}
                                 for row in response.rows]
         self.stats_grid.clear()
         target = v.target
@@ -275,11 +311,68 @@ class DataPage:
                         ui.label(s.name).classes("text-weight-medium")
                         if s.name == target:
                             ui.badge("target", color="orange")
+                    missing = f" · {s.missing} missing" if s.missing else ""
+                    if s.categories:
+                        ui.label(f"{len(s.categories)} most frequent categories{missing}").classes(
+                            "text-caption text-grey-8")
+                        ui.echart(charts.category_counts(list(s.categories), list(s.histogram_counts))).classes(
+                            "w-full h-32")
+                        continue
                     ui.label(f"min {number(s.min)} · max {number(s.max)} · mean {number(s.mean)} · "
-                             f"std {number(s.std)}" + (f" · {s.missing} missing" if s.missing else "")).classes(
-                        "text-caption text-grey-8")
+                             f"std {number(s.std)}{missing}").classes("text-caption text-grey-8")
                     ui.echart(charts.histogram(list(s.histogram_counts), list(s.histogram_edges), "")).classes(
                         "w-full h-32")
+
+    def show_type_choices(self, v: data_pb2.DatasetVersion) -> None:
+        """A type selector per column the user may retype: features and excluded columns."""
+        self.retype_row.clear()
+        self.type_choices = {}
+        retypable = [c for c in v.columns if c.role in (data_pb2.COLUMN_ROLE_FEATURE, data_pb2.COLUMN_ROLE_EXCLUDED)]
+        self.retype_button.set_visibility(bool(retypable) and v.source_uri.startswith(("s3://", "file://", "/")))
+        self.retype_hint.set_visibility(self.retype_button.visible)
+        with self.retype_row:
+            for c in retypable:
+                current = "exclude" if c.role == data_pb2.COLUMN_ROLE_EXCLUDED else \
+                    "categorical" if c.kind == data_pb2.COLUMN_KIND_CATEGORICAL else "numeric"
+                self.type_choices[c.name] = current
+                ui.select(TYPE_CHOICES, label=c.name, value=current,
+                          on_change=lambda e, name=c.name: self.type_choices.__setitem__(name, e.value)).props(
+                    "outlined dense").classes("w-44").mark(f"type-{c.name}")
+
+    async def register_retyped(self) -> None:
+        """Registers the shown version's source again with the types chosen above."""
+        v = self.version
+        chosen = self.type_choices
+        options = data_pb2.IngestOptions(
+            target_column=v.target if v.layout == data_pb2.LAYOUT_SINGLE_TABLE else "",
+            missing_policy=v.missing_policy, task_kind=v.task_kind, split_seed=v.split_seed,
+            categorical_columns=[n for n, t in chosen.items() if t == "categorical"],
+            numeric_columns=[n for n, t in chosen.items() if t == "numeric"],
+            exclude_columns=[n for n, t in chosen.items() if t == "exclude"])
+        self.retype_button.props("loading")
+        try:
+            response = await ctx.gateway.call("RegisterDataset", data_pb2.RegisterDatasetRequest(
+                name=v.name, uri=v.source_uri, options=options), timeout=600)
+        except Exception as exc:  # noqa: BLE001 - shown as a notification
+            ui.notify(f"Registering {v.name} again failed: {error_text(exc)}", type="negative", multi_line=True)
+            return
+        finally:
+            self.retype_button.props(remove="loading")
+        await self.registered(response)
+
+
+def column_rows(v: data_pb2.DatasetVersion) -> list[dict]:
+    """Each column's type as the model will read it, and why where kubetune decided."""
+    rows = []
+    for c in v.columns:
+        kind = KIND_LABELS.get(c.kind, "") if c.role == data_pb2.COLUMN_ROLE_FEATURE else ROLE_LABELS.get(c.role, "")
+        rows.append({"name": c.name, "type": kind, "missing": c.missing or "",
+                     "distinct": c.distinct or "", "note": c.note})
+    return rows
+
+
+def cell_text(value: float, text: str) -> str:
+    return text if value != value else number(value, 5)  # NaN: a category or a missing value
 
 
 async def page():

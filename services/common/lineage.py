@@ -24,6 +24,7 @@ MLFLOW_RUN_NAME = "mlflow.runName"
 
 KIND_STUDY = "study"
 KIND_TRIAL = "trial"
+KIND_BASELINE = "baseline"  # a study's linear baseline, fitted before its first trial
 
 # The artifact path of a trial's model in its run: `runs:/<run_id>/model`.
 MODEL_ARTIFACT = "model"
@@ -34,7 +35,6 @@ EPOCH_METRICS = ("train_loss", "val_loss", "val_accuracy")
 # `train/loss`, `val/loss` (the value Optuna got), `val/rmse`, `test/accuracy`, ...
 # Losses are on the standardised target (regression) or cross-entropy (classification);
 # the other metrics are in the target's units.
-KIND_BASELINE = "baseline"
 # A summary of a run shows the saved epoch's value under the curve's name: a trial's
 # `val_loss` is the model's, not its last epoch's.
 SUMMARY_OF = {"train_loss": "train/loss", "val_loss": "val/loss", "val_accuracy": "val/accuracy"}
@@ -56,6 +56,10 @@ def experiment_name(dataset_name: str) -> str:
 
 def trial_run_name(study_id: str, trial: int) -> str:
     return f"{study_id}-trial-{trial}"
+
+
+def baseline_run_name(study_id: str) -> str:
+    return f"{study_id}-baseline"
 
 
 def model_uri(run_id: str) -> str:

@@ -23,6 +23,8 @@ EXPERIMENT = "kubetune:mlflow_experiment_id"
 RUN = "kubetune:mlflow_run_id"
 CREATED = "kubetune:created_at"
 FINISHED = "kubetune:finished_at"
+# The study's linear baseline, once a worker fitted it: {"model", "run_id", "metrics", "error"}.
+BASELINE = "kubetune:baseline"
 # Tickets carry sequence numbers 0, 1, 2...: ISSUED is the next one. Tickets below
 # VOID_BELOW were purged when the study stopped and will never run.
 ISSUED = "kubetune:tickets_issued"
@@ -36,6 +38,8 @@ T_REASON = "kubetune:reason"
 T_TRAIN_CURVE = "kubetune:train_loss_curve"
 T_VAL_CURVE = "kubetune:val_loss_curve"
 T_EPOCHS = "kubetune:epochs_done"
+# A COMPLETE trial's saved epoch, per split (`val/rmse`, ...): shown for the best trial.
+T_METRICS = "kubetune:metrics"
 # A trial lost with its worker (or abandoned at shutdown): FAIL in Optuna, but its
 # ticket runs again, so it does not count towards n_trials.
 T_ABANDONED = "kubetune:abandoned"

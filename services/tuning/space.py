@@ -189,6 +189,9 @@ def objectives(spec: pb.StudySpec) -> list[tuple[str, str]]:
     return out
 
 
+MAX_CV_FOLDS = 10
+
+
 def validate(spec: pb.StudySpec, *, max_trials: int, max_parallel: int) -> dict[str, BaseDistribution]:
     """Checks everything but the dataset; returns the distributions."""
     if spec.name and not STUDY_NAME.match(spec.name):
@@ -210,6 +213,9 @@ def validate(spec: pb.StudySpec, *, max_trials: int, max_parallel: int) -> dict[
         raise InvalidArgument("timeout_seconds: must be 0 (none) or a positive number", field="timeout_seconds")
     if spec.pruner_warmup_epochs < 0:
         raise InvalidArgument("pruner_warmup_epochs: must not be negative", field="pruner_warmup_epochs")
+    if not (0 <= spec.cv_folds <= MAX_CV_FOLDS):
+        raise InvalidArgument(f"cv_folds: 0 or 1 (one validation split) or 2 to {MAX_CV_FOLDS} folds",
+                              field="cv_folds")
     if spec.sampler not in SAMPLER_NAMES:
         raise InvalidArgument(f"sampler: unknown value {spec.sampler}", field="sampler")
     if spec.pruner not in PRUNER_NAMES:

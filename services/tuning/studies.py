@@ -55,6 +55,7 @@ def trial_to_pb(study_id: str, t: FrozenTrial, curves: bool = False) -> pb.Trial
         mlflow_run_id=t.user_attrs.get(records.T_RUN, ""),
         worker=t.user_attrs.get(records.T_WORKER, ""),
         reason=t.user_attrs.get(records.T_REASON, ""),
+        metrics=t.user_attrs.get(records.T_METRICS, {}),
     )
     _trial_ts(out.started_at, t.datetime_start)
     _trial_ts(out.finished_at, t.datetime_complete)
@@ -173,6 +174,10 @@ class StudyManager:
         if best is not None:
             out.best_trial.CopyFrom(trial_to_pb(study_id, best))
             out.best_values.extend(best.values)
+        baseline = attrs.get(records.BASELINE)
+        if baseline:
+            out.baseline.CopyFrom(pb.Baseline(model=baseline.get("model", ""), mlflow_run_id=baseline.get("run_id", ""),
+                                              metrics=baseline.get("metrics", {}), error=baseline.get("error", "")))
         return out
 
     def _load(self, study_id: str):

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from services.tuning.worker import metrics
+from services.tuning.worker import baseline, metrics
 from services.tuning.worker.tabular_model import FIRST_CATEGORY, UNKNOWN, InputError, Preprocessing
 from services.tuning.worker.training import TabularModule, prepare, split_indices, train
 from services.tuning.worker.trials import split_metrics
@@ -172,3 +172,45 @@ def test_a_network_learns_from_categories_and_missing_values():
     result = train(data, {**PARAMS, "max_epochs": 60, "learning_rate": 0.01}, seed=0, patience=20)
     scores = split_metrics(result.architecture, result.state_dict, data)
     assert scores["test/r2"] > 0.8, scores
+
+
+def test_baseline_is_scikit_learns_ridge_and_logistic_regression_on_the_same_inputs():
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    rng = np.random.default_rng(2)
+    n = 600
+    frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n),
+                          "c": rng.choice(["x", "y", "z"], n)})
+    y = 2 * frame["a"].to_numpy() - frame["b"].to_numpy() + (frame["c"] == "x") * 1.5 + rng.normal(size=n) * 0.3
+    data = prepare(frame, {"a": "numeric", "b": "numeric", "c": "categorical"}, y, seed=0)
+    fitted = baseline.fit(data)
+    inputs = {k: baseline.linear_inputs(data, k).numpy() for k in ("train", "test")}
+    ridge = linear_model.Ridge(alpha=1.0).fit(inputs["train"], data.y["train"].numpy())
+    expected = ridge.predict(inputs["test"]) * data.y_std + data.y_mean
+    truth = data.y["test"].numpy() * data.y_std + data.y_mean
+    assert fitted.model == "ridge regression"
+    assert fitted.metrics["test/rmse"] == pytest.approx(np.sqrt(np.mean((expected - truth) ** 2)), rel=1e-4)
+    labels = (y > np.median(y)).astype(np.int64)
+    data = prepare(frame, {"a": "numeric", "b": "numeric", "c": "categorical"}, labels, seed=0, classes=["lo", "hi"])
+    fitted = baseline.fit(data)
+    inputs = {k: baseline.linear_inputs(data, k).numpy() for k in ("train", "test")}
+    logistic = linear_model.LogisticRegression(C=1.0, max_iter=1000).fit(inputs["train"], data.y["train"].numpy())
+    assert fitted.model == "logistic regression"
+    proba = logistic.predict_proba(inputs["test"])[np.arange(len(inputs["test"])), data.y["test"].numpy()]
+    assert fitted.metrics["test/log_loss"] == pytest.approx(-np.mean(np.log(proba)), rel=1e-3)
+
+
+def test_folds_cover_training_and_validation_rows_and_keep_the_test_split():
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame({"a": rng.normal(size=300)})
+    labels = rng.integers(0, 3, 300)
+    data = prepare(frame, {"a": "numeric"}, labels, seed=1, classes=["a", "b", "c"])
+    folds = data.folds(5)
+    vals = np.concatenate([f.rows["val"] for f in folds])
+    pool = np.concatenate([data.rows["train"], data.rows["val"]])
+    assert sorted(vals.tolist()) == sorted(pool.tolist())
+    for f in folds:
+        assert (f.rows["test"] == data.rows["test"]).all()
+        assert not set(f.rows["train"]) & set(f.rows["val"])
+        shares = np.bincount(labels[f.rows["val"]], minlength=3) / len(f.rows["val"])
+        assert np.abs(shares - np.bincount(labels[pool], minlength=3) / len(pool)).max() < 0.05
+    assert data.folds(5) is folds  # kept while the data is cached

@@ -5,6 +5,8 @@ scikit-learn's (tests check them against it)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 SPLITS = ("train", "val", "test")
@@ -65,3 +67,19 @@ def roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
 def named(split: str, values: dict[str, float]) -> dict[str, float]:
     """`{"rmse": 1.2}` for the test split -> `{"test/rmse": 1.2}`: MLflow groups them by split."""
     return {f"{split}/{k}": v for k, v in values.items()}
+
+
+def scores(outputs: Callable[[str], np.ndarray], data) -> dict[str, float]:
+    """Every split's metrics for a model whose raw outputs on a split are `outputs(split)`
+    (logits for classification, the standardised target for regression)."""
+    out: dict[str, float] = {}
+    for split in SPLITS:
+        raw = np.asarray(outputs(split), dtype=np.float64)
+        truth = data.y[split].numpy()
+        if data.classification:
+            shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
+            out |= named(split, classification(truth, shifted / shifted.sum(axis=1, keepdims=True)))
+        else:
+            scale = lambda v: np.asarray(v, dtype=np.float64).reshape(-1) * data.y_std + data.y_mean  # noqa: E731
+            out |= named(split, regression(scale(truth), scale(raw)))
+    return out

@@ -38,9 +38,14 @@ class TabularData:
     x_num: dict[str, torch.Tensor]
     x_cat: dict[str, torch.Tensor]
     y: dict[str, torch.Tensor]
-    # Row numbers of each split in the stored table (k-fold objectives re-split them).
+    # Row numbers of each split in the stored table, and what the preprocessing was
+    # fitted from: k-fold objectives re-split the training and validation rows.
     rows: dict[str, np.ndarray] = field(default_factory=dict)
-    raw_y: np.ndarray | None = None  # the target as stored (class index or value), all rows
+    raw_y: np.ndarray | None = None
+    frame: pd.DataFrame | None = None
+    kinds: dict[str, str] = field(default_factory=dict)
+    seed: int = 0
+    _folds: dict[int, list["TabularData"]] = field(default_factory=dict, repr=False)
 
     @property
     def features(self) -> list[str]:
@@ -68,33 +73,61 @@ class TabularData:
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.x_num[name], self.x_cat[name], self.y[name]
 
+    def folds(self, k: int) -> list["TabularData"]:
+        """k train/validation splits of this split's training and validation rows, each
+        with its own preprocessing fitted on its own training rows; the test rows stay
+        the test split. Stratified for classification; kept while the data is cached."""
+        if k not in self._folds:
+            pool = np.concatenate([self.rows["train"], self.rows["val"]])
+            labels = self.raw_y[pool] if self.classification else None
+            order = _interleaved(len(pool), self.seed + k, labels)
+            fold_of = np.empty(len(pool), dtype=np.int64)
+            fold_of[order] = np.arange(len(pool)) % k
+            self._folds[k] = [
+                _build(self.frame, self.kinds, self.raw_y, self.classes or None, self.seed,
+                       {"train": pool[fold_of != i], "val": pool[fold_of == i], "test": self.rows["test"]})
+                for i in range(k)
+            ]
+        return self._folds[k]
+
 
 def split_indices(n: int, seed: int, labels: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The fixed-seed 80/10/10 split, stratified by `labels` (class indices) when given;
     every split keeps at least one row. The worker, the baseline and bench/quality.py
     all split with this function."""
-    rng = np.random.default_rng(seed)
     n_val = max(1, int(round(n * SPLIT[1])))
     n_test = max(1, int(round(n * SPLIT[2])))
     n_train = n - n_val - n_test
+    order = _interleaved(n, seed, labels)
     if labels is None:
-        order = rng.permutation(n)
         return {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
-    # Each class's rows shuffled and spread evenly over [0, 1): sorted by that key, every
-    # stretch of rows holds the classes in the table's proportions, so each split does too.
+    return {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
+
+
+def _interleaved(n: int, seed: int, labels: np.ndarray | None) -> np.ndarray:
+    """A shuffled order of n rows in which, with `labels`, every stretch of rows holds the
+    classes in the table's proportions: each class's rows are shuffled and spread evenly
+    over [0, 1), then all are sorted by that key."""
+    rng = np.random.default_rng(seed)
+    if labels is None:
+        return rng.permutation(n)
     labels = np.asarray(labels)
     keys = np.empty(n, dtype=np.float64)
     for value in np.unique(labels):
         rows = np.flatnonzero(labels == value)
         keys[rng.permutation(rows)] = (np.arange(rows.size) + rng.random()) / rows.size
-    order = np.argsort(keys, kind="stable")
-    return {"val": order[:n_val], "test": order[n_val : n_val + n_test], "train": order[n_val + n_test :]}
+    return np.argsort(keys, kind="stable")
 
 
 def prepare(frame: pd.DataFrame, kinds: dict[str, str], y: np.ndarray, seed: int,
             classes: list[str] | None = None) -> TabularData:
     """Splits, fits the preprocessing on the training rows, and builds every split's tensors."""
-    idx = split_indices(len(frame), seed, y if classes else None)
+    y = np.asarray(y)
+    return _build(frame, kinds, y, classes, seed, split_indices(len(frame), seed, y if classes else None))
+
+
+def _build(frame: pd.DataFrame, kinds: dict[str, str], y: np.ndarray, classes: list[str] | None, seed: int,
+           idx: dict[str, np.ndarray]) -> TabularData:
     prep = Preprocessing.fit(frame, kinds, idx["train"], y, classes)
     numeric, codes = prep.transform(frame)
     if classes:
@@ -106,8 +139,7 @@ def prepare(frame: pd.DataFrame, kinds: dict[str, str], y: np.ndarray, seed: int
         x_num={k: torch.from_numpy(numeric[v]) for k, v in idx.items()},
         x_cat={k: torch.from_numpy(codes[v]) for k, v in idx.items()},
         y={k: torch.from_numpy(ys[v]) for k, v in idx.items()},
-        rows=idx,
-        raw_y=y,
+        rows=idx, raw_y=y, frame=frame, kinds=kinds, seed=seed,
     )
 
 
@@ -276,6 +308,18 @@ class TrainResult:
     n_params: int
     duration_s: float
     stopped_by_request: bool
+    # With k-fold cross-validation: every fold's best validation loss and its accuracy
+    # (this result is fold 1's; the objective is their mean).
+    cv_val_losses: list[float] = field(default_factory=list)
+    cv_val_accuracies: list[float] = field(default_factory=list)
+
+    @property
+    def objective_val_loss(self) -> float:
+        return float(np.mean(self.cv_val_losses)) if self.cv_val_losses else self.best_val_loss
+
+    @property
+    def objective_val_accuracy(self) -> float:
+        return float(np.mean(self.cv_val_accuracies)) if self.cv_val_accuracies else self.val_accuracy
 
 
 def train(

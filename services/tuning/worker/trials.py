@@ -28,7 +28,7 @@ from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import lineage
 from services.tuning import records, space
-from services.tuning.worker import metrics, tabular_model
+from services.tuning.worker import baseline, metrics, tabular_model
 from services.tuning.worker.datasets import DatasetCache
 from services.tuning.worker.training import EpochEndPruning, EpochResult, TabularData, TrainResult, train
 
@@ -136,6 +136,8 @@ class TrialRunner:
             return Outcome.DROPPED
         if counted["finished"] + counted["running"] >= spec.n_trials or self._timed_out(spec, attrs):
             return Outcome.DROPPED
+        if ticket.sequence == 0 and records.BASELINE not in attrs:
+            self._baseline(ticket.study_id, study_key, attrs)
         study = optuna.load_study(
             study_name=ticket.study_id,
             storage=storage,
@@ -147,6 +149,43 @@ class TrialRunner:
         storage.set_trial_system_attr(trial._trial_id, records.T_SEQUENCE, ticket.sequence)
         trial.set_user_attr(records.T_WORKER, self.worker)
         return self._run_trial(study, trial, spec, attrs)
+
+    def _baseline(self, study_id: str, study_key: int, attrs: dict) -> None:
+        """Fits the study's linear baseline before its first trial and records it: an
+        MLflow run in the study's experiment and the study's `baseline` attribute. A
+        failure is recorded as the reason there is none; the trial runs all the same."""
+        record: dict = {}
+        try:
+            version = self.ports.get_dataset(attrs[records.DATASET])
+            fitted = baseline.fit(self.cache.prepared(version))
+            record = {"model": fitted.model, "metrics": {k: v for k, v in fitted.metrics.items() if math.isfinite(v)}}
+            record["run_id"] = self._baseline_run(study_id, attrs, fitted)
+        except Exception as exc:  # noqa: BLE001 - a missing baseline must not cost the study a trial
+            log.warning("study %s: the baseline could not be fitted", study_id, exc_info=True)
+            record["error"] = f"{type(exc).__name__}: {exc}"[:500]
+        self.storage.set_study_user_attr(study_key, records.BASELINE, record)
+
+    def _baseline_run(self, study_id: str, attrs: dict, fitted: baseline.Baseline) -> str:
+        """The baseline's MLflow run, found again if a first attempt created it."""
+        from mlflow.entities import Metric, Param, RunTag  # noqa: PLC0415
+
+        experiment = attrs.get(records.EXPERIMENT, "")
+        if not experiment:
+            return ""
+        found = self.mlflow.search_runs(
+            [experiment], f"tags.`{lineage.TAG_KIND}` = '{lineage.KIND_BASELINE}' and "
+                          f"tags.`{lineage.TAG_STUDY}` = '{study_id}'", max_results=1)
+        if found:
+            return found[0].info.run_id
+        run = self.mlflow.create_run(experiment, run_name=lineage.baseline_run_name(study_id), tags={
+            lineage.TAG_KIND: lineage.KIND_BASELINE, lineage.TAG_STUDY: study_id,
+            lineage.MLFLOW_PARENT: attrs.get(records.RUN, ""), lineage.TAG_DATASET: attrs[records.DATASET],
+            lineage.TAG_STATE: "COMPLETE"})
+        now = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
+        self.mlflow.log_batch(run.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in fitted.metrics.items()],
+                              params=[Param("model", fitted.model)], tags=[RunTag(lineage.TAG_TASK, attrs.get(records.TASK, ""))])
+        self.mlflow.set_terminated(run.info.run_id)
+        return run.info.run_id
 
     def _timed_out(self, spec: pb.StudySpec, attrs: dict) -> bool:
         if not spec.timeout_seconds:
@@ -216,7 +255,7 @@ class TrialRunner:
                     train_loss=e.train_loss, val_loss=e.val_loss, val_accuracy=e.val_accuracy, elapsed_s=e.elapsed_s))
 
             run = _RunWhileTraining(self._background.submit(create_run), started, epoch_done)
-            result = self._train(trial, spec, params, data, run.epoch)
+            result, data = self._train(trial, spec, params, data, run.epoch)
             run_id = run.announce()
         except optuna.TrialPruned as pruned:
             run_id = _announced(run)
@@ -242,46 +281,54 @@ class TrialRunner:
             return Outcome.ABANDONED if self.ports.shutting_down() else Outcome.DONE
 
         values = self._objective_values(spec, result)
-        metrics = self._final_metrics(result, data)
+        summary = self._final_metrics(result, data)
         # The curves go into the storage while the model uploads; both before the tell.
-        curves = self._background.submit(self._note_curves, trial, result)
+        curves = self._background.submit(self._note_curves, trial, result, summary)
         log_model(self.mlflow, run_id, result, data)
         curves.result()
         study.tell(trial, values if len(values) > 1 else values[0])
         self.ports.publish(trial_completed=ev.TrialCompleted(
-            study_id=study_id, trial=trial.number, mlflow_run_id=run_id, values=values, metrics=metrics,
+            study_id=study_id, trial=trial.number, mlflow_run_id=run_id, values=values, metrics=summary,
             epochs_done=len(result.history), best_epoch=result.best_epoch))
         return Outcome.DONE
 
     @staticmethod
-    def _note_curves(trial: optuna.Trial, result: TrainResult) -> None:
+    def _note_curves(trial: optuna.Trial, result: TrainResult, summary: dict[str, float]) -> None:
+        trial.set_user_attr(records.T_METRICS, {k: v for k, v in summary.items() if math.isfinite(v)})
         trial.set_user_attr(records.T_EPOCHS, len(result.history))
         trial.set_user_attr(records.T_TRAIN_CURVE, [h.train_loss for h in result.history])
         trial.set_user_attr(records.T_VAL_CURVE, [h.val_loss for h in result.history])
 
     def _train(self, trial: optuna.Trial, spec: pb.StudySpec, params: dict, data: TabularData,
-               on_epoch: Callable[[EpochResult], None]) -> TrainResult:
+               on_epoch: Callable[[EpochResult], None]) -> tuple[TrainResult, TabularData]:
+        """The trained model and the data it was fitted on. With k folds, fold 1 trains
+        as a plain trial would (its epochs reported, pruned on its curve); the others
+        train after it, silently; the objective is their mean best validation loss."""
         study_id = trial.study.study_name
         objectives = space.objectives(spec)
         callbacks = []
         monitor = objectives[0][0]
         if len(objectives) == 1 and space.PRUNER_NAMES[spec.pruner] != "none" and monitor in ("val_loss", "val_accuracy"):
             callbacks.append(EpochEndPruning(trial, monitor=monitor))
-        return train(
-            data, params,
-            seed=(spec.seed or 42) + trial.number,
-            patience=spec.early_stopping_patience or self.patience_default,
-            callbacks=callbacks,
-            on_epoch=on_epoch,
-            should_stop=lambda: self.ports.shutting_down() or self.ports.study_stopped(study_id),
-        )
+        folds = data.folds(spec.cv_folds) if spec.cv_folds >= 2 else [data]
+        stop = lambda: self.ports.shutting_down() or self.ports.study_stopped(study_id)  # noqa: E731
+        seed = (spec.seed or 42) + trial.number
+        patience = spec.early_stopping_patience or self.patience_default
+        result = train(folds[0], params, seed=seed, patience=patience, callbacks=callbacks, on_epoch=on_epoch,
+                       should_stop=stop)
+        if len(folds) > 1 and not result.stopped_by_request:
+            others = [train(fold, params, seed=seed, patience=patience, should_stop=stop) for fold in folds[1:]]
+            result.cv_val_losses = [result.best_val_loss, *(r.best_val_loss for r in others)]
+            result.cv_val_accuracies = [result.val_accuracy, *(r.val_accuracy for r in others)]
+            result.stopped_by_request = any(r.stopped_by_request for r in others)
+        return result, folds[0]
 
     @staticmethod
     def _objective_values(spec: pb.StudySpec, result: TrainResult) -> list[float]:
         best = result.history[result.best_epoch]
         by_metric = {
-            "val_loss": result.best_val_loss,
-            "val_accuracy": best.val_accuracy,
+            "val_loss": result.objective_val_loss,
+            "val_accuracy": result.objective_val_accuracy,
             "train_loss": best.train_loss,
             "duration_s": result.duration_s,
             "n_params": float(result.n_params),
@@ -303,7 +350,17 @@ class TrialRunner:
             "duration_s": result.duration_s,
             "n_params": float(result.n_params),
             **split_metrics(result.architecture, result.state_dict, data),
+            **cv_metrics(result),
         }
+
+
+def cv_metrics(result: TrainResult) -> dict[str, float]:
+    if not result.cv_val_losses:
+        return {}
+    out = {"cv/mean_val_loss": result.objective_val_loss}
+    for i, loss in enumerate(result.cv_val_losses):
+        out[f"cv/fold_{i + 1}/val_loss"] = loss
+    return out
 
 
 def split_metrics(architecture: dict, state_dict: dict, data: TabularData) -> dict[str, float]:
@@ -311,19 +368,13 @@ def split_metrics(architecture: dict, state_dict: dict, data: TabularData) -> di
     net = tabular_model.TabularNet(**architecture)
     net.load_state_dict(state_dict)
     net.eval()
-    out: dict[str, float] = {}
-    for split in metrics.SPLITS:
-        x_num, x_cat, y = data.split(split)
+
+    def outputs(split: str) -> np.ndarray:
+        x_num, x_cat, _ = data.split(split)
         with torch.no_grad():
-            raw = net(x_num, x_cat)
-        if data.classification:
-            proba = torch.softmax(raw, dim=1).numpy()
-            out |= metrics.named(split, metrics.classification(y.numpy(), proba))
-        else:
-            predicted = raw.squeeze(-1).numpy().astype(np.float64) * data.y_std + data.y_mean
-            truth = y.numpy().astype(np.float64) * data.y_std + data.y_mean
-            out |= metrics.named(split, metrics.regression(truth, predicted))
-    return out
+            return net(x_num, x_cat).numpy()
+
+    return metrics.scores(outputs, data)
 
 
 def log_model(client: mlflow.MlflowClient, run_id: str, result: TrainResult, data: TabularData) -> None:

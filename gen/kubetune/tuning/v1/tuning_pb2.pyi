@@ -127,7 +127,7 @@ class Objective(_message.Message):
     def __init__(self, metric: _Optional[str] = ..., direction: _Optional[_Union[Direction, str]] = ...) -> None: ...
 
 class StudySpec(_message.Message):
-    __slots__ = ("name", "dataset", "search_space", "objectives", "sampler", "seed", "pruner", "n_trials", "max_parallel", "timeout_seconds", "early_stopping_patience", "max_epochs", "pruner_warmup_epochs")
+    __slots__ = ("name", "dataset", "search_space", "objectives", "sampler", "seed", "pruner", "n_trials", "max_parallel", "timeout_seconds", "early_stopping_patience", "max_epochs", "pruner_warmup_epochs", "cv_folds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     SEARCH_SPACE_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +141,7 @@ class StudySpec(_message.Message):
     EARLY_STOPPING_PATIENCE_FIELD_NUMBER: _ClassVar[int]
     MAX_EPOCHS_FIELD_NUMBER: _ClassVar[int]
     PRUNER_WARMUP_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    CV_FOLDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dataset: str
     search_space: _containers.RepeatedCompositeFieldContainer[ParamSpec]
@@ -154,7 +155,8 @@ class StudySpec(_message.Message):
     early_stopping_patience: int
     max_epochs: int
     pruner_warmup_epochs: int
-    def __init__(self, name: _Optional[str] = ..., dataset: _Optional[str] = ..., search_space: _Optional[_Iterable[_Union[ParamSpec, _Mapping]]] = ..., objectives: _Optional[_Iterable[_Union[Objective, _Mapping]]] = ..., sampler: _Optional[_Union[Sampler, str]] = ..., seed: _Optional[int] = ..., pruner: _Optional[_Union[Pruner, str]] = ..., n_trials: _Optional[int] = ..., max_parallel: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., early_stopping_patience: _Optional[int] = ..., max_epochs: _Optional[int] = ..., pruner_warmup_epochs: _Optional[int] = ...) -> None: ...
+    cv_folds: int
+    def __init__(self, name: _Optional[str] = ..., dataset: _Optional[str] = ..., search_space: _Optional[_Iterable[_Union[ParamSpec, _Mapping]]] = ..., objectives: _Optional[_Iterable[_Union[Objective, _Mapping]]] = ..., sampler: _Optional[_Union[Sampler, str]] = ..., seed: _Optional[int] = ..., pruner: _Optional[_Union[Pruner, str]] = ..., n_trials: _Optional[int] = ..., max_parallel: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., early_stopping_patience: _Optional[int] = ..., max_epochs: _Optional[int] = ..., pruner_warmup_epochs: _Optional[int] = ..., cv_folds: _Optional[int] = ...) -> None: ...
 
 class TrialCounts(_message.Message):
     __slots__ = ("queued", "running", "complete", "pruned", "fail")
@@ -171,7 +173,7 @@ class TrialCounts(_message.Message):
     def __init__(self, queued: _Optional[int] = ..., running: _Optional[int] = ..., complete: _Optional[int] = ..., pruned: _Optional[int] = ..., fail: _Optional[int] = ...) -> None: ...
 
 class Trial(_message.Message):
-    __slots__ = ("study_id", "number", "state", "params", "values", "epochs_done", "started_at", "finished_at", "mlflow_run_id", "worker", "reason", "val_loss_curve", "train_loss_curve")
+    __slots__ = ("study_id", "number", "state", "params", "values", "epochs_done", "started_at", "finished_at", "mlflow_run_id", "worker", "reason", "val_loss_curve", "train_loss_curve", "metrics")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -179,6 +181,13 @@ class Trial(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     STUDY_ID_FIELD_NUMBER: _ClassVar[int]
     NUMBER_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -192,6 +201,7 @@ class Trial(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     VAL_LOSS_CURVE_FIELD_NUMBER: _ClassVar[int]
     TRAIN_LOSS_CURVE_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
     study_id: str
     number: int
     state: TrialState
@@ -205,10 +215,30 @@ class Trial(_message.Message):
     reason: str
     val_loss_curve: _containers.RepeatedScalarFieldContainer[float]
     train_loss_curve: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, study_id: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., params: _Optional[_Mapping[str, str]] = ..., values: _Optional[_Iterable[float]] = ..., epochs_done: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mlflow_run_id: _Optional[str] = ..., worker: _Optional[str] = ..., reason: _Optional[str] = ..., val_loss_curve: _Optional[_Iterable[float]] = ..., train_loss_curve: _Optional[_Iterable[float]] = ...) -> None: ...
+    metrics: _containers.ScalarMap[str, float]
+    def __init__(self, study_id: _Optional[str] = ..., number: _Optional[int] = ..., state: _Optional[_Union[TrialState, str]] = ..., params: _Optional[_Mapping[str, str]] = ..., values: _Optional[_Iterable[float]] = ..., epochs_done: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mlflow_run_id: _Optional[str] = ..., worker: _Optional[str] = ..., reason: _Optional[str] = ..., val_loss_curve: _Optional[_Iterable[float]] = ..., train_loss_curve: _Optional[_Iterable[float]] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class Baseline(_message.Message):
+    __slots__ = ("model", "mlflow_run_id", "metrics", "error")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MLFLOW_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    mlflow_run_id: str
+    metrics: _containers.ScalarMap[str, float]
+    error: str
+    def __init__(self, model: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class Study(_message.Message):
-    __slots__ = ("id", "spec", "state", "dataset_version", "counts", "best_trial", "best_values", "created_at", "finished_at", "mlflow_experiment_id", "mlflow_run_id", "task_kind")
+    __slots__ = ("id", "spec", "state", "dataset_version", "counts", "best_trial", "best_values", "created_at", "finished_at", "mlflow_experiment_id", "mlflow_run_id", "task_kind", "baseline")
     ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -221,6 +251,7 @@ class Study(_message.Message):
     MLFLOW_EXPERIMENT_ID_FIELD_NUMBER: _ClassVar[int]
     MLFLOW_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_KIND_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_FIELD_NUMBER: _ClassVar[int]
     id: str
     spec: StudySpec
     state: StudyState
@@ -233,7 +264,8 @@ class Study(_message.Message):
     mlflow_experiment_id: str
     mlflow_run_id: str
     task_kind: str
-    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[StudySpec, _Mapping]] = ..., state: _Optional[_Union[StudyState, str]] = ..., dataset_version: _Optional[str] = ..., counts: _Optional[_Union[TrialCounts, _Mapping]] = ..., best_trial: _Optional[_Union[Trial, _Mapping]] = ..., best_values: _Optional[_Iterable[float]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mlflow_experiment_id: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., task_kind: _Optional[str] = ...) -> None: ...
+    baseline: Baseline
+    def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[StudySpec, _Mapping]] = ..., state: _Optional[_Union[StudyState, str]] = ..., dataset_version: _Optional[str] = ..., counts: _Optional[_Union[TrialCounts, _Mapping]] = ..., best_trial: _Optional[_Union[Trial, _Mapping]] = ..., best_values: _Optional[_Iterable[float]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mlflow_experiment_id: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., task_kind: _Optional[str] = ..., baseline: _Optional[_Union[Baseline, _Mapping]] = ...) -> None: ...
 
 class CreateStudyRequest(_message.Message):
     __slots__ = ("spec",)

@@ -79,16 +79,29 @@ class TabularData:
         the test split. Stratified for classification; kept while the data is cached."""
         if k not in self._folds:
             pool = np.concatenate([self.rows["train"], self.rows["val"]])
-            labels = self.raw_y[pool] if self.classification else None
-            order = _interleaved(len(pool), self.seed + k, labels)
-            fold_of = np.empty(len(pool), dtype=np.int64)
-            fold_of[order] = np.arange(len(pool)) % k
+            fold_of = _fold_of(self.raw_y[pool] if self.classification else None, len(pool), k, self.seed + k)
             self._folds[k] = [
                 _build(self.frame, self.kinds, self.raw_y, self.classes or None, self.seed,
                        {"train": pool[fold_of != i], "val": pool[fold_of == i], "test": self.rows["test"]})
                 for i in range(k)
             ]
         return self._folds[k]
+
+
+def _fold_of(labels: np.ndarray | None, n: int, k: int, seed: int) -> np.ndarray:
+    """Each row's fold: dealt round-robin in a shuffled order, class by class when
+    stratified (a running offset keeps the folds' sizes within one row of each other)."""
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(n, dtype=np.int64)
+    if labels is None:
+        fold_of[rng.permutation(n)] = np.arange(n) % k
+        return fold_of
+    offset = 0
+    for value in np.unique(labels):
+        rows = np.flatnonzero(labels == value)
+        fold_of[rng.permutation(rows)] = (np.arange(rows.size) + offset) % k
+        offset += rows.size
+    return fold_of
 
 
 def split_indices(n: int, seed: int, labels: np.ndarray | None = None) -> dict[str, np.ndarray]:

@@ -22,6 +22,7 @@ from kubetune.registry.v1 import registry_pb2
 from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common.config import PORTS
+from services.common import quality
 from services.common.errors import KubetuneError
 
 UPLOAD_CHUNK = 1 << 20
@@ -155,7 +156,7 @@ def study_spec(args) -> pb.StudySpec:
         name=args.name or "", dataset=args.dataset, search_space=space, objectives=objectives,
         sampler=SAMPLERS[args.sampler], seed=args.seed, pruner=PRUNERS[args.pruner], n_trials=args.trials,
         max_parallel=args.parallel, max_epochs=args.epochs, timeout_seconds=args.timeout,
-        early_stopping_patience=args.patience,
+        early_stopping_patience=args.patience, cv_folds=args.cv,
     )
 
 
@@ -188,6 +189,12 @@ def study_show(client, args):
         print(json.dumps({"study": as_dict(study), "trials": [as_dict(t) for t in trials]}, indent=2))
         return 0
     print_table(STUDY_HEADERS, study_rows([study]))
+    line = quality.headline(study.task_kind, dict(study.best_trial.metrics), dict(study.baseline.metrics),
+                            study.baseline.model, cv_folds=study.spec.cv_folds)
+    if line:
+        print(line)
+    elif study.baseline.error:
+        print(f"no baseline: {study.baseline.error}")
     print()
     keys = sorted({k for t in trials for k in t.params})
     print_table(["trial", "state", "value", "epochs", *keys],
@@ -276,7 +283,8 @@ def model_list(client, args):
 def model_show(client, args):
     m = client("GetModel", registry_pb2.GetModelRequest(name=args.name)).model
     rows = [[v.version, ",".join(v.aliases), v.run_id, v.study_id, v.dataset_version,
-             ", ".join(f"{k}={fmt(x)}" for k, x in sorted(v.metrics.items()))] for v in m.versions]
+             ", ".join(f"{k}={fmt(x)}" for k, x in sorted(v.metrics.items()) if k.startswith("test/") or k == "val_loss")]
+            for v in m.versions]
     return emit(args, m, lambda: print_table(["version", "aliases", "run", "study", "dataset", "metrics"], rows))
 
 
@@ -355,6 +363,8 @@ def add_client_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=0, help="time budget in seconds")
     p.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs")
+    p.add_argument("--cv", type=int, default=0, metavar="K",
+                   help="k-fold cross-validation as the objective (2-10 folds), for small tables; 0: one validation split")
     p.add_argument("--name")
     p.add_argument("--watch", action="store_true", help="follow the study until it ends")
     command(study, "list", study_list, "list studies")

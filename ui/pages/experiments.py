@@ -15,6 +15,7 @@ from kubetune.tuning.v1 import tuning_pb2
 from ui import charts
 from ui.calls import attempt, notify_error
 from ui.context import ctx
+from services.common import quality
 from ui.formatting import study_name
 from ui.layout import layout, section
 from ui.run_table import (
@@ -81,6 +82,7 @@ class ExperimentsPage:
                                                   on_change=self.on_study).props("outlined dense").classes(
                         "w-72").mark("study-filter")
                     ui.switch("trial runs only", value=True, on_change=self.on_trials_only)
+                self.quality_label = ui.label("").classes("text-body2").mark("study-quality")
                 with ui.row().classes("w-full items-center gap-2"):
                     ui.label("Filter").classes("text-grey-8")
                     ui.select({"metric": "metric", "param": "param", "tag": "tag"}).bind_value(
@@ -149,6 +151,7 @@ class ExperimentsPage:
                 self.table.update()
             self.study_select.set_options({s.id: f"{study_name(s)} · {s.dataset_version}" for s in studies.studies},
                                           value=self.query.study_id or None)
+            self.show_quality()
 
     async def load(self, page: int = 1) -> None:
         try:
@@ -221,7 +224,15 @@ class ExperimentsPage:
 
     async def on_study(self, e) -> None:
         self.query.study_id = e.value or ""
+        self.show_quality()
         await self.reload()
+
+    def show_quality(self) -> None:
+        """The chosen study's best trial on test beside its linear baseline."""
+        study = self.studies.get(self.query.study_id)
+        self.quality_label.text = "" if study is None else quality.headline(
+            study.task_kind, dict(study.best_trial.metrics), dict(study.baseline.metrics), study.baseline.model,
+            cv_folds=study.spec.cv_folds)
 
     async def on_trials_only(self, e) -> None:
         self.query.trials_only = bool(e.value)

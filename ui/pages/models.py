@@ -12,7 +12,17 @@ from ui.formatting import number, when
 from ui.layout import layout, section
 from ui.predict_rows import feature_rows, parse_rows, result_rows, to_csv
 
-KEY_METRICS = ("val_loss", "val_accuracy", "test_loss", "rmse")
+# The saved epoch's numbers (a trial's val_loss is its saved epoch's): the test split's
+# in the target's units first, then the validation loss the study selected on.
+KEY_METRICS = ("test/rmse", "test/r2", "test/accuracy", "test/f1_macro", "val_loss")
+METRIC_LABELS = {"test/rmse": "test RMSE", "test/r2": "test R²", "test/accuracy": "test accuracy",
+                 "test/f1_macro": "test macro F1", "val_loss": "val loss (standardised)"}
+def metric_label(key: str, task_kind: str) -> str:
+    if key == "val_loss" and task_kind == "classification":
+        return "val loss (cross-entropy)"
+    return METRIC_LABELS.get(key, key)
+
+
 VERSION_COLUMNS = [
     {"name": "version", "label": "Version", "field": "version", "align": "left", "sortable": True},
     {"name": "aliases", "label": "Aliases", "field": "aliases", "align": "left"},
@@ -50,7 +60,8 @@ def version_rows(model: rpb.RegisteredModel, mlflow_url: str) -> list[dict]:
             "version": v.version,
             "alias_list": list(v.aliases),
             "aliases": ", ".join(v.aliases),
-            "metric": ", ".join(f"{k} {number(v.metrics[k])}" for k in KEY_METRICS if k in v.metrics),
+            "metric": ", ".join(f"{metric_label(k, v.task_kind)} {number(v.metrics[k])}"
+                                for k in KEY_METRICS if k in v.metrics),
             "dataset": v.dataset_version,
             "study": v.study_id,
             "study_id": v.study_id,

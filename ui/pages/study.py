@@ -12,6 +12,7 @@ from nicegui import background_tasks, ui
 
 from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
+from services.common import quality
 from ui import charts
 from ui.calls import attempt
 from ui.context import ctx
@@ -78,6 +79,8 @@ class StudyView:
                 self.progress = ui.linear_progress(value=0, show_value=False, size="14px").props(
                     "rounded instant-feedback")
                 self.best_params = ui.label("").classes("text-caption text-grey-8")
+                # The best trial's test metric beside the linear baseline's (from GetStudy).
+                self.quality_label = ui.label("").classes("text-body2").mark("quality-label")
             with ui.grid(columns="repeat(auto-fit, minmax(480px, 1fr))").classes("w-full gap-4"):
                 with ui.card():
                     self.history_chart = ui.echart(charts.history([], "value", False)).classes(
@@ -265,11 +268,23 @@ class StudyView:
                 catch_up += 1
                 await asyncio.sleep(1.0)
                 continue
+            await self.refresh_quality()
             items = [(i.param, i.importance) for i in summary.importances]
             _replace(self.importance_chart, charts.importances(items))
             self.importance_note.text = "" if items else "Importances appear after a few trials complete."
             if not self.summary_again:
                 return
+
+    async def refresh_quality(self) -> None:
+        try:
+            study = (await ctx.gateway.call("GetStudy", pb.GetStudyRequest(study_id=self.study_id))).study
+        except Exception:  # noqa: BLE001 - the line stays as it was; the stream reports errors
+            return
+        line = quality.headline(study.task_kind, dict(study.best_trial.metrics), dict(study.baseline.metrics),
+                                study.baseline.model, cv_folds=study.spec.cv_folds)
+        self.quality_label.text = line or (f"No baseline: {study.baseline.error}" if study.baseline.error else "")
+        beats = quality.beats_baseline(study.task_kind, dict(study.best_trial.metrics), dict(study.baseline.metrics))
+        self.quality_label.classes(replace="text-body2 " + ("text-negative" if beats is False else ""))
 
     async def stop(self) -> None:
         response = await attempt("StopStudy", pb.StopStudyRequest(study_id=self.study_id), "Stopping the study")

@@ -24,7 +24,7 @@ class TuneForm:
         self.rows = default_rows()
         self.datasets = datasets
         self.values = {"dataset": dataset, "name": "", "sampler": pb.SAMPLER_TPE, "pruner": pb.PRUNER_MEDIAN,
-                       "n_trials": 20, "max_parallel": 2, "max_epochs": 20, "patience": 5, "seed": 42,
+                       "n_trials": 20, "max_parallel": 2, "max_epochs": 20, "patience": 5, "seed": 42, "cv_folds": 0,
                        "metric": "val_loss", "maximize": False, "warmup": 1}
         self.row_errors: dict[str, ui.label] = {}
 
@@ -37,7 +37,7 @@ class TuneForm:
             sampler=v["sampler"], pruner=v["pruner"], n_trials=int(v["n_trials"] or 0),
             max_parallel=int(v["max_parallel"] or 0), max_epochs=int(v["max_epochs"] or 0),
             early_stopping_patience=int(v["patience"] or 0), seed=int(v["seed"] or 0),
-            pruner_warmup_epochs=int(v["warmup"] or 0),
+            pruner_warmup_epochs=int(v["warmup"] or 0), cv_folds=int(v.get("cv_folds") or 0),
         )
 
     def errors(self) -> list[str]:
@@ -85,6 +85,7 @@ class TuneForm:
                                              ("max_epochs", "Epochs per trial", "max-epochs"),
                                              ("patience", "Early-stopping patience", "patience"),
                                              ("warmup", "Pruner warm-up epochs", "warmup"),
+                                             ("cv_folds", "Cross-validation folds (0: none)", "cv-folds"),
                                              ("seed", "Seed", "seed")):
                         ui.number(label, min=0, step=1, format="%d", on_change=self.check).bind_value(
                             self.values, key).classes("w-40").props("outlined").mark(mark)

@@ -28,7 +28,8 @@ STATE_FILE = "platform.json"
 # server starts three fewer processes and answers sooner.
 MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 STOP_GRACE_S = 15
-READY_TIMEOUT_S = 120
+# How long a part may take to answer health checks; a busy laptop may need more.
+READY_TIMEOUT_S = float(os.environ.get("KUBETUNE_READY_TIMEOUT_S", "120"))
 
 
 @dataclass

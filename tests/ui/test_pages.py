@@ -124,6 +124,16 @@ async def test_live_study_updates_from_the_stream(user, gw):
         f"/#/experiments/{done.mlflow_experiment_id}"), timeout=5)
 
 
+async def test_study_page_shows_the_best_trial_beside_the_baseline(user, gw, done_study):
+    study = gw.GetStudy(pb.GetStudyRequest(study_id=done_study.id)).study
+    assert study.baseline.model == "ridge regression" and "test/rmse" in study.baseline.metrics
+    await user.open(f"/study/{done_study.id}")
+    label = user.find(marker="quality-label").elements.pop()
+    await eventually(lambda: "baseline (ridge regression): test RMSE" in label.text, timeout=60)
+    assert f"best trial: test RMSE {study.best_trial.metrics['test/rmse']:.4g}" in label.text
+    assert f"test RMSE {study.baseline.metrics['test/rmse']:.4g}" in label.text
+
+
 async def test_stop_and_resume_buttons(user, gw):
     spec = small_spec(trials=40, epochs=30, parallel=1, name=f"ui-stop-{int(time.time())}")
     study = gw.CreateStudy(pb.CreateStudyRequest(spec=spec)).study
@@ -187,6 +197,61 @@ async def test_data_upload_streams_a_file(user, gw):
     datasets = user.find(marker="datasets-table").elements.pop()
     row = next(r for r in datasets.rows if r["name"] == "uploaded-seed")
     assert row["rows"] == 100 and row["target"] == "price" and row["features"] == 5
+
+
+def mixed_table(path) -> str:
+    """A small table with a category, a boolean, an id, a date and missing values."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(11)
+    n = 120
+    frame = pd.DataFrame({
+        "customer": [f"c-{i:04d}" for i in range(n)],
+        "day": [f"2024-03-{1 + i % 28:02d}" for i in range(n)],
+        "colour": rng.choice(["red", "green", "blue"], n),
+        "store": rng.integers(1, 4, n),
+        "member": rng.choice(["yes", "no"], n),
+        "size": rng.normal(size=n),
+        "price": rng.normal(size=n),
+    })
+    frame.loc[[3, 9], "size"] = np.nan
+    frame.loc[5, "colour"] = None
+    file = path / "shop.csv"
+    frame.to_csv(file, index=False)
+    return str(file)
+
+
+async def test_data_shows_column_types_and_registers_them_changed(user, tmp_path):
+    """The Data page says how each column is read and why, and a user can retype them:
+    registering again makes a new version with the chosen types."""
+    uri = mixed_table(tmp_path)
+    await user.open("/data")
+    await user.should_see("Add a dataset")
+    user.find(marker="register-name").type("shop")
+    user.find(marker="register-uri").type(uri)
+    for e in user.find(kind=ui.input).elements:
+        if e.props.get("label") == "Target column (single table)":
+            e.value = "price"
+    user.find(marker="register-button").click()
+    await eventually(lambda: user.notify.contains("shop@"), timeout=60)
+    table = user.find(marker="column-types").elements.pop()
+    await eventually(lambda: table.rows, timeout=10)
+    kinds = {r["name"]: r for r in table.rows}
+    assert kinds["colour"]["type"] == "categorical" and kinds["colour"]["missing"] == 1
+    assert kinds["member"]["type"] == "boolean" and kinds["size"]["missing"] == 2
+    assert kinds["store"]["type"] == "numeric"
+    assert kinds["customer"]["type"] == "excluded" and "distinct values" in kinds["customer"]["note"]
+    assert kinds["day"]["type"] == "excluded" and "ISO dates" in kinds["day"]["note"]
+    assert kinds["price"]["type"] == "target"
+    user.find(marker="type-store").elements.pop().value = "categorical"
+    user.find(marker="type-colour").elements.pop().value = "exclude"
+    user.find(marker="retype-button").click()
+    await eventually(lambda: {r["name"]: r["type"] for r in table.rows}.get("store") == "categorical", timeout=60)
+    now = {r["name"]: r["type"] for r in table.rows}
+    assert now["colour"] == "excluded" and now["customer"] == "excluded"
+    datasets = user.find(marker="datasets-table").elements.pop()
+    assert next(r for r in datasets.rows if r["name"] == "shop")["versions"] == 2
 
 
 async def test_experiments_lists_sorts_filters_and_compares(user, done_study):

@@ -25,7 +25,7 @@ KIND_LABELS = {data_pb2.COLUMN_KIND_NUMERIC: "numeric", data_pb2.COLUMN_KIND_CAT
                data_pb2.COLUMN_KIND_BOOLEAN: "boolean"}
 ROLE_LABELS = {data_pb2.COLUMN_ROLE_TARGET: "target", data_pb2.COLUMN_ROLE_EXCLUDED: "excluded",
                data_pb2.COLUMN_ROLE_INDEX: "index"}
-TYPE_CHOICES = {"numeric": "numeric", "categorical": "categorical", "exclude": "exclude"}
+TYPE_CHOICES = {"numeric": "numeric", "categorical": "categorical", "boolean": "boolean", "exclude": "exclude"}
 COLUMN_COLUMNS = [
     {"name": "name", "label": "Column", "field": "name", "align": "left"},
     {"name": "type", "label": "Type", "field": "type", "align": "left"},
@@ -324,16 +324,23 @@ class DataPage:
                         "w-full h-32")
 
     def show_type_choices(self, v: data_pb2.DatasetVersion) -> None:
-        """A type selector per column the user may retype: features and excluded columns."""
+        """A type selector per column the user may retype: features and excluded columns.
+        A source kubetune can read again (S3, a path) is registered again with them; an
+        upload must be uploaded again with the columns named in the form above."""
         self.retype_row.clear()
         self.type_choices = {}
         retypable = [c for c in v.columns if c.role in (data_pb2.COLUMN_ROLE_FEATURE, data_pb2.COLUMN_ROLE_EXCLUDED)]
-        self.retype_button.set_visibility(bool(retypable) and v.source_uri.startswith(("s3://", "file://", "/")))
-        self.retype_hint.set_visibility(self.retype_button.visible)
+        rereadable = v.source_uri.startswith(("s3://", "file://", "/"))
+        self.retype_button.set_visibility(bool(retypable) and rereadable)
+        self.retype_row.set_visibility(bool(retypable) and rereadable)
+        self.retype_hint.text = ("Change a column's type below and register again: a new version is made."
+                                 if rereadable else "To change column types, upload the file again with the columns "
+                                 "named under Categorical, Numeric or Excluded columns above.")
         with self.retype_row:
             for c in retypable:
                 current = "exclude" if c.role == data_pb2.COLUMN_ROLE_EXCLUDED else \
-                    "categorical" if c.kind == data_pb2.COLUMN_KIND_CATEGORICAL else "numeric"
+                    {data_pb2.COLUMN_KIND_CATEGORICAL: "categorical", data_pb2.COLUMN_KIND_BOOLEAN: "boolean"}.get(
+                        c.kind, "numeric")
                 self.type_choices[c.name] = current
                 ui.select(TYPE_CHOICES, label=c.name, value=current,
                           on_change=lambda e, name=c.name: self.type_choices.__setitem__(name, e.value)).props(
@@ -349,6 +356,10 @@ class DataPage:
             categorical_columns=[n for n, t in chosen.items() if t == "categorical"],
             numeric_columns=[n for n, t in chosen.items() if t == "numeric"],
             exclude_columns=[n for n, t in chosen.items() if t == "exclude"])
+        if any(t == "boolean" and name in self.excluded_names() for name, t in chosen.items()):
+            ui.notify("An excluded column can be read as numeric or categorical; kubetune infers booleans.",
+                      type="warning")
+            return
         self.retype_button.props("loading")
         try:
             response = await ctx.gateway.call("RegisterDataset", data_pb2.RegisterDatasetRequest(
@@ -359,6 +370,10 @@ class DataPage:
         finally:
             self.retype_button.props(remove="loading")
         await self.registered(response)
+
+
+    def excluded_names(self) -> set[str]:
+        return {c.name for c in self.version.columns if c.role == data_pb2.COLUMN_ROLE_EXCLUDED}
 
 
 def column_rows(v: data_pb2.DatasetVersion) -> list[dict]:

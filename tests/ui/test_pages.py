@@ -234,9 +234,9 @@ async def test_data_shows_column_types_and_registers_them_changed(user, tmp_path
         if e.props.get("label") == "Target column (single table)":
             e.value = "price"
     user.find(marker="register-button").click()
-    await eventually(lambda: user.notify.contains("shop@"), timeout=60)
+    await eventually(lambda: user.notify.contains("shop@"), timeout=180)
     table = user.find(marker="column-types").elements.pop()
-    await eventually(lambda: table.rows, timeout=10)
+    await eventually(lambda: any(r["name"] == "colour" for r in table.rows), timeout=30)
     kinds = {r["name"]: r for r in table.rows}
     assert kinds["colour"]["type"] == "categorical" and kinds["colour"]["missing"] == 1
     assert kinds["member"]["type"] == "boolean" and kinds["size"]["missing"] == 2
@@ -247,7 +247,7 @@ async def test_data_shows_column_types_and_registers_them_changed(user, tmp_path
     user.find(marker="type-store").elements.pop().value = "categorical"
     user.find(marker="type-colour").elements.pop().value = "exclude"
     user.find(marker="retype-button").click()
-    await eventually(lambda: {r["name"]: r["type"] for r in table.rows}.get("store") == "categorical", timeout=60)
+    await eventually(lambda: {r["name"]: r["type"] for r in table.rows}.get("store") == "categorical", timeout=180)
     now = {r["name"]: r["type"] for r in table.rows}
     assert now["colour"] == "excluded" and now["customer"] == "excluded"
     datasets = user.find(marker="datasets-table").elements.pop()

@@ -95,10 +95,18 @@ def to_frame(rows: Sequence[Sequence[float] | Sequence[str]], names: Sequence[st
     for i, row in enumerate(rows):
         if len(row) != width:
             raise InvalidArgument(f"row {i} has {len(row)} values; {what}")
+    # Rows of numbers (not text: numpy would read "1.5" as a number, and "abc" badly)
+    # are read at once; with only numeric inputs that is the whole frame.
+    matrix = None if any(r and isinstance(r[0], str) for r in rows) else \
+        np.asarray(rows, dtype=np.float64).reshape(len(rows), width)
+    if matrix is not None and all(c.kind == NUMERIC for c in inputs):
+        block = matrix[:, [position[n] for n in wanted]]
+        bad = np.argwhere(np.isinf(block))
+        if bad.size:
+            i, j = (int(v) for v in bad[0])
+            raise InvalidArgument(f"{_where(i, wanted[j])}: {block[i, j]} is not a finite number")
+        return pd.DataFrame(block, columns=wanted), ignored
     data = {}
-    numeric_rows = [i for i, r in enumerate(rows) if not r or not isinstance(r[0], str)]
-    matrix = np.asarray([rows[i] for i in numeric_rows], dtype=np.float64).reshape(len(numeric_rows), width) \
-        if len(numeric_rows) == len(rows) else None
     for column in inputs:
         j = position[column.name]
         if matrix is not None and column.kind != CATEGORICAL:
@@ -156,7 +164,7 @@ class Predictor:
         self.max_rows = max_rows
         self.loader = loader
         self._cache: OrderedDict[tuple[str, str], Loaded] = OrderedDict()
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._loading: dict[tuple[str, str], asyncio.Task] = {}
         self.loads = 0
 
     async def _loaded(self, name: str, version: str, tags: dict[str, str]) -> Loaded:
@@ -165,23 +173,26 @@ class Predictor:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        async with self._locks.setdefault(key, asyncio.Lock()):
-            hit = self._cache.get(key)
-            if hit is not None:
-                return hit
-            model = await asyncio.to_thread(self.loader, f"models:/{name}/{version}")
-            self.loads += 1
-            inputs = input_columns(tags) or signature_columns(model)
-            if not inputs:
-                raise FailedPrecondition(f"model {name}/{version} names no input columns "
-                                         f"(no {VTAG_INPUT_SCHEMA} or {VTAG_FEATURES} tag and no signature)")
-            loaded = Loaded(model, inputs, tags.get(VTAG_TASK, ""))
-            self._cache[key] = loaded
-            while len(self._cache) > self.cache_size:
-                evicted, _ = self._cache.popitem(last=False)
-                self._locks.pop(evicted, None)
-                log.info("model %s/%s unloaded (cache full)", *evicted)
-            return loaded
+        task = self._loading.get(key)
+        if task is None:
+            task = self._loading[key] = asyncio.ensure_future(self._load(name, version, tags))
+            task.add_done_callback(lambda t: (self._loading.pop(key, None), t.cancelled() or t.exception()))
+        # Shielded: a caller that gives up (a client's deadline shorter than a cold load
+        # of mlflow and torch) leaves the load running, so the next call finds it done.
+        return await asyncio.shield(task)
+
+    async def _load(self, name: str, version: str, tags: dict[str, str]) -> Loaded:
+        model = await asyncio.to_thread(self.loader, f"models:/{name}/{version}")
+        self.loads += 1
+        inputs = input_columns(tags) or signature_columns(model)
+        if not inputs:
+            raise FailedPrecondition(f"model {name}/{version} names no input columns "
+                                     f"(no {VTAG_INPUT_SCHEMA} or {VTAG_FEATURES} tag and no signature)")
+        loaded = self._cache[(name, version)] = Loaded(model, inputs, tags.get(VTAG_TASK, ""))
+        while len(self._cache) > self.cache_size:
+            evicted, _ = self._cache.popitem(last=False)
+            log.info("model %s/%s unloaded (cache full)", *evicted)
+        return loaded
 
     async def predict(self, ref: str, rows: Sequence[Sequence[float] | Sequence[str]], columns: Sequence[str] = ()):
         """(name, version, predictions, ignored columns) for rows of raw values named by

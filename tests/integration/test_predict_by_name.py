@@ -35,8 +35,24 @@ def models(platform, gateway):
         run_id, _ = log_trial_run(platform.mlflow_uri, exp, classes=classes)
         names[kind] = f"predict-{kind}-" + uuid.uuid4().hex[:6]
         gateway.RegisterModel(pb.RegisterModelRequest(run_id=run_id, name=names[kind], alias="champion"), timeout=60)
+    for name in names.values():
+        warm_up(gateway, f"{name}@champion")
     mlflow.set_tracking_uri(platform.mlflow_uri)
     return {k: (f"{n}@champion", mlflow.pyfunc.load_model(f"models:/{n}@champion")) for k, n in names.items()}
+
+
+def warm_up(gateway, ref: str) -> None:
+    """The registry's first load (mlflow, torch) can outlast the gateway's deadline on a
+    busy machine; the load goes on, and a later call finds it."""
+    x, _ = seed_data()
+    request = pb.PredictRequest(model=ref, columns=list(x.columns), rows=[pb.FeatureRow(text_values=["1"] * 6)])
+    for attempt in range(6):
+        try:
+            gateway.Predict(request, timeout=120)
+            return
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED or attempt == 5:
+                raise
 
 
 def frame() -> pd.DataFrame:

@@ -12,9 +12,11 @@ str) and `proba_<label>` columns. The signature names every input: double / stri
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
+import cloudpickle
 import mlflow
 import numpy as np
 import pandas as pd
@@ -144,6 +146,8 @@ def log_trial_run(tracking_uri: str, experiment: str, *, classes: list[str] | No
     run = client.create_run(exp_id, tags=tags, run_name=lineage.trial_run_name("study-1", trial))
     metrics = {}
     if with_model:
+        # By value: a platform's registry process cannot import this test module.
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
         weights, spec = train(x, y, classes)
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 import uuid
 
 import grpc
@@ -21,6 +22,7 @@ from services.common.clients import channel
 from services.common.events import EventBus
 from services.registry.app import start
 from services.registry.config import Settings
+from services.registry.predictor import Predictor, load_pyfunc
 from tests.registry.model_fixture import CATEGORICAL, INPUT_SCHEMA, log_trial_run, seed_data
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -244,3 +246,25 @@ async def test_predict_by_column_name(env):
         model=ref, columns=["x0", "x0"], rows=[pb.FeatureRow(values=[1, 2])]))
     assert "row 0 has 2 values; the request names 7 columns" in await refused(pb.PredictRequest(
         model=ref, columns=[*x.columns, "extra"], rows=[pb.FeatureRow(values=[1, 2])]))
+
+
+
+async def test_a_load_outlives_a_caller_that_gave_up(env):
+    """A cold load (mlflow, torch) can outlast a client's deadline: the load goes on, and
+    the next call finds it done instead of starting it again."""
+    stub, name = env["stub"], "cold-" + uuid.uuid4().hex[:6]
+    await stub.RegisterModel(pb.RegisterModelRequest(run_id=env["best"], name=name))
+    calls = []
+
+    def slow_loader(uri):
+        calls.append(uri)
+        time.sleep(1.0)
+        return load_pyfunc(uri, env["uri"])
+
+    predictor = Predictor(env["server"].predictor.registry, loader=slow_loader)
+    x, _ = seed_data()
+    raw = [list(r.text_values) for r in rows(x.head(2))]
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(predictor.predict(f"{name}/1", raw, list(x.columns)), 0.3)
+    _, _, predictions, _ = await predictor.predict(f"{name}/1", raw, list(x.columns))
+    assert len(predictions) == 2 and calls == [f"models:/{name}/1"]

@@ -12,15 +12,15 @@ from dataclasses import dataclass
 
 NUMERIC, CATEGORICAL, BOOLEAN = "numeric", "categorical", "boolean"
 KINDS = (NUMERIC, CATEGORICAL, BOOLEAN)
-# The texts the data service reads as missing (pyarrow's CSV null values), so a row
-# sent to Predict is read as its training row was.
+# Texts that mean "missing", compared lower-case: those the data service reads as
+# missing (pyarrow's CSV null values) and those the logged model maps to missing
+# (services/tuning/worker/tabular_model.py), so a row is read as its training row was.
 MISSING_TEXT = frozenset({
-    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-    "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null",
+    "", "#n/a", "#n/a n/a", "#na", "-1.#ind", "-1.#qnan", "-nan", "1.#ind", "1.#qnan", "<na>",
+    "n/a", "na", "nan", "null", "none",
 })
-TRUE_TEXT = frozenset({"true", "yes", "1", "1.0"})
-FALSE_TEXT = frozenset({"false", "no", "0", "0.0"})
-
+TRUE_TEXT = frozenset({"true", "yes", "t", "y", "1", "1.0"})
+FALSE_TEXT = frozenset({"false", "no", "f", "n", "0", "0.0"})
 
 @dataclass(frozen=True)
 class Column:
@@ -37,7 +37,7 @@ class BadTable(ValueError):
 
 
 def is_missing(text: str) -> bool:
-    return text.strip() in MISSING_TEXT
+    return text.strip().lower() in MISSING_TEXT
 
 
 def parse_text(text: str, kind: str) -> float | str | None:

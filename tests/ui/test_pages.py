@@ -334,7 +334,8 @@ async def test_models_register_alias_and_predict(user, gw, done_study):
     page.predict_form.update(model="ui-model@champion", text="0.1,0.2,0.3,0.4,0.5\n1,1,1,1,1")
     await page.predict()
     predictions = user.find(marker="predictions").elements.pop()
-    assert len(predictions.rows) == 2 and all(r["prediction"] for r in predictions.rows)
+    assert len(predictions.rows) == 2 and all(r["prediction"] for r in predictions.rows), (
+        page.predict_error.text, user.notify.messages)
     user.find(marker="download").click()
     response = await user.download.next(timeout=5)
     assert response.text.splitlines()[0] == "row,x0,x1,x2,x3,x4,prediction"

@@ -24,7 +24,7 @@ from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common.config import PORTS
 from services.common import quality
 from services.common.errors import KubetuneError
-from services.common.prediction_input import BadTable, Column, Table, check_table, read_table
+from services.common.prediction_input import BadTable, Column, Table, check_table, columns_of, read_table
 
 UPLOAD_CHUNK = 1 << 20
 PARAM_FLAGS = {
@@ -300,7 +300,7 @@ PREDICT_BATCH = 10_000
 def model_inputs(client, ref: str) -> tuple[registry_pb2.ModelVersion, list[Column]]:
     """The version `ref` names and its input columns (kinds), from the registry."""
     (version,) = client("GetLineage", registry_pb2.GetLineageRequest(model=ref)).versions
-    columns = [Column(c.name, c.kind) for c in version.inputs] or [Column(n) for n in version.feature_names]
+    columns = columns_of(version)
     if not columns:
         raise KubetuneError(f"model {ref} names no input columns; it cannot predict from a CSV")
     return version, columns

@@ -34,12 +34,6 @@ def form_row(values: dict[str, str], columns: list[Column]) -> list[str]:
     return row
 
 
-def input_columns(version: registry_pb2.ModelVersion | None) -> list[Column]:
-    if version is None:
-        return []
-    return [Column(c.name, c.kind) for c in version.inputs] or [Column(n) for n in version.feature_names]
-
-
 def feature_rows(rows: list[list[str]]) -> list[registry_pb2.FeatureRow]:
     return [registry_pb2.FeatureRow(text_values=row) for row in rows]
 

@@ -28,6 +28,12 @@ class Column:
     kind: str = NUMERIC
 
 
+def columns_of(version) -> list[Column]:
+    """The input columns a registry ModelVersion message lists: its inputs with their
+    kinds, or (from a registry that predates kinds) its feature names, all numeric."""
+    return [Column(c.name, c.kind) for c in version.inputs] or [Column(n) for n in version.feature_names]
+
+
 class BadValue(ValueError):
     """A value its column's kind cannot take; the message says why, without where."""
 

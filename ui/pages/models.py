@@ -7,12 +7,12 @@ from __future__ import annotations
 from nicegui import ui
 
 from kubetune.registry.v1 import registry_pb2 as rpb
+from services.common.prediction_input import BOOLEAN, NUMERIC, BadTable, Column, columns_of
 from ui.calls import attempt
 from ui.context import ctx
 from ui.formatting import number, when
 from ui.layout import layout, section
-from services.common.prediction_input import BOOLEAN, NUMERIC, BadTable, Column
-from ui.predict_rows import feature_rows, form_row, input_columns, parse_rows, result_rows, to_csv
+from ui.predict_rows import feature_rows, form_row, parse_rows, result_rows, to_csv
 
 # The saved epoch's numbers (a trial's val_loss is its saved epoch's): the test split's
 # in the target's units first, then the validation loss the study selected on.
@@ -199,8 +199,8 @@ class ModelsPage:
         if m is None:
             return []
         version = ref.split("/", 1)[1] if "/" in ref else m.aliases.get(ref.split("@", 1)[-1], "")
-        return input_columns(next((v for v in m.versions if v.version == version),
-                                  m.versions[0] if m.versions else None))
+        chosen = next((v for v in m.versions if v.version == version), m.versions[0] if m.versions else None)
+        return columns_of(chosen) if chosen else []
 
     def render_inputs(self, *_args) -> None:
         """One input per column of the chosen version, by name, typed by its kind."""
@@ -255,11 +255,11 @@ class ModelsPage:
             self.refuse("Choose a model first.")
             return
         try:
-            names, rows, ignored = parse_rows(self.predict_form["text"] or "", self.input_columns())
+            names, rows, _ignored = parse_rows(self.predict_form["text"] or "", self.input_columns())
         except BadTable as exc:
             self.refuse(str(exc))
             return
-        await self.send(ref, names, rows, ignored)
+        await self.send(ref, names, rows)
 
     async def predict_row(self) -> None:
         """The one row of the form's inputs."""
@@ -272,9 +272,10 @@ class ModelsPage:
         except BadTable as exc:
             self.refuse(str(exc))
             return
-        await self.send(ref, [c.name for c in columns], [row], [])
+        await self.send(ref, [c.name for c in columns], [row])
 
-    async def send(self, ref: str, names: list[str], rows: list[list[str]], ignored: list[str]) -> None:
+    async def send(self, ref: str, names: list[str], rows: list[list[str]]) -> None:
+        """Predicts the rows; the registry reports the columns the model ignores."""
         self.predict_error.text = ""
         self.predict_button.props("loading")
         response = await attempt("Predict", rpb.PredictRequest(model=ref, columns=names, rows=feature_rows(rows)),

@@ -24,6 +24,7 @@ from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common.config import PORTS
 from services.common import quality
 from services.common.errors import KubetuneError
+from services.common.prediction_input import BadTable, Column, Table, check_table, columns_of, read_table
 
 UPLOAD_CHUNK = 1 << 20
 PARAM_FLAGS = {
@@ -293,32 +294,82 @@ def model_alias(client, args):
     return emit(args, v, lambda: print(f"{args.name}@{args.alias} -> version {v.version}"))
 
 
-def read_rows(path: Path) -> tuple[list[str], list[registry_pb2.FeatureRow]]:
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise KubetuneError(f"{path} is empty")
-        rows = [registry_pb2.FeatureRow(text_values=r) for r in reader if r]
-    return header, rows
+PREDICT_BATCH = 10_000
+
+
+def model_inputs(client, ref: str) -> tuple[registry_pb2.ModelVersion, list[Column]]:
+    """The version `ref` names and its input columns (kinds), from the registry."""
+    (version,) = client("GetLineage", registry_pb2.GetLineageRequest(model=ref)).versions
+    columns = columns_of(version)
+    if not columns:
+        raise KubetuneError(f"model {ref} names no input columns; it cannot predict from a CSV")
+    return version, columns
+
+
+def read_csv_rows(path: Path, columns: list[Column]) -> tuple[Table, list[str]]:
+    """The CSV's rows for the model, every value checked for its column's kind: (table,
+    the columns the model ignores). One clear KubetuneError for anything unreadable."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise KubetuneError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise KubetuneError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+    try:
+        table = read_table(text, columns, str(path))
+        return table, check_table(table, columns, str(path))
+    except BadTable as exc:
+        raise KubetuneError(str(exc)) from None
 
 
 def model_predict(client, args):
-    header, rows = read_rows(Path(args.csv))
-    r = client("Predict", registry_pb2.PredictRequest(model=args.model, rows=rows), timeout=300)
+    version, columns = model_inputs(client, args.model)
+    table, ignored = read_csv_rows(Path(args.csv), columns)
+    # The version found above answers every batch, even if the alias moves meanwhile.
+    ref = f"{version.name}/{version.version}"
+    predictions = []
+    for start in range(0, len(table.rows), PREDICT_BATCH):
+        batch = table.rows[start:start + PREDICT_BATCH]
+        r = client("Predict", registry_pb2.PredictRequest(
+            model=ref, columns=table.header, rows=[registry_pb2.FeatureRow(text_values=row) for row in batch]),
+            timeout=300)
+        if len(r.predictions) != len(batch):
+            raise KubetuneError(f"the registry answered {len(r.predictions)} predictions for {len(batch)} rows")
+        predictions.extend(r.predictions)
+    if ignored:
+        print(f"kubetune: ignored column{'s' if len(ignored) > 1 else ''} the model does not use: "
+              f"{', '.join(ignored)}", file=sys.stderr)
+    result = registry_pb2.PredictResponse(model=version.name, version=version.version, predictions=predictions,
+                                          ignored_columns=ignored)
     if args.json:
-        print(json.dumps(as_dict(r), indent=2))
+        print(json.dumps(as_dict(result), indent=2))
         return 0
-    out = open(args.output, "w", newline="") if args.output else sys.stdout
-    writer = csv.writer(out)
-    labels = sorted({k for p in r.predictions for k in p.probabilities})
-    writer.writerow(["prediction", *(f"proba_{k}" for k in labels)])
-    for p in r.predictions:
-        writer.writerow([p.label or repr(p.value), *(p.probabilities[k] for k in labels)])
+    write_predictions(predictions, args.output)
     if args.output:
-        out.close()
-        print(f"{len(r.predictions)} predictions from {args.model} (version {r.version}) written to {args.output}")
+        print(f"{len(predictions)} predictions from {args.model} (version {version.version}) written to {args.output}")
     return 0
+
+
+def write_predictions(predictions, output: str | None) -> None:
+    """Regression: the value in target units; classification: the label and one
+    probability per class. A file is written whole or not at all."""
+    labels = sorted({k for p in predictions for k in p.probabilities})
+    if not output:
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["prediction", *(f"proba_{k}" for k in labels)])
+        writer.writerows([p.label or repr(p.value), *(p.probabilities[k] for k in labels)] for p in predictions)
+        return
+    target = Path(output)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with open(partial, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["prediction", *(f"proba_{k}" for k in labels)])
+            writer.writerows([p.label or repr(p.value), *(p.probabilities[k] for k in labels)] for p in predictions)
+        partial.replace(target)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise KubetuneError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
 # -- wiring -----------------------------------------------------------------------------
@@ -392,7 +443,8 @@ def add_client_commands(sub) -> None:
     p.add_argument("alias")
     p = command(model, "predict", model_predict, "predict from a CSV of feature rows")
     p.add_argument("model", help="NAME@ALIAS or NAME/VERSION")
-    p.add_argument("--csv", required=True)
+    p.add_argument("--csv", required=True, help="rows to predict: a header row names the columns (any order, extra "
+                                                "ones ignored); without one, exactly the model's columns in order")
     p.add_argument("--output", "-o", help="write predictions here (default: stdout)")
 
 

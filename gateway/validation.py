@@ -8,16 +8,18 @@ import math
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
+from kubetune.registry.v1 import registry_pb2
 from services.common.errors import InvalidArgument
 
 MAX_STRING = 4096
 MAX_REPEATED = 100_000
 MAX_DEPTH = 16
-# Fields where a float may be NaN (a missing value in a prediction row is refused by the registry).
 FLOAT_FIELDS = (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT)
 
 
 def check(message: Message, path: str = "", depth: int = 0) -> None:
+    if isinstance(message, registry_pb2.PredictRequest):
+        check_prediction_rows(message)
     if depth > MAX_DEPTH:
         raise InvalidArgument(f"{path or 'request'}: nested too deeply", field=path)
     for field, value in message.ListFields():
@@ -52,3 +54,15 @@ def _check_scalar(field: FieldDescriptor, value, name: str) -> None:
             raise InvalidArgument(f"{name}: contains a NUL character", field=name)
     elif field.type in FLOAT_FIELDS and not math.isfinite(value) and not name.startswith("rows"):
         raise InvalidArgument(f"{name}: must be a finite number (got {value})", field=name)
+
+
+def check_prediction_rows(request: registry_pb2.PredictRequest) -> None:
+    """A prediction row may hold NaN (a missing value: the model imputes it), never inf.
+    Text values and the columns' kinds are the registry's to check: it knows the model."""
+    columns = request.columns
+    for i, row in enumerate(request.rows):
+        for j, value in enumerate(row.values):
+            if math.isinf(value):
+                column = repr(columns[j]) if j < len(columns) else str(j)
+                raise InvalidArgument(f"row {i}, column {column}: {value} is not a finite number "
+                                      "(leave a missing value NaN or empty)", field=f"rows[{i}].values[{j}]")

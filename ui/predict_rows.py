@@ -1,5 +1,5 @@
-"""Rows for Predict from pasted text or a CSV file, and predictions back to CSV.
-No NiceGUI here."""
+"""Rows for Predict from the form, pasted text or a CSV file, and predictions back to
+CSV. No NiceGUI here."""
 
 from __future__ import annotations
 
@@ -7,48 +7,41 @@ import csv
 import io
 
 from kubetune.registry.v1 import registry_pb2
+from services.common.prediction_input import BadTable, BadValue, Column, check_table, parse_text, read_table
 
 
-def parse_rows(text: str, feature_names: list[str]) -> tuple[list[list[str]], list[str]]:
-    """Rows of text values in the model's feature order. A header row naming the
-    features is used to reorder columns (extra columns, like an index or the target,
-    are dropped); without one, columns are taken in order (a leading index column is
-    dropped when there is one value too many)."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    if not lines:
-        return [], []
-    first = lines[0]
-    delimiter = "\t" if "\t" in first else ";" if ";" in first and "," not in first else ","
-    table = [[c.strip() for c in row] for row in csv.reader(lines, delimiter=delimiter)]
-    header = table[0]
-    names = set(feature_names)
-    if feature_names and names.issubset(header):
-        index = [header.index(f) for f in feature_names]
-        return [[row[i] if i < len(row) else "" for i in index] for row in table[1:]], feature_names
-    if header and not all(_is_number(c) for c in header if c):
-        table = table[1:]  # some other header
-    n = len(feature_names)
-    if n:
-        table = [row[1:] if len(row) == n + 1 else row for row in table]
-    return table, feature_names
+def parse_rows(text: str, columns: list[Column]) -> tuple[list[str], list[list[str]], list[str]]:
+    """Pasted or uploaded CSV text -> (the names of its values, rows of text values, the
+    columns the model ignores), by the same rules as the CLI: a header row names the
+    columns (any order); without one, a row holds exactly the model's columns in order.
+    Raises BadTable with a message for the user."""
+    table = read_table(text, columns, "The CSV")
+    ignored = check_table(table, columns, "The CSV")
+    return table.header or [c.name for c in columns], table.rows, ignored
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def form_row(values: dict[str, str], columns: list[Column]) -> list[str]:
+    """One row from the form's inputs, each checked for its column's kind (empty is a
+    missing value). Raises BadTable naming the column."""
+    row = []
+    for c in columns:
+        text = str(values.get(c.name) or "")
+        try:
+            parse_text(text, c.kind)
+        except BadValue as exc:
+            raise BadTable(f"{c.name}: {exc}") from None
+        row.append(text)
+    return row
 
 
 def feature_rows(rows: list[list[str]]) -> list[registry_pb2.FeatureRow]:
     return [registry_pb2.FeatureRow(text_values=row) for row in rows]
 
 
-def result_rows(rows: list[list[str]], features: list[str], response: registry_pb2.PredictResponse) -> list[dict]:
+def result_rows(rows: list[list[str]], names: list[str], response: registry_pb2.PredictResponse) -> list[dict]:
     out = []
     for i, (row, p) in enumerate(zip(rows, response.predictions)):
-        item = {"row": i + 1, **{f: v for f, v in zip(features or [f"x{j}" for j in range(len(row))], row)}}
+        item = {"row": i + 1, **dict(zip(names, row))}
         item["prediction"] = p.label or f"{p.value:.6g}"
         if p.probabilities:
             item["probabilities"] = ", ".join(f"{k}: {v:.3f}" for k, v in sorted(p.probabilities.items()))

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from kubetune.events.v1 import events_pb2
 from services.common import lineage
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.prediction_input import KINDS, NUMERIC, Column
 from services.registry.store import ModelRecord, RegistryStore, VersionRecord
 
 log = logging.getLogger(__name__)
@@ -23,8 +24,8 @@ VTAG_TRIAL = lineage.TAG_TRIAL
 VTAG_DATASET = lineage.TAG_DATASET
 VTAG_TASK = lineage.TAG_TASK
 VTAG_FEATURES = lineage.TAG_FEATURES
-VTAG_METRIC_PREFIX = "kubetune.metric."
 VTAG_INPUT_SCHEMA = lineage.TAG_INPUT_SCHEMA
+VTAG_METRIC_PREFIX = "kubetune.metric."
 LINEAGE_TAGS = (VTAG_STUDY, VTAG_TRIAL, VTAG_DATASET, VTAG_TASK, VTAG_FEATURES, VTAG_INPUT_SCHEMA)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,254}$")
@@ -43,16 +44,31 @@ class Version:
     dataset_version: str = ""
     task_kind: str = ""
     feature_names: list[str] = field(default_factory=list)
+    # The input columns with their kinds; empty when the version's tags name none.
+    inputs: list[Column] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)  # user tags (lineage tags left out)
 
 
+def input_columns(tags: dict[str, str]) -> list[Column]:
+    """The input columns a version's tags name: its input schema (name and kind), or
+    for a model logged before kinds existed, its feature names, all numeric."""
+    try:
+        schema = json.loads(tags.get(VTAG_INPUT_SCHEMA, "[]"))
+        columns = [Column(str(c["name"]), c.get("kind", NUMERIC)) for c in schema]
+        if columns and all(c.kind in KINDS for c in columns):
+            return columns
+    except (ValueError, TypeError, KeyError, AttributeError):
+        log.warning("unreadable %s tag: %.200s", VTAG_INPUT_SCHEMA, tags.get(VTAG_INPUT_SCHEMA))
+    try:
+        return [Column(str(f)) for f in json.loads(tags.get(VTAG_FEATURES, "[]"))]
+    except (ValueError, TypeError):
+        return []
+
+
 def version_view(record: VersionRecord) -> Version:
     tags = record.tags
-    try:
-        features = json.loads(tags.get(VTAG_FEATURES, "[]"))
-    except ValueError:
-        features = []
+    inputs = input_columns(tags)
     metrics = {}
     for key, value in tags.items():
         if key.startswith(VTAG_METRIC_PREFIX):
@@ -65,7 +81,7 @@ def version_view(record: VersionRecord) -> Version:
     return Version(
         record=record, study_id=tags.get(VTAG_STUDY, ""), trial=int(trial) if trial.isdigit() else 0,
         dataset_version=tags.get(VTAG_DATASET, ""), task_kind=tags.get(VTAG_TASK, ""),
-        feature_names=[str(f) for f in features], metrics=metrics, tags=user,
+        feature_names=[c.name for c in inputs], inputs=inputs, metrics=metrics, tags=user,
     )
 
 

@@ -27,6 +27,7 @@ def version_message(v: Version) -> pb.ModelVersion:
         dataset_version=v.dataset_version, metrics=v.metrics, aliases=r.aliases, tags=v.tags,
         description=r.description, created_by=r.created_by, created_at=_ts(r.created_ms), source=r.source,
         task_kind=v.task_kind, feature_names=v.feature_names,
+        inputs=[pb.InputColumn(name=c.name, kind=c.kind) for c in v.inputs],
     )
 
 
@@ -92,8 +93,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     async def _predict(self, request) -> pb.PredictResponse:
         _check_rows(request)
-        name, version, predictions = await self.predictor.predict(request.model, _rows(request))
-        return pb.PredictResponse(model=name, version=version, predictions=[
+        name, version, predictions, ignored = await self.predictor.predict(request.model, _rows(request),
+                                                                           list(request.columns))
+        return pb.PredictResponse(model=name, version=version, ignored_columns=ignored, predictions=[
             pb.Prediction(value=p.value, label=p.label, probabilities=p.probabilities) for p in predictions
         ])
 

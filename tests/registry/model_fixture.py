@@ -1,40 +1,66 @@
 """A trial model logged exactly as the registry's contract says a worker logs one,
 so registry tests need no worker: a tiny torch network in an mlflow.pyfunc
-PythonModel, files under the run's `model` artifact path, lineage in run tags.
+PythonModel with its preprocessing inside, files under the run's `model` artifact
+path, lineage and the input schema in run tags.
 
-Input: a DataFrame with the feature columns; output: `prediction` (regression: in
-target units; classification: the label as str) and `proba_<label>` columns."""
+Input: a DataFrame with named columns in any order (extra ones ignored): numeric
+columns float (NaN = missing: train median + a missing indicator), a categorical
+column str (None = missing, its own category; an unseen value -> an "unknown" slot).
+Output: `prediction` (regression: in target units; classification: the label as
+str) and `proba_<label>` columns. The signature names every input: double / string."""
 
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
+import cloudpickle
 import mlflow
 import numpy as np
 import pandas as pd
 import torch
 from mlflow import MlflowClient
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 
 from services.common import lineage
 
 SEED = Path(__file__).resolve().parents[2] / "services" / "data" / "sample"
+NUMERIC = [f"x{i}" for i in range(5)]
+CATEGORICAL = "region"
+REGIONS = ["north", "south", "east"]
+REGION_EFFECT = {"north": 0.0, "south": 60.0, "east": -60.0}
+INPUT_SCHEMA = [{"name": n, "kind": "numeric"} for n in NUMERIC] + [{"name": CATEGORICAL, "kind": "categorical"}]
+
+
+def encode(frame: pd.DataFrame, spec: dict) -> np.ndarray:
+    """The model's preprocessing, fitted on the training rows (spec): by column name."""
+    num = frame[spec["numeric"]].to_numpy(dtype=np.float64)
+    missing = np.isnan(num)
+    num = np.where(missing, np.asarray(spec["median"]), num)
+    num = (num - np.asarray(spec["mean"])) / np.asarray(spec["std"])
+    vocab = spec["vocab"]  # the categories seen in training, then "missing", then "unknown"
+    slot = {v: i for i, v in enumerate(vocab)}
+    onehot = np.zeros((len(frame), len(vocab) + 2))
+    for i, v in enumerate(frame[spec["categorical"]].tolist()):
+        missing_value = v is None or (isinstance(v, float) and np.isnan(v))
+        onehot[i, len(vocab) if missing_value else slot.get(str(v), len(vocab) + 1)] = 1.0
+    return np.hstack([num, missing.astype(np.float64), onehot]).astype(np.float32)
 
 
 class TinyTorchModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        spec = json.loads(Path(context.artifacts["spec"]).read_text())
-        self.spec = spec
-        self.net = torch.nn.Linear(len(spec["features"]), len(spec.get("classes") or [None]))
+        self.spec = spec = json.loads(Path(context.artifacts["spec"]).read_text())
+        self.net = torch.nn.Linear(spec["width"], len(spec.get("classes") or [None]))
         self.net.load_state_dict(torch.load(context.artifacts["weights"]))
         self.net.eval()
 
     def predict(self, context, model_input, params=None):
         s = self.spec
-        x = (model_input[s["features"]].to_numpy(dtype=np.float32) - np.float32(s["x_mean"])) / np.float32(s["x_std"])
         with torch.no_grad():
-            out = self.net(torch.from_numpy(x))
+            out = self.net(torch.from_numpy(encode(model_input, s)))
         classes = s.get("classes")
         if not classes:
             return pd.DataFrame({"prediction": (out.squeeze(-1).numpy() * s["y_std"] + s["y_mean"]).astype(float)})
@@ -46,19 +72,31 @@ class TinyTorchModel(mlflow.pyfunc.PythonModel):
 
 
 def seed_data() -> tuple[pd.DataFrame, np.ndarray]:
+    """The seed's five numeric columns, every 7th x2 missing, and a region that moves
+    the target; regions cycle over the rows, one row in 11 has none."""
     x = pd.read_csv(SEED / "X.csv", index_col=0, header=None)
-    x.columns = [f"x{i}" for i in range(x.shape[1])]
+    x.columns = NUMERIC
+    x = x.reset_index(drop=True)
     y = pd.read_csv(SEED / "y.csv", header=None).to_numpy(dtype=np.float64).ravel()[: len(x)]
+    region = [None if i % 11 == 5 else REGIONS[i % 3] for i in range(len(x))]
+    y = y + np.array([REGION_EFFECT.get(r, 0.0) if r else 0.0 for r in region])
+    x.loc[x.index % 7 == 3, "x2"] = np.nan
+    x[CATEGORICAL] = pd.Series(region, dtype=object)
     return x, y
 
 
 def train(x: pd.DataFrame, y: np.ndarray, classes: list[str] | None = None) -> tuple[dict, dict]:
     torch.manual_seed(0)
-    xm, xs = x.mean().to_numpy(), x.std().to_numpy()
-    xt = torch.tensor(((x - xm) / xs).to_numpy(), dtype=torch.float32)
-    net = torch.nn.Linear(x.shape[1], len(classes) if classes else 1)
+    num = x[NUMERIC]
+    median = num.median()
+    filled = num.fillna(median)
+    spec = {"numeric": NUMERIC, "categorical": CATEGORICAL, "median": median.tolist(),
+            "mean": filled.mean().tolist(), "std": filled.std().tolist(),
+            "vocab": sorted({v for v in x[CATEGORICAL] if v is not None})}
+    spec["width"] = 2 * len(NUMERIC) + len(spec["vocab"]) + 2
+    xt = torch.from_numpy(encode(x, spec))
+    net = torch.nn.Linear(spec["width"], len(classes) if classes else 1)
     opt = torch.optim.Adam(net.parameters(), lr=0.05)
-    spec = {"features": list(x.columns), "x_mean": xm.tolist(), "x_std": xs.tolist()}
     if classes:
         target = torch.tensor(y, dtype=torch.long)
         loss_fn = torch.nn.CrossEntropyLoss()
@@ -80,6 +118,13 @@ def train(x: pd.DataFrame, y: np.ndarray, classes: list[str] | None = None) -> t
     return net.state_dict(), spec
 
 
+def signature(classes: list[str] | None) -> ModelSignature:
+    inputs = Schema([ColSpec("double", n) for n in NUMERIC] + [ColSpec("string", CATEGORICAL)])
+    outputs = [ColSpec("string" if classes else "double", "prediction")]
+    outputs += [ColSpec("double", f"proba_{c}") for c in classes or []]
+    return ModelSignature(inputs=inputs, outputs=Schema(outputs))
+
+
 def log_trial_run(tracking_uri: str, experiment: str, *, classes: list[str] | None = None,
                   state: str = "COMPLETE", with_model: bool = True, trial: int = 0) -> tuple[str, dict]:
     """A trial run like a worker's: returns (run_id, metrics)."""
@@ -91,7 +136,9 @@ def log_trial_run(tracking_uri: str, experiment: str, *, classes: list[str] | No
         y = (y > np.median(y)).astype(int)
     tags = {
         lineage.TAG_KIND: lineage.KIND_TRIAL, lineage.TAG_STUDY: "study-1", lineage.TAG_TRIAL: str(trial),
-        lineage.TAG_STATE: state, lineage.TAG_DATASET: "seed@1", lineage.TAG_FEATURES: json.dumps(list(x.columns)),
+        lineage.TAG_STATE: state, lineage.TAG_DATASET: "seed@1",
+        lineage.TAG_FEATURES: json.dumps([c["name"] for c in INPUT_SCHEMA]),
+        lineage.TAG_INPUT_SCHEMA: json.dumps(INPUT_SCHEMA),
         lineage.TAG_TASK: "classification" if classes else "regression",
     }
     if state == "PRUNED":
@@ -99,13 +146,14 @@ def log_trial_run(tracking_uri: str, experiment: str, *, classes: list[str] | No
     run = client.create_run(exp_id, tags=tags, run_name=lineage.trial_run_name("study-1", trial))
     metrics = {}
     if with_model:
+        # By value: a platform's registry process cannot import this test module.
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
         weights, spec = train(x, y, classes)
-        model = TinyTorchModel()
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
             torch.save(weights, tmp / "weights.pt")
             (tmp / "spec.json").write_text(json.dumps(spec))
-            mlflow.pyfunc.save_model(tmp / "model", python_model=model,
+            mlflow.pyfunc.save_model(tmp / "model", python_model=TinyTorchModel(), signature=signature(classes),
                                      artifacts={"weights": str(tmp / "weights.pt"), "spec": str(tmp / "spec.json")},
                                      pip_requirements=["mlflow", "torch", "pandas"])
             client.log_artifacts(run.info.run_id, str(tmp / "model"), lineage.MODEL_ARTIFACT)

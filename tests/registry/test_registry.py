@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 import uuid
 
 import grpc
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import pytest_asyncio
 
@@ -20,7 +22,8 @@ from services.common.clients import channel
 from services.common.events import EventBus
 from services.registry.app import start
 from services.registry.config import Settings
-from tests.registry.model_fixture import log_trial_run, seed_data
+from services.registry.predictor import Predictor, load_pyfunc
+from tests.registry.model_fixture import CATEGORICAL, INPUT_SCHEMA, log_trial_run, seed_data
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -47,8 +50,22 @@ async def env(mlflow_uri, nats_url):
     await server.stop(0)
 
 
-def rows(x):
-    return [pb.FeatureRow(values=r) for r in x.to_numpy().tolist()]
+def text(value) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def rows(x: pd.DataFrame) -> list[pb.FeatureRow]:
+    """A frame's rows as text, in its column order (missing values empty)."""
+    return [pb.FeatureRow(text_values=[text(v) for v in r]) for r in x.itertuples(index=False)]
+
+
+def by_name(model: str, x: pd.DataFrame) -> pb.PredictRequest:
+    return pb.PredictRequest(model=model, columns=list(x.columns), rows=rows(x))
+
+
+def local_predictions(uri: str, model: str, x: pd.DataFrame) -> pd.DataFrame:
+    mlflow.set_tracking_uri(uri)
+    return mlflow.pyfunc.load_model(f"models:/{model}").predict(x)
 
 
 async def test_register_alias_and_predict_like_pyfunc(env):
@@ -59,24 +76,24 @@ async def test_register_alias_and_predict_like_pyfunc(env):
     assert (v.version, v.run_id, v.study_id, v.dataset_version) == ("1", env["best"], "study-1", "seed@1")
     assert list(v.aliases) == ["champion"] and v.task_kind == "regression" and v.tags["team"] == "a"
     assert v.metrics["rmse"] == pytest.approx(env["metrics"]["rmse"])
-    assert list(v.feature_names) == [f"x{i}" for i in range(5)]
+    assert list(v.feature_names) == [c["name"] for c in INPUT_SCHEMA]
+    assert [(c.name, c.kind) for c in v.inputs] == [(c["name"], c["kind"]) for c in INPUT_SCHEMA]
     # Registering the same run again is a retry, not a new version.
     again = await stub.RegisterModel(pb.RegisterModelRequest(run_id=env["best"], name=name))
     assert again.version.version == "1"
 
     x, y = seed_data()
-    out = await stub.Predict(pb.PredictRequest(model=f"{name}@champion", rows=rows(x)))
-    assert (out.model, out.version) == (name, "1")
+    out = await stub.Predict(by_name(f"{name}@champion", x))
+    assert (out.model, out.version, list(out.ignored_columns)) == (name, "1", [])
     served = np.array([p.value for p in out.predictions])
-    mlflow.set_tracking_uri(env["uri"])
-    local = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(x)["prediction"].to_numpy()
+    local = local_predictions(env["uri"], f"{name}@champion", x)["prediction"].to_numpy()
     np.testing.assert_allclose(served, local, rtol=1e-6)
     rmse = float(np.sqrt(np.mean((served - y) ** 2)))
     assert rmse == pytest.approx(env["metrics"]["rmse"], rel=1e-4)
 
-    text = await stub.Predict(pb.PredictRequest(model=f"{name}/1", rows=[
-        pb.FeatureRow(text_values=[str(v) for v in x.iloc[0]])]))
-    assert text.predictions[0].value == pytest.approx(served[0], rel=1e-5)  # float32 batch of 1
+    # Without `columns`, a row holds the model's inputs in order, exactly that many.
+    headerless = await stub.Predict(pb.PredictRequest(model=f"{name}/1", rows=rows(x.head(3))))
+    np.testing.assert_allclose([p.value for p in headerless.predictions], served[:3], rtol=1e-5)
     await asyncio.sleep(0.3)
     registered = [e.model_registered for e in env["events"] if e.HasField("model_registered")]
     assert any(e.name == name and e.version == "1" and e.run_id == env["best"] and e.dataset_version == "seed@1"
@@ -100,9 +117,10 @@ async def test_refusals_name_the_problem(env):
     await stub.RegisterModel(pb.RegisterModelRequest(run_id=env["best"], name=name, alias="champion"))
     e = await _status(stub.Predict(pb.PredictRequest(model=f"{name}@champion", rows=[pb.FeatureRow(values=[1, 2, 3])])))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "row 0 has 3 values; the model expects 5: x0, x1, x2, x3, x4" in e.details()
+    assert "row 0 has 3 values; the model expects 6: x0, x1, x2, x3, x4, region" in e.details()
     e = await _status(stub.Predict(pb.PredictRequest(model=f"{name}@champion", rows=[
-        pb.FeatureRow(text_values=["1", "2", "3", "4", "5"]), pb.FeatureRow(text_values=["1", "2", "abc", "4", "5"])])))
+        pb.FeatureRow(text_values=["1", "2", "3", "4", "5", "a"]),
+        pb.FeatureRow(text_values=["1", "2", "abc", "4", "5", "a"])])))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT and "row 1, column 'x2': 'abc' is not a number" in e.details()
     e = await _status(stub.Predict(pb.PredictRequest(model=f"{name}@nope", rows=[pb.FeatureRow(values=[1] * 5)])))
     assert e.code() == grpc.StatusCode.NOT_FOUND and "alias 'nope'" in e.details()
@@ -146,8 +164,8 @@ async def test_classification_and_stream(env):
     stub, name = env["stub"], "clf-" + uuid.uuid4().hex[:6]
     await stub.RegisterModel(pb.RegisterModelRequest(run_id=env["clf"], name=name, alias="champion"))
     x, _ = seed_data()
-    out = await stub.Predict(pb.PredictRequest(model=f"{name}@champion", rows=rows(x.head(20))))
-    local = mlflow.pyfunc.load_model(f"models:/{name}@champion").predict(x.head(20))
+    out = await stub.Predict(by_name(f"{name}@champion", x.head(20)))
+    local = local_predictions(env["uri"], f"{name}@champion", x.head(20))
     assert [p.label for p in out.predictions] == list(local["prediction"])
     for p, (_, row) in zip(out.predictions, local.iterrows()):
         assert set(p.probabilities) == {"low", "high"} and math.isnan(p.value)
@@ -155,9 +173,98 @@ async def test_classification_and_stream(env):
 
     async def requests():
         for i in range(3):
-            yield pb.PredictRequest(model=f"{name}/1", rows=rows(x.iloc[i * 10:(i + 1) * 10]))
+            yield by_name(f"{name}/1", x.iloc[i * 10:(i + 1) * 10][list(reversed(x.columns))].assign(id=i))
 
     responses = [r async for r in stub.PredictStream(requests())]
     assert [len(r.predictions) for r in responses] == [10, 10, 10]
+    assert [list(r.ignored_columns) for r in responses] == [["id"]] * 3
     assert [p.label for r in responses for p in r.predictions] == list(
-        mlflow.pyfunc.load_model(f"models:/{name}/1").predict(x.head(30))["prediction"])
+        local_predictions(env["uri"], f"{name}/1", x.head(30))["prediction"])
+
+
+async def test_predict_by_column_name(env):
+    """The contract's rules: columns by name in any order, extras ignored and reported,
+    missing values imputed by the model, unseen categories accepted, bad values named."""
+    stub, name = env["stub"], "by-name-" + uuid.uuid4().hex[:6]
+    await stub.RegisterModel(pb.RegisterModelRequest(run_id=env["best"], name=name, alias="champion"))
+    ref = f"{name}@champion"
+    x, y = seed_data()
+    x = x.head(30)
+    expected = local_predictions(env["uri"], ref, x)["prediction"].to_numpy()
+
+    shuffled = x[["region", "x3", "x0", "x4", "x2", "x1"]]
+    out = await stub.Predict(by_name(ref, shuffled))
+    np.testing.assert_allclose([p.value for p in out.predictions], expected, rtol=1e-6)
+
+    # The training table's own layout: an index column first, the target last.
+    table = x.assign(target=y[:30])
+    table.insert(0, "row_id", range(30))
+    out = await stub.Predict(by_name(ref, table))
+    assert list(out.ignored_columns) == ["row_id", "target"]
+    np.testing.assert_allclose([p.value for p in out.predictions], expected, rtol=1e-6)
+
+    # Missing values (NaN, empty, NA) and a region never seen in training are predicted,
+    # exactly as the model predicts them in process.
+    odd = x.head(4).copy()
+    odd.loc[0, "x1"] = np.nan
+    odd.loc[1, "region"] = None
+    odd.loc[2, "region"] = "atlantis"
+    odd.loc[3, ["x0", "x4"]] = np.nan
+    local = local_predictions(env["uri"], ref, odd)["prediction"].to_numpy()
+    assert np.isfinite(local).all() and local[2] != pytest.approx(expected[2])
+    request = by_name(ref, odd)
+    request.rows[3].text_values[odd.columns.get_loc("x4")] = "NA"
+    out = await stub.Predict(request)
+    np.testing.assert_allclose([p.value for p in out.predictions], local, rtol=1e-6)
+    numbers = pb.PredictRequest(model=ref, columns=["x0", "x1", "x2", "x3", "x4", "region"], rows=[
+        pb.FeatureRow(values=[*odd.loc[0, ["x0", "x1", "x2", "x3", "x4"]], math.nan])])
+    out = await stub.Predict(numbers)  # NaN in `values`: missing, the categorical one included
+    missing_region = odd.head(1).assign(region=None)
+    assert out.predictions[0].value == pytest.approx(
+        local_predictions(env["uri"], ref, missing_region)["prediction"][0], rel=1e-5)
+    # A category sent as a number becomes its text: 3.0 -> "3", unseen here, so "unknown".
+    numbers.rows[0].values[5] = 3.0
+    unknown = (await stub.Predict(numbers)).predictions[0].value
+    assert unknown == pytest.approx(
+        local_predictions(env["uri"], ref, missing_region.assign(region="3"))["prediction"][0], rel=1e-5)
+
+    async def refused(request) -> str:
+        e = await _status(stub.Predict(request))
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e.details()
+        return e.details()
+
+    assert "missing column x3" in await refused(by_name(ref, x.drop(columns=["x3"])))
+    assert "missing columns x0, region" in await refused(by_name(ref, x.drop(columns=["x0", CATEGORICAL])))
+    bad = by_name(ref, shuffled)
+    bad.rows[4].text_values[1] = "twelve"
+    assert "row 4, column 'x3': 'twelve' is not a number" in await refused(bad)
+    bad.rows[4].text_values[1] = "inf"
+    assert "row 4, column 'x3': 'inf' is not a finite number" in await refused(bad)
+    numbers.rows[0].values[1] = -math.inf
+    assert "row 0, column 'x1': -inf is not a finite number" in await refused(numbers)
+    assert "named more than once" in await refused(pb.PredictRequest(
+        model=ref, columns=["x0", "x0"], rows=[pb.FeatureRow(values=[1, 2])]))
+    assert "row 0 has 2 values; the request names 7 columns" in await refused(pb.PredictRequest(
+        model=ref, columns=[*x.columns, "extra"], rows=[pb.FeatureRow(values=[1, 2])]))
+
+
+
+async def test_a_load_outlives_a_caller_that_gave_up(env):
+    """A cold load (mlflow, torch) can outlast a client's deadline: the load goes on, and
+    the next call finds it done instead of starting it again."""
+    stub, name = env["stub"], "cold-" + uuid.uuid4().hex[:6]
+    await stub.RegisterModel(pb.RegisterModelRequest(run_id=env["best"], name=name))
+    calls = []
+
+    def slow_loader(uri):
+        calls.append(uri)
+        time.sleep(1.0)
+        return load_pyfunc(uri, env["uri"])
+
+    predictor = Predictor(env["server"].predictor.registry, loader=slow_loader)
+    x, _ = seed_data()
+    raw = [list(r.text_values) for r in rows(x.head(2))]
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(predictor.predict(f"{name}/1", raw, list(x.columns)), 0.3)
+    _, _, predictions, _ = await predictor.predict(f"{name}/1", raw, list(x.columns))
+    assert len(predictions) == 2 and calls == [f"models:/{name}/1"]

@@ -13,10 +13,11 @@ from kubetune.gateway.v1 import gateway_pb2
 from kubetune.registry.v1 import registry_pb2
 from kubetune.tracking.v1 import tracking_pb2 as tpb
 from kubetune.tuning.v1 import tuning_pb2 as pb
+from services.common.prediction_input import BadTable, Column
 from ui import charts
 from ui.dataset_upload import name_from_filename
 from ui.layout import health_summary
-from ui.predict_rows import parse_rows, result_rows, to_csv
+from ui.predict_rows import form_row, parse_rows, result_rows, to_csv
 from ui.run_table import Filter, Pager, RunQuery, compare_rows, run_row
 from ui.search_form import default_rows, size_text, spec_error
 from ui.study_state import LiveStudy
@@ -199,16 +200,36 @@ def test_run_rows_and_comparison():
     assert rows[0]["b"] == "–"
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("x0,x1\n1,2\n3,4", [["1", "2"], ["3", "4"]]),
-    ("x1,x0,target\n2,1,9", [["1", "2"]]),  # reordered by header; extra column dropped
-    ("1;2\n3;4", [["1", "2"], ["3", "4"]]),
-    ("0,1,2", [["1", "2"]]),  # a leading index column
-    ("idx,a,b\n7,1,2", [["1", "2"]]),  # another header, then an index
+@pytest.mark.parametrize("text,names,expected", [
+    ("x0,x1\n1,2\n3,4", ["x0", "x1"], [["1", "2"], ["3", "4"]]),
+    ("x1,x0,target\n2,1,9", ["x1", "x0", "target"], [["2", "1", "9"]]),  # by name; the target is reported
+    ("1;2\n3;4", ["x0", "x1"], [["1", "2"], ["3", "4"]]),  # no header: the first row is data, kept
+    ("1,\nNA,red", ["x0", "x1"], [["1", ""], ["NA", "red"]]),  # missing values; a category
 ])
-def test_parse_prediction_rows(text, expected):
-    rows, _ = parse_rows(text, ["x0", "x1"])
-    assert rows == expected
+def test_parse_prediction_rows(text, names, expected):
+    columns = [Column("x0"), Column("x1", "categorical")]
+    got_names, rows, ignored = parse_rows(text, columns)
+    assert (got_names, rows) == (names, expected)
+    assert ignored == (["target"] if "target" in names else [])
+
+
+@pytest.mark.parametrize("text,message", [
+    ("", "The CSV is empty"),
+    ("0,1,2", "The CSV has no header row (its first row is data) and 3 values per row"),
+    ("x0,x1\n1,a\nb,c", "The CSV line 3, column 'x0': 'b' is not a number"),
+    ("x1\nred", "The CSV: the model needs column x0, missing from the header (x1)"),
+])
+def test_prediction_rows_refused_with_the_reason(text, message):
+    with pytest.raises(BadTable) as err:
+        parse_rows(text, [Column("x0"), Column("x1", "categorical")])
+    assert str(err.value).startswith(message)
+
+
+def test_one_row_from_the_form():
+    columns = [Column("age"), Column("city", "categorical"), Column("member", "boolean")]
+    assert form_row({"age": "31", "city": "Paris"}, columns) == ["31", "Paris", ""]
+    with pytest.raises(BadTable, match="age: 'old' is not a number"):
+        form_row({"age": "old"}, columns)
 
 
 def test_prediction_results_to_csv():

@@ -1,16 +1,18 @@
 """Models: registered models, their versions with lineage, aliases (move `champion`),
-and predictions from pasted rows or a CSV file, downloadable."""
+and predictions from a form of the model's columns, pasted rows or a CSV file,
+downloadable."""
 
 from __future__ import annotations
 
 from nicegui import ui
 
 from kubetune.registry.v1 import registry_pb2 as rpb
+from services.common.prediction_input import BOOLEAN, NUMERIC, BadTable, Column, columns_of
 from ui.calls import attempt
 from ui.context import ctx
 from ui.formatting import number, when
 from ui.layout import layout, section
-from ui.predict_rows import feature_rows, parse_rows, result_rows, to_csv
+from ui.predict_rows import feature_rows, form_row, parse_rows, result_rows, to_csv
 
 # The saved epoch's numbers (a trial's val_loss is its saved epoch's): the test split's
 # in the target's units first, then the validation loss the study selected on.
@@ -80,6 +82,7 @@ class ModelsPage:
         self.wanted = name
         self.alias_form = {"alias": "champion", "version": None}
         self.predict_form = {"model": None, "text": ""}
+        self.row_values: dict[str, str] = {}
         self.results: list[dict] = []
 
     def build(self) -> None:
@@ -110,22 +113,29 @@ class ModelsPage:
                         ui.button("Set alias", icon="label", on_click=self.set_alias).mark("set-alias")
                 with section("Predict"):
                     with ui.row().classes("items-center gap-3 w-full"):
-                        self.predict_model = ui.select([], label="Model").bind_value(
+                        self.predict_model = ui.select([], label="Model", on_change=self.render_inputs).bind_value(
                             self.predict_form, "model").props("outlined dense").classes("w-64").mark("predict-model")
                         self.features_label = ui.label("").classes("text-caption text-grey-8")
+                    ui.label("One row: leave a value empty when it is missing.").classes("text-caption text-grey-8")
+                    self.inputs_row = ui.row().classes("w-full gap-2 items-start").mark("predict-inputs")
                     with ui.row().classes("w-full gap-4 items-start no-wrap"):
-                        self.textarea = ui.textarea("Rows to predict (CSV; a header row naming the features is "
-                                                    "optional)").bind_value(self.predict_form, "text").props(
+                        self.textarea = ui.textarea("Rows to predict (CSV; a header row names the columns, in any "
+                                                    "order; without one, all the model's columns in order)"
+                                                    ).bind_value(self.predict_form, "text").props(
                             "outlined").classes("grow font-mono").mark("predict-rows")
                         ui.upload(on_upload=self.on_csv, auto_upload=True, label="or drop a CSV",
                                   max_files=1).props('accept=".csv,.txt" flat bordered').classes("w-64")
                     with ui.row().classes("items-center gap-3"):
                         self.predict_button = ui.button("Predict", icon="play_arrow", on_click=self.predict).mark(
                             "predict-button")
+                        self.predict_row_button = ui.button("Predict the row", icon="play_arrow",
+                                                            on_click=self.predict_row).props("outline").mark(
+                            "predict-row-button")
                         self.download_button = ui.button("Download CSV", icon="download",
                                                          on_click=self.download).props("outline").mark("download")
                         self.download_button.set_visibility(False)
                         self.predict_info = ui.label("").classes("text-grey-8").mark("predict-info")
+                    self.predict_error = ui.label("").classes("text-negative").mark("predict-error")
                     self.predictions = ui.table(columns=[], rows=[], row_key="row").classes("w-full").props(
                         "flat dense").mark("predictions")
             self.detail.set_visibility(False)
@@ -180,19 +190,35 @@ class ModelsPage:
         refs = [f"{m.name}@{a}" for a in sorted(m.aliases)] + [f"{m.name}/{v}" for v in versions]
         current = self.predict_form["model"]
         self.predict_model.set_options(refs, value=current if current in refs else (refs[0] if refs else None))
-        features = list(m.versions[0].feature_names) if m.versions else []
-        self.features_label.text = f"features, in order: {', '.join(features)}" if features else ""
-        if features and not self.predict_form["text"]:
-            self.textarea.props(f'placeholder="{",".join(features)}"')
+        self.render_inputs()
 
-    def feature_names(self) -> list[str]:
+    def input_columns(self) -> list[Column]:
+        """The chosen version's input columns, with their kinds."""
         m = self.current
         ref = self.predict_form["model"] or ""
         if m is None:
             return []
         version = ref.split("/", 1)[1] if "/" in ref else m.aliases.get(ref.split("@", 1)[-1], "")
         chosen = next((v for v in m.versions if v.version == version), m.versions[0] if m.versions else None)
-        return list(chosen.feature_names) if chosen else []
+        return columns_of(chosen) if chosen else []
+
+    def render_inputs(self, *_args) -> None:
+        """One input per column of the chosen version, by name, typed by its kind."""
+        columns = self.input_columns()
+        self.features_label.text = ("columns: " + ", ".join(f"{c.name} ({c.kind})" for c in columns)
+                                    if columns else "")
+        if columns and not self.predict_form["text"]:
+            self.textarea.props(f'placeholder="{",".join(c.name for c in columns)}"')
+        self.row_values = {c.name: self.row_values.get(c.name, "") for c in columns}
+        self.inputs_row.clear()
+        with self.inputs_row:
+            for c in columns:
+                if c.kind == BOOLEAN:
+                    field = ui.select(["", "true", "false"], label=f"{c.name} (boolean)")
+                else:
+                    field = ui.input(f"{c.name} ({c.kind})", placeholder="number" if c.kind == NUMERIC else "text")
+                field.bind_value(self.row_values, c.name).props("outlined dense").classes("w-40").mark(
+                    f"input-{c.name}")
 
     async def set_alias(self) -> None:
         alias, version = (self.alias_form["alias"] or "").strip(), self.alias_form["version"]
@@ -218,16 +244,42 @@ class ModelsPage:
         e.sender.reset()
         ui.notify(f"Loaded {e.file.name}; press Predict.")
 
+    def refuse(self, message: str) -> None:
+        self.predict_error.text = message
+        ui.notify(message, type="warning", multi_line=True)
+
     async def predict(self) -> None:
+        """The pasted or uploaded rows, read by the CLI's rules."""
         ref = self.predict_form["model"]
-        features = self.feature_names()
-        rows, names = parse_rows(self.predict_form["text"] or "", features)
-        if not ref or not rows:
-            ui.notify("Choose a model and give at least one row.", type="warning")
+        if not ref:
+            self.refuse("Choose a model first.")
             return
+        try:
+            names, rows, _ignored = parse_rows(self.predict_form["text"] or "", self.input_columns())
+        except BadTable as exc:
+            self.refuse(str(exc))
+            return
+        await self.send(ref, names, rows)
+
+    async def predict_row(self) -> None:
+        """The one row of the form's inputs."""
+        ref, columns = self.predict_form["model"], self.input_columns()
+        if not ref or not columns:
+            self.refuse("Choose a model first.")
+            return
+        try:
+            row = form_row(self.row_values, columns)
+        except BadTable as exc:
+            self.refuse(str(exc))
+            return
+        await self.send(ref, [c.name for c in columns], [row])
+
+    async def send(self, ref: str, names: list[str], rows: list[list[str]]) -> None:
+        """Predicts the rows; the registry reports the columns the model ignores."""
+        self.predict_error.text = ""
         self.predict_button.props("loading")
-        response = await attempt("Predict", rpb.PredictRequest(model=ref, rows=feature_rows(rows)), "Predicting",
-                                 timeout=120)
+        response = await attempt("Predict", rpb.PredictRequest(model=ref, columns=names, rows=feature_rows(rows)),
+                                 "Predicting", timeout=120)
         self.predict_button.props(remove="loading")
         if response is None:
             return
@@ -237,7 +289,9 @@ class ModelsPage:
                                      else "left", "classes": "text-weight-bold" if k == "prediction" else "",
                                      "headerClasses": "text-primary" if k == "prediction" else ""} for k in keys]
         self.predictions.rows = self.results
-        self.predict_info.text = f"{len(self.results)} predictions from {ref} (version {response.version})"
+        self.predict_info.text = f"{len(self.results)} predictions from {ref} (version {response.version})" + (
+            f"; ignored columns the model does not use: {', '.join(response.ignored_columns)}"
+            if response.ignored_columns else "")
         self.download_button.set_visibility(True)
 
     def download(self) -> None:

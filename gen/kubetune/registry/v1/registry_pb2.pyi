@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ModelVersion(_message.Message):
-    __slots__ = ("name", "version", "run_id", "study_id", "trial", "dataset_version", "metrics", "aliases", "tags", "description", "created_by", "created_at", "source", "task_kind", "feature_names")
+    __slots__ = ("name", "version", "run_id", "study_id", "trial", "dataset_version", "metrics", "aliases", "tags", "description", "created_by", "created_at", "source", "task_kind", "feature_names", "inputs")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,7 @@ class ModelVersion(_message.Message):
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TASK_KIND_FIELD_NUMBER: _ClassVar[int]
     FEATURE_NAMES_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: str
     run_id: str
@@ -55,7 +56,16 @@ class ModelVersion(_message.Message):
     source: str
     task_kind: str
     feature_names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., run_id: _Optional[str] = ..., study_id: _Optional[str] = ..., trial: _Optional[int] = ..., dataset_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., aliases: _Optional[_Iterable[str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., description: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., task_kind: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ...) -> None: ...
+    inputs: _containers.RepeatedCompositeFieldContainer[InputColumn]
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., run_id: _Optional[str] = ..., study_id: _Optional[str] = ..., trial: _Optional[int] = ..., dataset_version: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., aliases: _Optional[_Iterable[str]] = ..., tags: _Optional[_Mapping[str, str]] = ..., description: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source: _Optional[str] = ..., task_kind: _Optional[str] = ..., feature_names: _Optional[_Iterable[str]] = ..., inputs: _Optional[_Iterable[_Union[InputColumn, _Mapping]]] = ...) -> None: ...
+
+class InputColumn(_message.Message):
+    __slots__ = ("name", "kind")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class RegisteredModel(_message.Message):
     __slots__ = ("name", "description", "tags", "aliases", "versions", "created_at", "updated_at")
@@ -218,12 +228,14 @@ class GetLineageResponse(_message.Message):
     def __init__(self, versions: _Optional[_Iterable[_Union[ModelVersion, _Mapping]]] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("model", "rows")
+    __slots__ = ("model", "rows", "columns")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     model: str
     rows: _containers.RepeatedCompositeFieldContainer[FeatureRow]
-    def __init__(self, model: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[FeatureRow, _Mapping]]] = ...) -> None: ...
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., rows: _Optional[_Iterable[_Union[FeatureRow, _Mapping]]] = ..., columns: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FeatureRow(_message.Message):
     __slots__ = ("values", "text_values")
@@ -251,11 +263,13 @@ class Prediction(_message.Message):
     def __init__(self, value: _Optional[float] = ..., label: _Optional[str] = ..., probabilities: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
-    __slots__ = ("model", "version", "predictions")
+    __slots__ = ("model", "version", "predictions", "ignored_columns")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     PREDICTIONS_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: str
     predictions: _containers.RepeatedCompositeFieldContainer[Prediction]
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ...) -> None: ...
+    ignored_columns: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., predictions: _Optional[_Iterable[_Union[Prediction, _Mapping]]] = ..., ignored_columns: _Optional[_Iterable[str]] = ...) -> None: ...

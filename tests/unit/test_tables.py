@@ -59,7 +59,7 @@ def test_columns_ids_dates_and_missing_values():
         assert frame[s.id_column].str.fullmatch(r"cust-\d{6}").all()
         dates = pd.to_datetime(frame[s.date_column], format="%Y-%m-%d")
         assert dates.min() >= pd.Timestamp("2020-01-01") and dates.max() <= pd.Timestamp("2024-01-01")
-        assert frame[s.target].notna().all()
+        assert frame[table.target].notna().all()
         for column in s.missing_columns:
             assert frame[column].isna().sum() == 18, column  # round(0.06 * 300)
         assert frame[list(s.boolean)].notna().all().all() and frame["is_member"].dtype == bool
@@ -69,7 +69,7 @@ def test_columns_ids_dates_and_missing_values():
             assert frame[column].dtype == np.float64, column
         assert set(s.informative) | set(s.uninformative) == set(s.features)
         if s.classification:
-            assert sorted(frame[s.target].unique()) == list(s.classes)
+            assert sorted(frame[table.target].unique()) == list(s.classes)
 
 
 def test_class_counts_and_sizes():

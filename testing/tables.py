@@ -49,8 +49,11 @@ MISSING_COLUMNS = NUMERIC + CATEGORICAL
 
 # Regression target: spend = SPEND_BASE + SPEND_SCALE * (f + N(0, 1)).
 SPEND_BASE, SPEND_SCALE = 50.0, 5.0
-# Binary: P(churned) = sigmoid(f - F_MEAN), f's expectation under the row distribution,
-# so the classes come out near even.
+# Binary: P(churned) = sigmoid(BINARY_SCALE (f - F_MEAN)), F_MEAN f's expectation under the
+# row distribution, so the classes come out near even. The scales keep label noise low
+# enough that the non-linear terms separate a flexible model from a linear one.
+BINARY_SCALE = 2.0
+CLASS_SCALE = 3.0
 F_MEAN = float(
     COMPONENT_WEIGHT[3] * (PLAN_SHARE @ PLAN_SLOPE) * 0.5
     + COMPONENT_WEIGHT[4] * (REGION_SHARE @ REGION_EFFECT)
@@ -193,20 +196,20 @@ def regression_table(rows: int = 300, seed: int = 0, missing: float = 0.08) -> T
 
 
 def binary_table(rows: int = 300, seed: int = 0, missing: float = 0.08) -> Table:
-    """Target `outcome` ("churned" / "stayed"): P(churned) = sigmoid(f - E f)."""
+    """Target `outcome` ("churned" / "stayed"): P(churned) = sigmoid(2 (f - E f))."""
     _check(rows, missing)
     rng = np.random.default_rng(seed)
     columns, parts = _components(rows, rng)
-    p = 1.0 / (1.0 + np.exp(-(parts.sum(axis=1) - F_MEAN)))
+    p = 1.0 / (1.0 + np.exp(-BINARY_SCALE * (parts.sum(axis=1) - F_MEAN)))
     y = np.where(rng.random(rows) < p, "churned", "stayed").astype(object)
     _punch_holes(columns, missing, rng)
-    formula = f"P(outcome = churned) = sigmoid(f - {F_MEAN:.3f}); {F_TEXT}"
+    formula = f"P(outcome = churned) = sigmoid({BINARY_SCALE:g} (f - {F_MEAN:.3f})); {F_TEXT}"
     return Table(f"mixed-binary-{rows}", _frame(columns, "outcome", y), "outcome",
                  _structure("binary", missing, formula, classes=("churned", "stayed")))
 
 
 def multiclass_table(rows: int = 300, seed: int = 0, missing: float = 0.08, classes: int = 4) -> Table:
-    """Target `tier` (3-5 labels): drawn from softmax(1.5 * W_class . components)."""
+    """Target `tier` (3-5 labels): drawn from softmax(3 W_class . components)."""
     _check(rows, missing)
     if not 3 <= classes <= len(TIERS):
         raise ValueError(f"classes must be 3 to {len(TIERS)}, got {classes}")
@@ -214,10 +217,10 @@ def multiclass_table(rows: int = 300, seed: int = 0, missing: float = 0.08, clas
     columns, parts = _components(rows, rng)
     # Standardised components, so no single wide one decides the class alone.
     scaled = parts / np.where(COMPONENT_WEIGHT == 0, 1.0, COMPONENT_WEIGHT)
-    logits = 1.5 * scaled @ CLASS_WEIGHTS[:classes].T
+    logits = CLASS_SCALE * scaled @ CLASS_WEIGHTS[:classes].T
     y = np.array(TIERS, dtype=object)[np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)]
     _punch_holes(columns, missing, rng)
-    formula = (f"tier ~ softmax(1.5 W c) over {classes} tiers, W fixed (CLASS_WEIGHTS), "
+    formula = (f"tier ~ softmax({CLASS_SCALE:g} W c) over {classes} tiers, W fixed (CLASS_WEIGHTS), "
                f"c = the unweighted components of f; {F_TEXT}")
     return Table(f"mixed-multiclass-{rows}", _frame(columns, "tier", y), "tier",
                  _structure("multiclass", missing, formula, classes=TIERS[:classes]))

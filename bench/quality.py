@@ -247,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     table_list = bench_tables(args.rows, args.small_rows)
     if args.only:
         wanted = set(args.only.split(","))
+        if unknown := wanted - {t.name for t in table_list}:
+            parser.error(f"--only: no table named {', '.join(sorted(unknown))}; "
+                         f"tables: {', '.join(t.name for t in table_list)}")
         table_list = [t for t in table_list if t.name in wanted]
     started = time.perf_counter()
     rows = sklearn_part(table_list)

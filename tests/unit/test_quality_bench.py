@@ -19,8 +19,8 @@ def test_sklearn_part_on_small_tables_writes_the_table(tmp_path, capsys):
                      "sklearn-diabetes", "sklearn-breast-cancer", "sklearn-wine"]
     for line in body:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        _, rows, task, metric, network, hgb, linear, ratio, target, tuning = cells
-        assert network == ratio == tuning == "—" and target == "(< 5,000 rows)"
+        _, rows, task, metric, network, hgb, linear, ratio, target, baseline, tuning = cells
+        assert network == ratio == baseline == tuning == "—" and target == "(< 5,000 rows)"
         assert metric == ("test rmse" if task == "regression" else "test accuracy")
         for value in (float(hgb), float(linear)):
             assert math.isfinite(value) and value > 0

@@ -198,7 +198,7 @@ def network_part(gateway, rows: list[Row], args, mlflow_uri: str = "") -> None:
 def _fmt(value: float | None, metric: str) -> str:
     if value is None:
         return "—"
-    return f"{value:.3f}" if metric == "accuracy" else f"{value:.4g}"
+    return f"{value:.3f}" if metric == "accuracy" else f"{value:#.4g}".rstrip(".")
 
 
 def render(rows: list[Row], args_line: str) -> str:

@@ -31,7 +31,6 @@ from testing import reference, tables
 from testing.reference import Scores
 from testing.tables import Table
 
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 RESULTS = Path(__file__).resolve().parent / "results" / "quality.md"
 TARGET_ROWS = 5000
 UPLOAD_CHUNK = 1 << 20
@@ -131,24 +130,7 @@ def study_spec(table: Table, dataset: str, args):
     )
 
 
-def logged_model_score(mlflow_uri: str, run, table: Table) -> float:
-    """The best trial's logged model on the bench's test rows: for runs that record no
-    per-split metric (a platform before issue 13)."""
-    import json
-
-    import mlflow
-
-    from services.common import lineage
-
-    mlflow.set_tracking_uri(mlflow_uri)
-    model = mlflow.pyfunc.load_model(run.model_uri or lineage.model_uri(run.run_id))
-    test = reference.platform_split(table)["test"]
-    columns = json.loads(run.tags.get(lineage.TAG_FEATURES, "null")) or list(table.structure.features)
-    predicted = model.predict(table.frame.iloc[test][columns].reset_index(drop=True))["prediction"]
-    return reference.score(table, table.frame[table.target].iloc[test], predicted)
-
-
-def network_part(gateway, rows: list[Row], args, mlflow_uri: str = "") -> None:
+def network_part(gateway, rows: list[Row], args) -> None:
     """Fills each row's network figure, or its note saying why there is none."""
     import grpc
 
@@ -178,11 +160,8 @@ def network_part(gateway, rows: list[Row], args, mlflow_uri: str = "") -> None:
                 row.study_baseline = study.baseline.metrics[name]
             if name in run.metrics:
                 row.network = run.metrics[name]
-            elif mlflow_uri:
-                row.network = logged_model_score(mlflow_uri, run, table)
-                row.note += f"no {name} in the run: its logged model scored here on the test split"
             else:
-                row.note += f"no {name} in the run (a platform before issue 13)"
+                row.note += f"no {name} in the best trial's run {run.run_id}"
             row.extra["study"] = study.id
         except grpc.RpcError as exc:
             row.note += f"{exc.code().name}: {exc.details()}"
@@ -240,7 +219,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=2, help="trials at once (and workers started here)")
     parser.add_argument("--study-timeout", type=float, default=1800)
     parser.add_argument("--gateway", default="", help="a running platform's gateway; default: start one here")
-    parser.add_argument("--mlflow", default="", help="that platform's MLflow, to score models of runs without test metrics")
     parser.add_argument("--no-network", action="store_true", help="scikit-learn models only")
     parser.add_argument("--only", default="", help="comma-separated table names (default: all)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1,000-row tables, 2 trials of 3 epochs")
@@ -266,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             from kubetune.gateway.v1 import gateway_pb2_grpc
 
             with grpc.insecure_channel(args.gateway) as ch:
-                network_part(gateway_pb2_grpc.GatewayStub(ch), rows, args, args.mlflow)
+                network_part(gateway_pb2_grpc.GatewayStub(ch), rows, args)
         else:
             from tests.platform import running_platform
 
@@ -274,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                     running_platform(Path(tmp), workers=args.parallel, sample=False) as platform:
                 ch, gateway = platform.stub()
                 with ch:
-                    network_part(gateway, rows, args, platform.mlflow_uri)
+                    network_part(gateway, rows, args)
     where = "no network" if args.no_network else f"{args.trials} trials x {args.epochs} epochs"
     text = render(rows, where)
     print(text)

@@ -4,7 +4,6 @@ regression with median imputation, missing indicators, one-hot and standardisati
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,14 +33,11 @@ def class_indices(table: Table) -> np.ndarray | None:
 
 
 def platform_split(table: Table, seed: int = DEFAULT_SPLIT_SEED) -> dict[str, np.ndarray]:
-    """Row indices of train/val/test exactly as a worker splits the stored table:
-    `split_indices(n, seed, labels)`, stratified where the worker's version takes labels."""
+    """Row indices of train/val/test exactly as a worker splits the stored table (no row
+    of these tables lacks its target, so the stored rows are the table's, in order)."""
     from services.tuning.worker.training import split_indices
 
-    labels = class_indices(table)
-    if labels is not None and "labels" in inspect.signature(split_indices).parameters:
-        return split_indices(table.rows, seed, labels)
-    return split_indices(table.rows, seed)
+    return split_indices(table.rows, seed, class_indices(table))
 
 
 def features(table: Table) -> pd.DataFrame:

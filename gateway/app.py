@@ -93,7 +93,7 @@ async def start(settings: Settings) -> Server:
     hub = EventHub(bus, *subjects.EVENT_PATTERNS)
     local = LocalMethods(hub, channels, addresses, bus)
     proxy = Proxy(channels, addresses, auth, settings.deadline_s,
-                  {name: getattr(local, name) for name in api.LOCAL})
+                  {name: getattr(local, name) for name in api.LOCAL}, long_deadline_s=settings.long_deadline_s)
     handlers = {route.name: proxy.handler(route) for route in api.routes()}
 
     def register(server):

@@ -17,6 +17,8 @@ class Settings(PartSettings):
     tracking_address: str = address_of("tracking")
     registry_address: str = address_of("registry")
     deadline_s: float = Field(30.0, description="Deadline of every unary backend call.")
+    long_deadline_s: float = Field(3600.0, description="Deadline of the long-running calls (the `long_running` "
+                                   "option: RegisterDataset, UploadDataset), which download and validate whole datasets.")
     tokens: str = Field("", description="`token:role,token:role`; empty (and no tokens_file): auth off.")
     tokens_file: str = Field("", description="File of `token role` lines (a mounted Kubernetes Secret).")
     tls_cert: str = Field("", description="PEM certificate; with tls_key, the listener uses TLS.")

@@ -19,7 +19,7 @@ from gateway import validation
 from gateway.auth import ROLE_NAMES, Authenticator
 from gateway.routes import Route
 from services.common.clients import StreamReader
-from services.common.errors import KubetuneError, drain, status_for
+from services.common.errors import KubetuneError, clipped, drain, status_for
 
 log = logging.getLogger("gateway.access")
 
@@ -81,7 +81,8 @@ class Call:
             self.code, message = status_for(exc)
             if self.code == grpc.StatusCode.INTERNAL:
                 log.exception("gateway error in %s", self.route.name, extra={"request_id": self.request_id})
-        await self.context.abort(self.code, f"{message} [request {self.request_id}]",
+        # Clipped here too: a backend's message (or a peer's) may be any size.
+        await self.context.abort(self.code, f"{clipped(message)} [request {self.request_id}]",
                                  trailing_metadata=(("x-request-id", self.request_id),))
 
     def done(self):
@@ -108,16 +109,19 @@ def _validated(iterator):
 
 class Proxy:
     def __init__(self, channels: dict[str, grpc.aio.Channel], addresses: dict[str, str], auth: Authenticator,
-                 deadline_s: float, local: dict[str, Callable]):
+                 deadline_s: float, local: dict[str, Callable], long_deadline_s: float = 3600.0):
         self.channels = channels
         self.addresses = addresses
         self.auth = auth
         self.deadline_s = deadline_s
+        self.long_deadline_s = long_deadline_s
         self.local = local
 
-    def _deadline(self, context) -> float:
+    def _deadline(self, context, route: Route) -> float:
+        """The caller's own deadline, capped by the gateway's for this kind of call."""
+        cap = self.long_deadline_s if route.long_running else self.deadline_s
         remaining = context.time_remaining()
-        return min(self.deadline_s, remaining) if remaining is not None else self.deadline_s
+        return min(cap, remaining) if remaining is not None else cap
 
     def handler(self, route: Route):
         if route.backend:
@@ -137,7 +141,12 @@ class Proxy:
 
         def rpc_error(exc):
             if isinstance(exc, grpc.aio.AioRpcError):
-                return explain_backend(route.backend, self.addresses.get(route.backend, ""), exc)
+                explained = explain_backend(route.backend, self.addresses.get(route.backend, ""), exc)
+                if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                    setting = "LONG_DEADLINE_S" if route.long_running else "DEADLINE_S"
+                    cap = self.long_deadline_s if route.long_running else self.deadline_s
+                    explained.message += f" (the gateway waits at most {cap:g}s: KUBETUNE_GATEWAY_{setting})"
+                return explained
             return exc
 
         async def unary(request, context):
@@ -146,7 +155,7 @@ class Proxy:
                 validation.check(request)
                 if not route.backend:
                     return (await backend_call(request, context)).SerializeToString()
-                return await backend_call(request, timeout=self._deadline(context), metadata=call.metadata)
+                return await backend_call(request, timeout=self._deadline(context, route), metadata=call.metadata)
             except Exception as exc:  # noqa: BLE001 - every error becomes a status
                 await call.fail(rpc_error(exc))
             finally:
@@ -155,7 +164,10 @@ class Proxy:
         async def client_stream(requests, context):
             call = await self._open(route, context, requests)
             try:
-                return await backend_call(_validated(requests), timeout=self._deadline(context) * 10, metadata=call.metadata)
+                # A stream's time is mostly the client sending: ten times the unary cap, unless
+                # the method is long-running and has its own.
+                timeout = self._deadline(context, route) * (1 if route.long_running else 10)
+                return await backend_call(_validated(requests), timeout=timeout, metadata=call.metadata)
             except Exception as exc:  # noqa: BLE001
                 await call.fail(rpc_error(exc))
             finally:

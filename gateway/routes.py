@@ -37,6 +37,7 @@ class Route:
     response: type
     client_streaming: bool
     server_streaming: bool
+    long_running: bool = False
 
     @property
     def path(self) -> str:
@@ -73,5 +74,6 @@ def routes() -> list[Route]:
             response=GetMessageClass(method.output_type),
             client_streaming=method.client_streaming,
             server_streaming=method.server_streaming,
+            long_running=method.GetOptions().Extensions[options_pb2.long_running],
         ))
     return out

@@ -59,7 +59,8 @@ def running_platform(home: Path, *, workers: int = 2, ui: bool = False, env: dic
                      sample: bool = True, mlflow_backend: str = ""):
     ports = {name: free_port() for name in PORTS}
     parts = plan(home, workers, ports, worker_ports=[free_port() for _ in range(workers)], ui=ui,
-                 env={"KUBETUNE_WORKER_ACK_WAIT_S": "6", **(env or {})}, mlflow_backend=mlflow_backend)
+                 env={"KUBETUNE_WORKER_ACK_WAIT_S": "6", "KUBETUNE_WORKER_HEARTBEAT_S": "1",
+                      "KUBETUNE_TRIAL_GRACE_S": "6", **(env or {})}, mlflow_backend=mlflow_backend)
     supervisor = Supervisor(home, parts)
     watcher = threading.Thread(target=supervisor.supervise, daemon=True)
     try:

@@ -17,14 +17,29 @@ log = logging.getLogger(__name__)
 
 # A status message travels in a gRPC trailer, and a peer refuses trailers over 16 KiB
 # (the caller then sees RESOURCE_EXHAUSTED "Stream removed" instead of the reason).
-# Messages may quote user input, so they are cut to a size any peer accepts.
+# Messages may quote user input, so they are cut to a size any peer accepts: measured
+# as gRPC sends it, percent-encoded (each byte of a non-ASCII character takes 3).
 MAX_MESSAGE_CHARS = 2000
+MAX_MESSAGE_WIRE_BYTES = 6000
+
+
+def wire_size(message: str) -> int:
+    """Bytes of the message in the grpc-message trailer: printable ASCII but '%' as is,
+    every other UTF-8 byte as %XX."""
+    return sum(1 if 0x20 <= b <= 0x7E and b != 0x25 else 3 for b in message.encode("utf-8", "surrogatepass"))
 
 
 def clipped(message: str) -> str:
-    if len(message) <= MAX_MESSAGE_CHARS:
+    if len(message) <= MAX_MESSAGE_CHARS and wire_size(message) <= MAX_MESSAGE_WIRE_BYTES:
         return message
-    return f"{message[:MAX_MESSAGE_CHARS]}... ({len(message) - MAX_MESSAGE_CHARS} more characters)"
+    budget, cut = MAX_MESSAGE_WIRE_BYTES - 60, 0  # room for the note on what was cut
+    for cut, char in enumerate(message[:MAX_MESSAGE_CHARS]):
+        budget -= wire_size(char)
+        if budget < 0:
+            break
+    else:
+        cut = min(len(message), MAX_MESSAGE_CHARS)
+    return f"{message[:cut]}... ({len(message) - cut} more characters)"
 
 
 class KubetuneError(Exception):

@@ -88,10 +88,11 @@ async def connect(url: str, name: str, **kwargs) -> nats.NATS:
     )
 
 
-def make_event(**payload: Message) -> events_pb2.Event:
-    """`make_event(trial_started=TrialStarted(...))`: an Event with a fresh id and time."""
+def make_event(event_id: str = "", **payload: Message) -> events_pb2.Event:
+    """`make_event(trial_started=TrialStarted(...))`: an Event with a fresh id (or the
+    given one: a fact that may be published again, deduplicated by it) and time."""
     (field, message), = payload.items()
-    event = events_pb2.Event(id=uuid.uuid4().hex)
+    event = events_pb2.Event(id=event_id or uuid.uuid4().hex)
     event.time.GetCurrentTime()
     getattr(event, field).CopyFrom(message)
     return event
@@ -130,8 +131,8 @@ class EventBus:
             await declare_streams(bus.js)
         return bus
 
-    async def publish(self, **payload: Message) -> events_pb2.Event:
-        event = make_event(**payload)
+    async def publish(self, event_id: str = "", **payload: Message) -> events_pb2.Event:
+        event = make_event(event_id, **payload)
         subject = subject_of(event)
         # The event id doubles as the JetStream message id: a retried publish is stored once.
         await retry_async(lambda: self.js.publish(subject, encode(event), headers={"Nats-Msg-Id": event.id}),

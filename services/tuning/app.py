@@ -69,14 +69,15 @@ async def start(settings: Settings) -> Server:
     async def purge_tickets(study_id: str):
         await bus.js.purge_stream(subjects.WORK_STREAM, subject=subjects.ticket_subject(study_id))
 
-    async def publish(**payload):
-        await bus.publish(**payload)
+    async def publish(event_id: str = "", **payload):
+        await bus.publish(event_id, **payload)
 
     studies = StudyManager(
         storage,
         StudyPorts(get_dataset, create_study_run, publish, send_ticket, purge_tickets),
         max_trials=settings.max_trials,
         max_parallel=settings.max_parallel,
+        trial_grace_s=settings.trial_grace_s,
     )
     hub = EventHub(bus, "kubetune.tuning.*.*")
 

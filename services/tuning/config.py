@@ -3,7 +3,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.config import PORTS, PartSettings, address_of
+from services.common.config import PORTS, PartSettings, address_of, shared
 
 
 def storage_url():
@@ -12,6 +12,11 @@ def storage_url():
         validation_alias=AliasChoices("KUBETUNE_TUNING_STORAGE_URL"),
         description="Optuna storage URL; empty: SQLite under the data home. PostgreSQL for many machines.",
     )
+
+
+def trial_grace_s():
+    return shared("trial_grace_s", 30.0, "A RUNNING trial with no heartbeat for this long lost its worker: it is "
+                  "finished from its saved end or failed, and its ticket runs again (several heartbeats long).")
 
 
 class Settings(PartSettings):
@@ -25,3 +30,4 @@ class Settings(PartSettings):
     max_parallel: int = Field(64, description="Most trials of one study that may run at once.")
     data_address: str = address_of("data")
     tracking_address: str = address_of("tracking")
+    trial_grace_s: float = trial_grace_s()

@@ -8,10 +8,15 @@ import datetime as dt
 from pathlib import Path
 
 import optuna
+import sqlalchemy
+import sqlalchemy.orm
 from google.protobuf import json_format
 from optuna.storages._cached_storage import _CachedStorage
+from optuna.storages._rdb import models as optuna_models
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
+from kubetune.events.v1 import events_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common.sqlite import use_wal
 
@@ -25,6 +30,8 @@ CREATED = "kubetune:created_at"
 FINISHED = "kubetune:finished_at"
 # The study's linear baseline, once a worker fitted it: {"model", "run_id", "metrics", "error"}.
 BASELINE = "kubetune:baseline"
+# The study's time budget (spec.timeout_seconds) counts from its last resume, or its creation.
+RESUMED = "kubetune:resumed_at"
 # Tickets carry sequence numbers 0, 1, 2...: ISSUED is the next one. Tickets below
 # VOID_BELOW were purged when the study stopped and will never run.
 ISSUED = "kubetune:tickets_issued"
@@ -98,6 +105,13 @@ def make_storage(url: str) -> Storage:
     return Storage(optuna.storages.RDBStorage(url, engine_kwargs=kwargs))
 
 
+def timed_out(spec: pb.StudySpec, attrs: dict) -> bool:
+    if not spec.timeout_seconds:
+        return False
+    since = dt.datetime.fromisoformat(attrs.get(RESUMED) or attrs[CREATED])
+    return (dt.datetime.now(dt.timezone.utc) - since).total_seconds() > spec.timeout_seconds
+
+
 def spec_to_json(spec: pb.StudySpec) -> str:
     return json_format.MessageToJson(spec, indent=None, preserving_proto_field_name=True)
 
@@ -107,16 +121,20 @@ def spec_from_attrs(attrs: dict) -> pb.StudySpec:
 
 
 def counts(trials: list[FrozenTrial]) -> dict[str, int]:
-    """Counts by state, abandoned trials left out (their tickets ran again)."""
+    """Counts by state, abandoned trials left out (their tickets ran again). A RUNNING
+    trial whose end is saved counts as that end: it is published, Optuna is told next."""
     out = {"running": 0, "complete": 0, "pruned": 0, "fail": 0, "abandoned": 0}
     for t in trials:
-        if t.state == TrialState.RUNNING:
+        state = t.state
+        if state == TrialState.RUNNING and T_END in t.system_attrs:
+            state = END_STATES[t.system_attrs[T_END]["kind"]]
+        if state == TrialState.RUNNING:
             out["running"] += 1
-        elif t.state == TrialState.COMPLETE:
+        elif state == TrialState.COMPLETE:
             out["complete"] += 1
-        elif t.state == TrialState.PRUNED:
+        elif state == TrialState.PRUNED:
             out["pruned"] += 1
-        elif t.state == TrialState.FAIL:
+        elif state == TrialState.FAIL:
             out["abandoned" if t.user_attrs.get(T_ABANDONED) else "fail"] += 1
     out["finished"] = out["complete"] + out["pruned"] + out["fail"]
     return out
@@ -138,3 +156,67 @@ def untaken_sequences(attrs: dict, trials: list[FrozenTrial]) -> list[int]:
 
 def ticket_id(study_id: str, sequence: int) -> str:
     return f"{study_id}-{sequence}"
+
+
+# -- a trial's end and its heartbeat ---------------------------------------------------
+# A trial's end event is saved on the trial, published, and only then the trial is
+# finished in Optuna: a finished trial's end has gone out at least once, and a RUNNING
+# trial whose worker died after saving it is finished from it (by a redelivered ticket
+# or by the tuning service's reclaim) instead of being run again.
+T_END = "kubetune:end_event"
+# Reclaimed by the tuning service (no heartbeat): a replacement ticket was issued, so a
+# later delivery of the trial's own ticket is not needed.
+T_RECLAIMED = "kubetune:reclaimed"
+END_STATES = {"trial_completed": TrialState.COMPLETE, "trial_pruned": TrialState.PRUNED, "trial_failed": TrialState.FAIL}
+
+
+def end_event_id(study_id: str, number: int) -> str:
+    """The one event id a trial's end goes out with, however many times it is published:
+    JetStream stores it once (within its duplicate window) and tracking writes it once."""
+    return f"{study_id}.{number}.end"
+
+
+def save_end(storage, trial_id: int, kind: str, payload) -> None:
+    """Raises optuna's UpdateFinishedTrialError when the trial was finished by someone else."""
+    storage.set_trial_system_attr(trial_id, T_END, {"kind": kind, "payload": payload.SerializeToString().hex()})
+
+
+def saved_end(trial: FrozenTrial):
+    """(kind, payload message) saved on the trial, or None."""
+    saved = trial.system_attrs.get(T_END)
+    if not saved:
+        return None
+    message = getattr(events_pb2.Event(), saved["kind"]).__class__.FromString(bytes.fromhex(saved["payload"]))
+    return saved["kind"], message
+
+
+def end_state(kind: str, payload) -> tuple[TrialState, list[float] | None]:
+    return END_STATES[kind], (list(payload.values) if kind == "trial_completed" else None)
+
+
+def stale_trial_ids(storage, study_key: int, grace_s: float) -> list[int]:
+    """RUNNING trials of a study whose worker is gone: no heartbeat for grace_s (read on
+    the database's clock, as Optuna does), or none ever and started grace_s ago."""
+    backend = storage._backend if isinstance(storage, _CachedStorage) else storage
+    grace = dt.timedelta(seconds=grace_s)
+    with _create_scoped_session(backend.scoped_session) as session:
+        db_now = session.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar().replace(tzinfo=None)
+        # Optuna stamps datetime_start with the creating process's local clock.
+        local_now = dt.datetime.now()
+        running = (session.query(optuna_models.TrialModel)
+                   .options(sqlalchemy.orm.selectinload(optuna_models.TrialModel.heartbeats))
+                   .filter(optuna_models.TrialModel.state == TrialState.RUNNING)
+                   .filter(optuna_models.TrialModel.study_id == study_key).all())
+        return [t.trial_id for t in running
+                if (db_now - t.heartbeats[0].heartbeat if t.heartbeats else local_now - t.datetime_start) > grace]
+
+
+def new_trial(storage, study_key: int, *, ticket: str, sequence: int, worker: str) -> int:
+    """A RUNNING trial that carries its ticket from the start (one transaction), as
+    `study.ask()` would create it: a trial can never exist without its ticket."""
+    template = FrozenTrial(
+        number=-1, state=TrialState.RUNNING, value=None, datetime_start=dt.datetime.now(),
+        datetime_complete=None, params={}, distributions={}, user_attrs={T_WORKER: worker},
+        system_attrs={T_TICKET: ticket, T_SEQUENCE: sequence}, intermediate_values={}, trial_id=-1,
+    )
+    return storage.create_new_trial(study_key, template_trial=template)

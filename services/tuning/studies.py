@@ -80,8 +80,10 @@ def best_trial(trials: list[FrozenTrial], directions: list[str]) -> FrozenTrial 
 
 
 class StudyManager:
-    def __init__(self, storage: optuna.storages.BaseStorage, ports: StudyPorts, *, max_trials: int, max_parallel: int):
+    def __init__(self, storage: optuna.storages.BaseStorage, ports: StudyPorts, *, max_trials: int, max_parallel: int,
+                 trial_grace_s: float = 30.0):
         self.storage = storage
+        self.trial_grace_s = trial_grace_s
         self.ports = ports
         self.max_trials = max_trials
         self.max_parallel = max_parallel
@@ -243,6 +245,9 @@ class StudyManager:
                 raise FailedPrecondition(f"study {study_id} is already running")
             if records.counts(trials)["finished"] >= spec.n_trials:
                 raise FailedPrecondition(f"study {study_id} already finished its {spec.n_trials} trials")
+            # A time budget counts from the resume: else a study that ran out of time
+            # would complete again at once, with no new trial.
+            await self._io(self.storage.set_study_user_attr, key, records.RESUMED, records.now_iso())
             await self._io(self.storage.set_study_user_attr, key, records.STATE, records.RUNNING)
             await self._io(self.storage.set_study_user_attr, key, records.VOID_BELOW, int(attrs.get(records.ISSUED, 0)))
             await self.ports.publish(study_resumed=ev.StudyResumed(study_id=study_id))
@@ -257,12 +262,12 @@ class StudyManager:
             key, attrs, directions, trials = await self._io(self._load, study_id)
             if attrs.get(records.STATE) != records.RUNNING:
                 return
+            if await self._reclaim(study_id, key, trials):
+                key, attrs, directions, trials = await self._io(self._load, study_id)
             spec = records.spec_from_attrs(attrs)
             c = records.counts(trials)
             remaining = spec.n_trials - c["finished"]
-            timed_out = bool(spec.timeout_seconds) and (
-                dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(attrs[records.CREATED])
-            ).total_seconds() > spec.timeout_seconds
+            timed_out = records.timed_out(spec, attrs)
             if (remaining <= 0 or timed_out) and c["running"] == 0:
                 await self._complete(study_id, key, attrs, directions, trials, c)
                 return
@@ -279,6 +284,33 @@ class StudyManager:
             await self._io(self.storage.set_study_user_attr, key, records.ISSUED, first + want)
             for seq in range(first, first + want):
                 await self.ports.send_ticket(pb.TrialTicket(study_id=study_id, ticket_id=records.ticket_id(study_id, seq), sequence=seq))
+
+    async def _reclaim(self, study_id: str, key: int, trials: list[FrozenTrial]) -> bool:
+        """RUNNING trials whose worker stopped beating (died at any instant, even on its
+        ticket's last delivery): each is finished from the end it saved, else failed as
+        abandoned, which frees its slot for a new ticket. True when any was."""
+        if not any(t.state == TrialState.RUNNING for t in trials):
+            return False
+        stale = set(await self._io(records.stale_trial_ids, self.storage, key, self.trial_grace_s))
+        for t in trials:
+            if t._trial_id not in stale:
+                continue
+            try:
+                saved = records.saved_end(t)
+                if saved is None:
+                    reason = (f"worker {t.user_attrs.get(records.T_WORKER, '?')} was lost (no heartbeat for "
+                              f"{self.trial_grace_s:g}s); the trial runs again")
+                    for attr, value in ((records.T_ABANDONED, True), (records.T_RECLAIMED, True), (records.T_REASON, reason)):
+                        await self._io(self.storage.set_trial_user_attr, t._trial_id, attr, value)
+                    saved = ("trial_failed", ev.TrialFailed(study_id=study_id, trial=t.number, reason=reason,
+                                                            mlflow_run_id=t.user_attrs.get(records.T_RUN, "")))
+                    await self._io(records.save_end, self.storage, t._trial_id, *saved)
+                await self.ports.publish(event_id=records.end_event_id(study_id, t.number), **{saved[0]: saved[1]})
+                await self._io(self.storage.set_trial_state_values, t._trial_id, *records.end_state(*saved))
+                log.warning("trial %s/%d reclaimed as %s", study_id, t.number, saved[0], extra={"study_id": study_id})
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass  # finished meanwhile by its worker, or by a redelivered ticket
+        return bool(stale)
 
     async def _complete(self, study_id, key, attrs, directions, trials, c) -> None:
         await self._io(self.storage.set_study_user_attr, key, records.STATE, records.COMPLETED)

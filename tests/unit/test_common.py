@@ -9,7 +9,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kubetune.events.v1 import events_pb2 as ev
 from kubetune.tuning.v1 import tuning_pb2, tuning_pb2_grpc
 from services.common import events, subjects
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, servicer_errors, status_for
+from services.common.errors import (
+    MAX_MESSAGE_WIRE_BYTES, FailedPrecondition, InvalidArgument, NotFound, servicer_errors, status_for, wire_size,
+)
 from services.common.logs import JsonFormatter
 from services.common.server import PortInUse, make_server
 from services.tuning.worker.config import Settings as WorkerSettings
@@ -178,3 +180,29 @@ def test_use_wal_puts_a_sqlite_file_in_wal_mode_and_leaves_other_urls(tmp_path):
     use_wal("postgresql://u@127.0.0.1/test")  # not touched: nothing to open
     use_wal("sqlite:///:memory:")
     assert [p.name for p in tmp_path.iterdir()] == ["sub"]
+
+
+@servicer_errors
+class _Quoting(tuning_pb2_grpc.TuningServiceServicer):
+    """Refuses, quoting the (long, non-ASCII) input, as domain messages do."""
+
+    async def GetStudy(self, request, context):
+        raise InvalidArgument(f"study_id: no study {request.study_id!r}", field="study_id")
+
+
+@pytest.mark.parametrize("char", ["数", "😀"])
+async def test_a_long_non_ascii_refusal_arrives_with_its_code_and_reason(char):
+    """gRPC percent-encodes the message in a trailer a peer caps at 16 KiB: 2,000 CJK
+    characters (18 KB encoded) or emoji (24 KB) used to arrive as RESOURCE_EXHAUSTED."""
+    server = await make_server("127.0.0.1:0", lambda s: (
+        tuning_pb2_grpc.add_TuningServiceServicer_to_server(_Quoting(), s), ["kubetune.tuning.v1.TuningService"])[1])
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await tuning_pb2_grpc.TuningServiceStub(ch).GetStudy(tuning_pb2.GetStudyRequest(study_id=char * 3000))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        details = err.value.details()
+        assert details.startswith("study_id: no study '" + char * 100) and "more characters)" in details
+        assert wire_size(details) <= MAX_MESSAGE_WIRE_BYTES
+    finally:
+        await server.stop(0)

@@ -22,6 +22,7 @@ from services.common.retry import grpc_transient, retry
 from services.common.server import Server, make_server
 from services.tuning import records
 from services.tuning.worker.config import Settings
+from services.tuning.worker.crash_points import CrashPoints
 from services.tuning.worker.datasets import DatasetCache
 from services.tuning.worker.trials import Outcome, Ports, TrialRunner
 
@@ -42,6 +43,9 @@ class Worker:
         self.task: asyncio.Task | None = None
         self.current: pb.TrialTicket | None = None
         self._pending: list = []
+        # The durable consumer's ack wait, as read back from NATS: a consumer made by an
+        # earlier deployment may differ from this worker's settings.
+        self.ack_wait_s = settings.ack_wait_s
 
     # Bridges for the trial thread: `make()` builds the coroutine on the worker's loop
     # (grpc.aio calls must be created there), and the thread waits for its result.
@@ -51,10 +55,10 @@ class Worker:
 
         return asyncio.run_coroutine_threadsafe(on_loop(), self.loop).result(timeout)
 
-    def publish(self, **payload) -> None:
+    def publish(self, event_id: str = "", **payload) -> None:
         """Publishes and waits for JetStream's ack, after every event sent before it."""
         self.settle()
-        self.call(lambda: self.bus.publish(**payload))
+        self.call(lambda: self.bus.publish(event_id, **payload))
 
     def publish_soon(self, **payload) -> None:
         """Per-epoch events: sent in order without the trial waiting for each ack;
@@ -76,17 +80,36 @@ class Worker:
 
         await self.bus.subscribe(subjects.STUDY_EVENTS, on_event)
 
-    async def consume(self) -> None:
-        sub = await self.bus.js.pull_subscribe(
-            subjects.ALL_TRIAL_TICKETS,
-            durable=subjects.WORKERS_CONSUMER,
-            stream=subjects.WORK_STREAM,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=self.settings.ack_wait_s,
-                max_deliver=self.settings.max_deliveries,
-            ),
+    def consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            durable_name=subjects.WORKERS_CONSUMER,
+            filter_subject=subjects.ALL_TRIAL_TICKETS,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.settings.ack_wait_s,
+            max_deliver=self.settings.max_deliveries,
         )
+
+    async def declare_consumer(self) -> None:
+        """Creates the shared durable consumer, or updates it to this worker's settings (a
+        bare pull_subscribe would keep whatever the first worker ever made), and keeps
+        what NATS says it is now."""
+        info = await self.bus.js.add_consumer(subjects.WORK_STREAM, self.consumer_config())
+        self.ack_wait_s = info.config.ack_wait or self.settings.ack_wait_s
+        if info.config.ack_wait != self.settings.ack_wait_s or info.config.max_deliver != self.settings.max_deliveries:
+            log.warning("the workers' consumer kept ack_wait %ss, max_deliver %s (this worker asked %ss, %s)",
+                        info.config.ack_wait, info.config.max_deliver, self.settings.ack_wait_s, self.settings.max_deliveries)
+
+    async def _refresh_ack_wait(self) -> None:
+        # Another deployment may have changed the consumer since: its keep-alives follow.
+        try:
+            info = await self.bus.js.consumer_info(subjects.WORK_STREAM, subjects.WORKERS_CONSUMER, timeout=2)
+            self.ack_wait_s = info.config.ack_wait or self.ack_wait_s
+        except Exception:  # noqa: BLE001 - keep the last value known
+            log.warning("reading the workers' consumer failed", exc_info=True)
+
+    async def consume(self) -> None:
+        await self.declare_consumer()
+        sub = await self.bus.js.pull_subscribe_bind(subjects.WORKERS_CONSUMER, stream=subjects.WORK_STREAM)
         try:
             await self._take_tickets(sub)
         finally:
@@ -109,6 +132,7 @@ class Worker:
     async def handle(self, msg) -> None:
         ticket = pb.TrialTicket.FromString(msg.data)
         self.current = ticket
+        await self._refresh_ack_wait()
         keepalive = asyncio.create_task(self._keep_alive(msg))
         try:
             outcome = await asyncio.to_thread(self.runner.run, ticket)
@@ -130,7 +154,7 @@ class Worker:
     async def _keep_alive(self, msg) -> None:
         """In-progress acks: a long trial keeps its ticket; a dead worker's ticket is redelivered."""
         while True:
-            await asyncio.sleep(self.settings.ack_wait_s / 3)
+            await asyncio.sleep(self.ack_wait_s / 3)
             try:
                 await msg.in_progress()
             except Exception:  # noqa: BLE001
@@ -169,6 +193,20 @@ async def start(settings: Settings) -> Server:
             # Both calls are safe to repeat: a read, and a run creation keyed by (study, trial).
             return retry(lambda: worker.call(make), transient=grpc_transient, budget_s=OUTAGE_BUDGET_S, what=what)
 
+        def study_stopped(study_id: str) -> bool:
+            """The set fed by study events is a hint (a core NATS subscription can miss
+            study_resumed): the storage has the last word, and a stale entry is dropped."""
+            if study_id not in worker.stopped_studies:
+                return False
+            try:
+                state = storage.get_study_user_attrs(storage.get_study_id_from_name(study_id)).get(records.STATE)
+            except Exception:  # noqa: BLE001 - the storage unreachable: trust the hint
+                return True
+            if state == records.RUNNING:
+                worker.stopped_studies.discard(study_id)
+                return False
+            return True
+
         ports = Ports(
             get_dataset=lambda ref: patiently(
                 lambda: data.GetDataset(data_pb2.GetDatasetRequest(ref=ref), timeout=CALL_TIMEOUT_S),
@@ -178,10 +216,12 @@ async def start(settings: Settings) -> Server:
                 f"creating the MLflow run of trial {request.study_id}/{request.trial}").run_id,
             publish=worker.publish,
             publish_soon=worker.publish_soon,
-            study_stopped=lambda study_id: study_id in worker.stopped_studies,
+            study_stopped=study_stopped,
             shutting_down=worker.shutting_down.is_set,
+            crash_point=CrashPoints(settings.crash_at, settings.crash_flags),
         )
-        return TrialRunner(storage, ports, cache, settings.name, settings.mlflow_uri)
+        return TrialRunner(storage, ports, cache, settings.name, settings.mlflow_uri,
+                           heartbeat_s=settings.heartbeat_s, grace_s=settings.trial_grace_s)
 
     worker = Worker(settings, bus, runner_factory)
     await worker.watch_studies()

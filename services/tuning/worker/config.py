@@ -7,7 +7,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.common.config import PORTS, PartSettings, address_of, mlflow_uri
-from services.tuning.config import storage_url
+from services.tuning.config import storage_url, trial_grace_s
 
 
 class Settings(PartSettings):
@@ -26,3 +26,7 @@ class Settings(PartSettings):
     ack_wait_s: float = Field(30.0, description="A ticket not acked or extended for this long is redelivered.")
     s3_endpoint_url: str = Field("", description="S3-compatible endpoint for datasets stored in S3; empty: AWS.")
     max_deliveries: int = Field(3, description="Times a ticket is tried before it is dropped.")
+    heartbeat_s: float = Field(5.0, description="How often a running trial records Optuna's heartbeat.")
+    trial_grace_s: float = trial_grace_s()
+    crash_at: str = Field("", description="TEST HOOK (crash_points.py), empty in production: steps at which to exit.")
+    crash_flags: str = Field("", description="TEST HOOK: folder remembering which crash steps already fired.")

@@ -20,6 +20,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import torch
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from kubetune.data.v1 import data_pb2
@@ -30,6 +31,7 @@ from services.common import lineage
 from services.tuning import records, space
 from services.tuning.worker import baseline, metrics, tabular_model
 from services.tuning.worker.datasets import DatasetCache
+from services.tuning.worker.heartbeat import Heartbeat
 from services.tuning.worker.training import EpochEndPruning, EpochResult, TabularData, TrainResult, train
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,8 @@ class Ports:
     # (study_id) -> the study was stopped; () -> this worker is shutting down.
     study_stopped: Callable[[str], bool]
     shutting_down: Callable[[], bool]
+    # Test hook (crash_points.py): exits the process at a named step when asked to.
+    crash_point: Callable[[str], None] = lambda step: None
 
 
 class Outcome:
@@ -106,7 +110,8 @@ def _announced(run: _RunWhileTraining | None) -> str:
 
 class TrialRunner:
     def __init__(self, storage: optuna.storages.BaseStorage, ports: Ports, cache: DatasetCache,
-                 worker: str, mlflow_uri: str, patience_default: int = 5):
+                 worker: str, mlflow_uri: str, patience_default: int = 5, *,
+                 heartbeat_s: float = 5.0, grace_s: float = 30.0):
         self.storage = storage
         self.ports = ports
         self.cache = cache
@@ -114,6 +119,9 @@ class TrialRunner:
         self.mlflow = mlflow.MlflowClient(mlflow_uri)
         self.mlflow_uri = mlflow_uri
         self.patience_default = patience_default
+        self.heartbeat_s = heartbeat_s
+        self.grace_s = grace_s
+        self._beat: Heartbeat | None = None
         # Creates each trial's MLflow run while the trial trains, notes its curves while
         # its model uploads.
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-run")
@@ -126,15 +134,20 @@ class TrialRunner:
         attrs = storage.get_study_user_attrs(study_key)
         spec = records.spec_from_attrs(attrs)
         trials = storage.get_all_trials(study_key, deepcopy=False)
-        if self._abandon_lost(ticket, trials):
+        lost = self._abandon_lost(ticket, study_key, trials)
+        if lost is None:
+            return Outcome.DROPPED  # its trial is alive on another worker (still beating)
+        if lost:
             trials = storage.get_all_trials(study_key, deepcopy=False)
-        if any(t.system_attrs.get(records.T_TICKET) == ticket.ticket_id and t.state.is_finished()
-               and not t.user_attrs.get(records.T_ABANDONED) for t in trials):
+        mine = [t for t in trials if t.system_attrs.get(records.T_TICKET) == ticket.ticket_id]
+        if any(t.state.is_finished() and not t.user_attrs.get(records.T_ABANDONED) for t in mine):
             return Outcome.DROPPED  # done before; only the ack was lost
+        if any(t.user_attrs.get(records.T_RECLAIMED) for t in mine):
+            return Outcome.DROPPED  # the tuning service reclaimed its trial and issued a replacement
         counted = records.counts(trials)
         if attrs.get(records.STATE) != records.RUNNING or self.ports.study_stopped(ticket.study_id):
             return Outcome.DROPPED
-        if counted["finished"] + counted["running"] >= spec.n_trials or self._timed_out(spec, attrs):
+        if counted["finished"] + counted["running"] >= spec.n_trials or records.timed_out(spec, attrs):
             return Outcome.DROPPED
         if ticket.sequence == 0 and records.BASELINE not in attrs:
             self._baseline(ticket.study_id, study_key, attrs)
@@ -144,11 +157,18 @@ class TrialRunner:
             sampler=space.make_sampler(spec, seed_offset=ticket.sequence),
             pruner=space.make_pruner(spec),
         )
-        trial = study.ask()
-        storage.set_trial_system_attr(trial._trial_id, records.T_TICKET, ticket.ticket_id)
-        storage.set_trial_system_attr(trial._trial_id, records.T_SEQUENCE, ticket.sequence)
-        trial.set_user_attr(records.T_WORKER, self.worker)
-        return self._run_trial(study, trial, spec, attrs)
+        # Like study.ask(), but the trial carries its ticket from the first instant.
+        trial = optuna.Trial(study, records.new_trial(storage, study_key, ticket=ticket.ticket_id,
+                                                      sequence=ticket.sequence, worker=self.worker))
+        self.ports.crash_point("after_ask")
+        try:
+            with Heartbeat(storage, trial._trial_id, self.heartbeat_s) as self._beat:
+                return self._run_trial(study, trial, spec, attrs)
+        except UpdateFinishedTrialError:
+            log.warning("trial %s/%d was finished elsewhere; this worker lets it go", ticket.study_id, trial.number)
+            return Outcome.DROPPED
+        finally:
+            self._beat = None
 
     def _baseline(self, study_id: str, study_key: int, attrs: dict) -> None:
         """Fits the study's linear baseline before its first trial and records it: an
@@ -187,27 +207,55 @@ class TrialRunner:
         self.mlflow.set_terminated(run.info.run_id)
         return run.info.run_id
 
-    def _timed_out(self, spec: pb.StudySpec, attrs: dict) -> bool:
-        if not spec.timeout_seconds:
-            return False
-        created = dt.datetime.fromisoformat(attrs[records.CREATED])
-        return (dt.datetime.now(dt.timezone.utc) - created).total_seconds() > spec.timeout_seconds
-
-    def _abandon_lost(self, ticket: pb.TrialTicket, trials) -> bool:
-        """A redelivered ticket whose trial is still RUNNING: that trial's worker is gone.
-        True when one was found (and is FAIL now)."""
+    def _abandon_lost(self, ticket: pb.TrialTicket, study_key: int, trials) -> bool | None:
+        """A redelivered ticket whose trial is still RUNNING. With no heartbeat for grace_s its
+        worker is gone: the trial is finished from the end it saved, else abandoned (FAIL) and
+        the ticket runs again; True. A trial still beating is alive elsewhere: None (this
+        delivery is not needed; if that worker dies, the tuning service reclaims the trial)."""
         lost = [t for t in trials if t.state == TrialState.RUNNING and t.system_attrs.get(records.T_TICKET) == ticket.ticket_id]
+        if not lost:
+            return False
+        stale = set(records.stale_trial_ids(self.storage, study_key, self.grace_s))
+        if any(t._trial_id not in stale for t in lost):
+            return None
         for t in lost:
-            reason = f"worker {t.user_attrs.get(records.T_WORKER, '?')} was lost; the ticket runs again"
-            self._finish_abandoned(t._trial_id, t.number, ticket.study_id, t.user_attrs.get(records.T_RUN, ""), reason)
-        return bool(lost)
+            try:
+                saved = records.saved_end(t)
+                if saved is None:
+                    reason = (f"worker {t.user_attrs.get(records.T_WORKER, '?')} was lost (no heartbeat for "
+                              f"{self.grace_s:g}s); the ticket runs again")
+                    self._finish_abandoned(t._trial_id, t.number, ticket.study_id, t.user_attrs.get(records.T_RUN, ""), reason)
+                else:  # it died after its end was decided: that end stands
+                    self.ports.publish(event_id=records.end_event_id(ticket.study_id, t.number), **{saved[0]: saved[1]})
+                    self.storage.set_trial_state_values(t._trial_id, *records.end_state(*saved))
+            except UpdateFinishedTrialError:
+                pass  # the tuning service reclaimed it meanwhile
+        return True
 
     def _finish_abandoned(self, trial_id: int, number: int, study_id: str, run_id: str, reason: str) -> None:
         self.storage.set_trial_user_attr(trial_id, records.T_ABANDONED, True)
         self.storage.set_trial_user_attr(trial_id, records.T_REASON, reason)
+        failed = ev.TrialFailed(study_id=study_id, trial=number, mlflow_run_id=run_id, reason=reason)
+        records.save_end(self.storage, trial_id, "trial_failed", failed)
+        self.ports.publish(event_id=records.end_event_id(study_id, number), trial_failed=failed)
         self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        self.ports.publish(trial_failed=ev.TrialFailed(study_id=study_id, trial=number, mlflow_run_id=run_id, reason=reason))
         log.warning("trial %s/%d abandoned: %s", study_id, number, reason)
+
+    def _end(self, study: optuna.Study, trial: optuna.Trial, kind: str, payload, reason: str = "") -> str:
+        """Saves the trial's end on it, publishes it, then tells Optuna: whatever instant the
+        worker dies at, the end reaches tracking at least once (see records.T_END)."""
+        if reason:
+            trial.set_user_attr(records.T_REASON, reason)
+        records.save_end(self.storage, trial._trial_id, kind, payload)
+        self.ports.publish(event_id=records.end_event_id(study.study_name, trial.number), **{kind: payload})
+        self.ports.crash_point("after_end_published")
+        state, values = records.end_state(kind, payload)
+        told = study.tell(trial, values, state=state, skip_if_finished=True)
+        self.ports.crash_point("after_tell")
+        if told.state != state:
+            log.warning("trial %s/%d was finished elsewhere as %s", study.study_name, trial.number, told.state.name)
+            return Outcome.DROPPED
+        return Outcome.DONE
 
     # -- the trial -------------------------------------------------------------------
 
@@ -243,6 +291,7 @@ class TrialRunner:
             def create_run() -> str:  # in the background, while the trial trains
                 run_id = self.ports.create_run(request)
                 trial.set_user_attr(records.T_RUN, run_id)
+                self.ports.crash_point("after_run_created")
                 return run_id
 
             def started(run_id: str) -> None:
@@ -255,26 +304,32 @@ class TrialRunner:
                     train_loss=e.train_loss, val_loss=e.val_loss, val_accuracy=e.val_accuracy, elapsed_s=e.elapsed_s))
 
             run = _RunWhileTraining(self._background.submit(create_run), started, epoch_done)
-            result, data = self._train(trial, spec, params, data, run.epoch)
+
+            def on_epoch(e: EpochResult) -> None:
+                run.epoch(e)
+                if e.epoch == 1:
+                    self.ports.crash_point("mid_epoch")
+
+            result, data = self._train(trial, spec, params, data, on_epoch)
             run_id = run.announce()
         except optuna.TrialPruned as pruned:
             run_id = _announced(run)
             epochs = len(trial.storage.get_trial(trial._trial_id).intermediate_values)
-            trial.set_user_attr(records.T_REASON, str(pruned))
-            study.tell(trial, state=TrialState.PRUNED)
-            self.ports.publish(trial_pruned=ev.TrialPruned(
-                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epochs_done=epochs, reason=str(pruned)))
-            return Outcome.DONE
+            return self._end(study, trial, "trial_pruned", ev.TrialPruned(
+                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epochs_done=epochs, reason=str(pruned)),
+                reason=str(pruned))
         except Exception as exc:  # noqa: BLE001 - a failed trial is a result, not a crash
             run_id = _announced(run)
             reason = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, UpdateFinishedTrialError):
+                raise  # finished elsewhere: nothing of ours to report
             log.warning("trial %s/%d failed: %s", study_id, trial.number, reason, exc_info=True)
-            trial.set_user_attr(records.T_REASON, reason[:1000])
-            study.tell(trial, state=TrialState.FAIL)
-            self.ports.publish(trial_failed=ev.TrialFailed(
-                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, reason=reason[:1000]))
-            return Outcome.DONE
+            return self._end(study, trial, "trial_failed", ev.TrialFailed(
+                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, reason=reason[:1000]), reason=reason[:1000])
 
+        if self._beat is not None and self._beat.taken_over.is_set():
+            log.warning("trial %s/%d was finished elsewhere; stopped at epoch %d", study_id, trial.number, len(result.history) - 1)
+            return Outcome.DROPPED
         if result.stopped_by_request:
             why = "worker shutting down" if self.ports.shutting_down() else "study stopped"
             self._finish_abandoned(trial._trial_id, trial.number, study_id, run_id, f"{why} at epoch {len(result.history) - 1}")
@@ -285,12 +340,11 @@ class TrialRunner:
         # The curves go into the storage while the model uploads; both before the tell.
         curves = self._background.submit(self._note_curves, trial, result, summary)
         log_model(self.mlflow, run_id, result, data)
+        self.ports.crash_point("after_model_logged")
         curves.result()
-        study.tell(trial, values if len(values) > 1 else values[0])
-        self.ports.publish(trial_completed=ev.TrialCompleted(
+        return self._end(study, trial, "trial_completed", ev.TrialCompleted(
             study_id=study_id, trial=trial.number, mlflow_run_id=run_id, values=values, metrics=summary,
             epochs_done=len(result.history), best_epoch=result.best_epoch))
-        return Outcome.DONE
 
     @staticmethod
     def _note_curves(trial: optuna.Trial, result: TrainResult, summary: dict[str, float]) -> None:
@@ -311,7 +365,8 @@ class TrialRunner:
         if len(objectives) == 1 and space.PRUNER_NAMES[spec.pruner] != "none" and monitor in ("val_loss", "val_accuracy"):
             callbacks.append(EpochEndPruning(trial, monitor=monitor))
         folds = data.folds(spec.cv_folds) if spec.cv_folds >= 2 else [data]
-        stop = lambda: self.ports.shutting_down() or self.ports.study_stopped(study_id)  # noqa: E731
+        stop = lambda: (self.ports.shutting_down() or self.ports.study_stopped(study_id)  # noqa: E731
+                        or (self._beat is not None and self._beat.taken_over.is_set()))
         seed = (spec.seed or 42) + trial.number
         patience = spec.early_stopping_patience or self.patience_default
         result = train(folds[0], params, seed=seed, patience=patience, callbacks=callbacks, on_epoch=on_epoch,

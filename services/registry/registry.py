@@ -118,6 +118,9 @@ class Registry:
     def __init__(self, store: RegistryStore, publish: Publish | None = None):
         self.store = store
         self._publish = publish
+        # One registration of a run as a model at a time in this process; across replicas
+        # the versions made concurrently are reconciled after the fact (see _register_once).
+        self._registering: dict[tuple[str, str], asyncio.Lock] = {}
         # Called with a model's name after its aliases or versions changed here.
         self.on_change: list[Callable[[str], None]] = []
 
@@ -161,24 +164,38 @@ class Registry:
                 f"run {run_id} has no model to register: nothing at {lineage.model_uri(run_id)}"
                 + (f" (trial state {state})" if state else "")
             )
-        existing = await self._call(self.store.versions, name, run_id)
-        if existing:
-            # A retried call: the run is already a version of this model.
-            record = existing[0]
-        else:
-            version_tags = {k: run.tags[k] for k in LINEAGE_TAGS if run.tags.get(k)}
-            # The saved epoch's values, as every summary shows them (not the last epoch's).
-            metrics = lineage.summary_metrics(run.metrics)
-            version_tags.update({VTAG_METRIC_PREFIX + k: repr(float(v)) for k, v in metrics.items()})
-            version_tags.update(tags or {})
-            await self._call(self.store.ensure_model, name, description)
-            record = await self._call(self.store.create_version, name, source, run_id, version_tags, description)
-            await self._emit(model_registered=events_pb2.ModelRegistered(
-                name=name, version=record.version, run_id=run_id, study_id=run.tags.get(lineage.TAG_STUDY, ""),
-                dataset_version=run.tags.get(lineage.TAG_DATASET, "")))
+        async with self._registering.setdefault((name, run_id), asyncio.Lock()):
+            record = await self._register_once(run, name, source, description, tags)
         if alias:
             return await self.set_alias(name, alias, record.version)
         return version_view(record)
+
+    async def _register_once(self, run, name: str, source, description: str, tags: dict[str, str] | None) -> VersionRecord:
+        """One version per (model, run), however often or concurrently it is asked for."""
+        run_id = run.run_id
+        existing = await self._call(self.store.versions, name, run_id)
+        if existing:
+            # A retried call: the run is already a version of this model.
+            return min(existing, key=lambda v: int(v.version))
+        version_tags = {k: run.tags[k] for k in LINEAGE_TAGS if run.tags.get(k)}
+        # The saved epoch's values, as every summary shows them (not the last epoch's).
+        metrics = lineage.summary_metrics(run.metrics)
+        version_tags.update({VTAG_METRIC_PREFIX + k: repr(float(v)) for k, v in metrics.items()})
+        version_tags.update(tags or {})
+        await self._call(self.store.ensure_model, name, description)
+        record = await self._call(self.store.create_version, name, source, run_id, version_tags, description)
+        # MLflow cannot refuse a second version of a run: another replica may have made one
+        # at the same moment. The lowest version stands; a later one is deleted by its maker.
+        first = min(await self._call(self.store.versions, name, run_id), key=lambda v: int(v.version))
+        if first.version != record.version:
+            log.warning("model %s: run %s was registered concurrently as version %s; version %s removed",
+                        name, run_id, first.version, record.version)
+            await self._call(self.store.delete_version, name, record.version)
+            return first
+        await self._emit(model_registered=events_pb2.ModelRegistered(
+            name=name, version=record.version, run_id=run_id, study_id=run.tags.get(lineage.TAG_STUDY, ""),
+            dataset_version=run.tags.get(lineage.TAG_DATASET, "")))
+        return record
 
     async def list_models(self, name_contains: str = "") -> list[ModelRecord]:
         return await self._call(self.store.list_models, name_contains)

@@ -9,7 +9,7 @@ import logging
 
 from services.common import lineage
 from services.common.mlflow_rest import DatasetInput, Metric, MlflowError, MlflowRest, Run, domain_error, mlflow_calls
-from services.common.errors import InvalidArgument
+from services.common.errors import FailedPrecondition, InvalidArgument
 from services.tracking.records import (
     ALL_COLUMNS,
     Columns,
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 # MLflow's limits per log_batch call.
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
 SEARCH_PAGE = 1000
+# On an experiment made in place of deleted ones of the same name: their ids.
+REPLACES_TAG = "kubetune.replaces_deleted"
 # Input tags kubetune adds to a dataset input (MLflow's digest holds only 36 characters).
 INPUT_TAG_VERSION = "kubetune.dataset_version"
 INPUT_TAG_SHA256 = "kubetune.content_sha256"
@@ -142,21 +144,33 @@ class MlflowStore(TrackingStore):
     # --- writes -----------------------------------------------------------------
     @mlflow_calls
     def get_or_create_experiment(self, name: str) -> str:
-        experiment = self.client.get_experiment_by_name(name)
-        if experiment is not None and experiment.lifecycle_stage == "active":
-            return experiment.experiment_id
-        if experiment is not None:
-            self.client.restore_experiment(experiment.experiment_id)
-            return experiment.experiment_id
-        try:
-            return self.client.create_experiment(name)
-        except MlflowError as exc:
-            # Created by a concurrent caller between our look-up and create.
-            experiment = self.client.get_experiment_by_name(name)
-            if experiment is None:
-                raise
-            log.debug("experiment %s created concurrently: %s", name, exc)
-            return experiment.experiment_id
+        """A user who deleted the experiment meant it: restoring it would bring back every
+        run it had. MLflow keeps a deleted experiment's name taken, so the new one is
+        `<name> (2)` (then 3...), tagged with the id of the one it replaces."""
+        deleted: list[str] = []
+        for n in range(1, 1000):
+            candidate = name if n == 1 else f"{name} ({n})"
+            experiment = self.client.get_experiment_by_name(candidate)
+            if experiment is not None and experiment.lifecycle_stage == "active":
+                return experiment.experiment_id
+            if experiment is not None:
+                deleted.append(experiment.experiment_id)
+                continue
+            tags = {REPLACES_TAG: ",".join(deleted)} if deleted else None
+            try:
+                experiment_id = self.client.create_experiment(candidate, tags)
+            except MlflowError as exc:
+                # Created by a concurrent caller between our look-up and create.
+                experiment = self.client.get_experiment_by_name(candidate)
+                if experiment is None or experiment.lifecycle_stage != "active":
+                    raise
+                log.debug("experiment %s created concurrently: %s", candidate, exc)
+                return experiment.experiment_id
+            if deleted:
+                log.warning("experiment %r was deleted (ids %s): created %r (id %s) instead of restoring it",
+                            name, ", ".join(deleted), candidate, experiment_id)
+            return experiment_id
+        raise FailedPrecondition(f"experiment {name!r}: 999 deleted experiments of that name; purge some in MLflow")
 
     @mlflow_calls
     def find_runs(self, experiment_id: str | None, tags: dict[str, str]) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from services.common.errors import InvalidArgument
+
 # Attributes a filter or a sort may name (FIELD_KIND_ATTRIBUTE).
 ATTRIBUTES = ("status", "started_at", "ended_at", "run_name", "run_id")
 OPS = ("=", "!=", "<", "<=", ">", ">=")
@@ -50,6 +52,15 @@ class RunFilter:
     key: str
     op: str  # one of OPS
     value: str
+
+
+# Compared as strings only for (in)equality, as MLflow's search refuses `<` on them.
+STRING_ATTRIBUTES = frozenset({"status", "run_name", "run_id"})
+
+
+def check_string_comparison(f: RunFilter) -> None:
+    if f.op not in ("=", "!=") and (f.kind in ("param", "tag") or (f.kind == "attribute" and f.key in STRING_ATTRIBUTES)):
+        raise InvalidArgument(f"filter {f.kind} {f.key} {f.op}: {f.kind}s are text, compared only with = and !=")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from services.tracking.records import (
     RunPage,
     RunQuery,
     RunRecord,
+    check_string_comparison,
 )
 
 runs = table(
@@ -95,11 +96,14 @@ def _chunks(items: list, size: int = _IN_CHUNK) -> Iterable[list]:
 
 
 def _filter_clause(f: RunFilter):
+    check_string_comparison(f)
     cmp = _CMP[f.op]
     if f.kind == "metric":
+        # As MLflow's own SQL search: a NaN is stored as value 0 (is_nan set) and compared as
+        # such, so `val != 0.5` keeps NaN runs.
         return exists().where(
             latest_metrics.c.run_uuid == runs.c.run_uuid, latest_metrics.c.key == f.key,
-            latest_metrics.c.is_nan == literal(False), cmp(latest_metrics.c.value, float(f.value)),
+            cmp(latest_metrics.c.value, float(f.value)),
         )
     if f.kind in ("param", "tag"):
         t = params if f.kind == "param" else tags
@@ -182,19 +186,20 @@ class MlflowSqlStore(MlflowStore):
 
     def _ordered_ids(self, query: RunQuery):
         q = select(runs.c.run_uuid).where(*self._where(query))
+        # As MLflow's SQL search, whatever the database's NULL ordering: values first, then
+        # NaN, then runs without the key, in either direction.
         if query.sort_kind == "attribute":
             col = _ATTRIBUTE[query.sort_key]
-            keys = [col.desc() if query.descending else col.asc()]
+            keys = [case((col.is_(None), 1), else_=0), col.desc() if query.descending else col.asc()]
         else:
             if query.sort_kind == "metric":
                 s = latest_metrics.alias("s")
-                missing = or_(s.c.value.is_(None), s.c.is_nan == literal(True))
+                rank = case((s.c.is_nan == literal(True), 1), (s.c.value.is_(None), 2), else_=0)
             else:
                 s = (params if query.sort_kind == "param" else tags).alias("s")
-                missing = s.c.value.is_(None)
+                rank = case((s.c.value.is_(None), 1), else_=0)
             q = q.outerjoin(s, and_(s.c.run_uuid == runs.c.run_uuid, s.c.key == query.sort_key))
-            # Runs without the key sort last either way, as in MLflow.
-            keys = [case((missing, 1), else_=0), s.c.value.desc() if query.descending else s.c.value.asc()]
+            keys = [rank, s.c.value.desc() if query.descending else s.c.value.asc()]
         return q.order_by(*keys, runs.c.start_time.desc(), runs.c.run_uuid)
 
     @mlflow_calls

@@ -26,6 +26,7 @@ from services.tracking.records import (
     RunPage,
     RunQuery,
     RunRecord,
+    check_string_comparison,
 )
 from services.tracking.store import TrackingStore
 from services.tracking.summary import Summary, SummaryCache
@@ -55,6 +56,7 @@ def check_filter(f: RunFilter) -> RunFilter:
         raise InvalidArgument(f"filter operator {f.op!r}: one of {' '.join(OPS)}")
     if not f.key:
         raise InvalidArgument("a filter needs a key")
+    check_string_comparison(f)
     if f.kind == "metric":
         try:
             if math.isnan(float(f.value)):

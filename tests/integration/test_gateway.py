@@ -197,3 +197,57 @@ async def test_validation_at_the_door_and_metrics(platform):
     finally:
         await ch.close()
         await server.stop(0)
+
+
+async def test_long_registrations_get_their_own_deadline(platform, tmp_path):
+    """RegisterDataset downloads and validates a whole dataset: it is not cut off at the
+    unary deadline (here 0.2 s; 30 s by default), but at the long one, which says its name."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(200_000, 6)), columns=[f"f{i}" for i in range(5)] + ["y"])
+    path = tmp_path / "slow.csv"
+    table.to_csv(path, index=False)
+    request = data_pb2.RegisterDatasetRequest(name="slow-" + str(abs(hash(tmp_path)) % 10_000), uri=str(path),
+                                              options=data_pb2.IngestOptions(target_column="y"))
+    server = await start(settings_for(platform, deadline_s=0.2, long_deadline_s=0.2))
+    ch, gw = await stub_for(server)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await gw.RegisterDataset(request)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "KUBETUNE_GATEWAY_LONG_DEADLINE_S" in err.value.details()
+    finally:
+        await ch.close()
+        await server.stop(0)
+
+    server = await start(settings_for(platform, deadline_s=0.2, long_deadline_s=120))
+    ch, gw = await stub_for(server)
+    try:
+        started = asyncio.get_running_loop().time()
+        answer = await gw.RegisterDataset(request, timeout=120)
+        assert answer.version.row_count == 200_000
+        assert asyncio.get_running_loop().time() - started > 0.2, "fast enough to prove nothing"
+        # Short calls keep the unary deadline.
+        assert server.port and (await gw.ListDatasets(data_pb2.ListDatasetsRequest())).datasets
+    finally:
+        await ch.close()
+        await server.stop(0)
+
+
+@pytest.mark.parametrize("char", ["数", "😀"])
+async def test_a_long_non_ascii_refusal_keeps_its_reason_through_the_gateway(platform, char):
+    """A refusal quoting 3,000 CJK characters or emoji used to exceed the 16 KiB trailer
+    once percent-encoded: the caller saw RESOURCE_EXHAUSTED "Stream removed"."""
+    server = await start(settings_for(platform))
+    ch, gw = await stub_for(server)
+    try:
+        spec = pb.StudySpec(dataset=char * 3000, n_trials=1, max_epochs=1)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await gw.CreateStudy(pb.CreateStudyRequest(spec=spec))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+        assert err.value.details().startswith("dataset") and "[request " in err.value.details()
+    finally:
+        await ch.close()
+        await server.stop(0)

@@ -104,6 +104,20 @@ def test_stop_then_resume_finishes_exactly_n_trials(gateway):
     assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+def test_resuming_a_timed_out_study_gives_it_a_new_budget(gateway):
+    """The time budget counts from the resume: before, the study completed again at once
+    with no new trial, though the resume had answered success."""
+    spec = small_spec(trials=8, epochs=40, parallel=1, pruner=pb.PRUNER_NONE, early_stopping_patience=40,
+                      timeout_seconds=2)
+    study = run_study(gateway, spec)
+    before = finished(study)
+    assert before < 8
+    resumed = gateway.ResumeStudy(pb.ResumeStudyRequest(study_id=study.id)).study
+    assert resumed.state == pb.STUDY_STATE_RUNNING
+    done = wait_for_study(gateway, study.id, lambda s: completed(s) and finished(s) > before, timeout=120)
+    assert finished(done) < 8
+
+
 def test_a_killed_worker_loses_no_trial(platform, gateway):
     spec = small_spec(trials=6, epochs=60, parallel=2, pruner=pb.PRUNER_NONE, early_stopping_patience=60)
     study = gateway.CreateStudy(pb.CreateStudyRequest(spec=spec)).study

@@ -268,3 +268,22 @@ async def test_a_load_outlives_a_caller_that_gave_up(env):
         await asyncio.wait_for(predictor.predict(f"{name}/1", raw, list(x.columns)), 0.3)
     _, _, predictions, _ = await predictor.predict(f"{name}/1", raw, list(x.columns))
     assert len(predictions) == 2 and calls == [f"models:/{name}/1"]
+
+
+
+async def test_concurrent_registrations_of_a_run_make_one_version(env, mlflow_uri, nats_url):
+    """Retries and double clicks on two registry replicas at once: one version, and every
+    caller is told that one."""
+    other = await start(Settings(port=0, mlflow_uri=mlflow_uri, nats_url=nats_url))
+    ch = channel(f"127.0.0.1:{other.port}")
+    try:
+        stubs = [env["stub"], registry_pb2_grpc.RegistryServiceStub(ch)]
+        name = "concurrent-" + uuid.uuid4().hex[:6]
+        answers = await asyncio.gather(*(stubs[i % 2].RegisterModel(pb.RegisterModelRequest(run_id=env["best"], name=name))
+                                         for i in range(8)))
+        model = await env["stub"].GetModel(pb.GetModelRequest(name=name))
+        assert [v.version for v in model.model.versions] == ["1"]
+        assert {a.version.version for a in answers} == {"1"}
+    finally:
+        await ch.close()
+        await other.stop(0)

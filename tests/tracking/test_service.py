@@ -291,3 +291,23 @@ async def test_epoch_events_trickling_in_are_written_in_few_batches(tracking_mlf
         assert [p.step for p in h[0].points] == list(range(20))
     finally:
         await server.stop(0)
+
+
+async def test_a_deleted_experiment_is_not_restored(stub, tracking_mlflow):
+    """A user deleted a dataset's experiment: the next study gets a new experiment (named
+    and tagged so), and the deleted one and its runs stay deleted."""
+    client = MlflowClient(tracking_mlflow[0])
+    dataset = "gone-" + uuid.uuid4().hex[:6]
+    first_id, first = await new_study(stub, dataset)
+    client.delete_experiment(first.experiment_id)
+    second_id, second = await new_study(stub, dataset)
+    assert second.experiment_id != first.experiment_id
+    old = client.get_experiment(first.experiment_id)
+    assert old.lifecycle_stage == "deleted"
+    assert client.get_run(first.run_id).info.lifecycle_stage == "deleted"
+    new = client.get_experiment(second.experiment_id)
+    assert new.name == f"{lineage.experiment_name(dataset)} (2)" and new.lifecycle_stage == "active"
+    assert new.tags["kubetune.replaces_deleted"] == first.experiment_id
+    # The next study on the dataset joins the new experiment.
+    _, third = await new_study(stub, dataset)
+    assert third.experiment_id == second.experiment_id

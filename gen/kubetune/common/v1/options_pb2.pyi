@@ -17,3 +17,5 @@ ROLE_EDITOR: Role
 ROLE_ADMIN: Role
 REQUIRED_ROLE_FIELD_NUMBER: _ClassVar[int]
 required_role: _descriptor.FieldDescriptor
+LONG_RUNNING_FIELD_NUMBER: _ClassVar[int]
+long_running: _descriptor.FieldDescriptor

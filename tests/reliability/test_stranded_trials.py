@@ -40,7 +40,8 @@ def crashing(tmp_path_factory):
         yield platform, home / "crash-flags"
 
 
-def test_a_worker_dying_at_every_step_strands_no_trial(crashing):
+def test_a_worker_dying_at_every_step_strands_no_trial(crashing, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     platform, flags = crashing
     ch, gw = platform.stub()
     spec = small_spec(trials=8, epochs=4, parallel=2, pruner=pb.PRUNER_NONE, early_stopping_patience=10)
@@ -74,13 +75,15 @@ def test_a_frozen_worker_whose_trial_was_taken_over_stops_it(crashing):
     ch, gw = platform.stub()
     spec = small_spec(trials=3, epochs=400, parallel=1, pruner=pb.PRUNER_NONE, early_stopping_patience=400)
     study = retrying(gw.CreateStudy, pb.CreateStudyRequest(spec=spec)).study
+    client = mlflow.MlflowClient(platform.mlflow_uri)
     running = None
-    deadline = time.monotonic() + 60
-    while running is None or not running.worker or running.epochs_done < 2:
+    deadline = time.monotonic() + 180
+    # Training for a few epochs already (their curve reaches MLflow through events).
+    while running is None or not running.mlflow_run_id or len(client.get_metric_history(running.mlflow_run_id, "val_loss")) < 2:
         assert time.monotonic() < deadline, "no trial got going"
         trials = gw.ListTrials(pb.ListTrialsRequest(study_id=study.id, states=[pb.TRIAL_STATE_RUNNING])).trials
         running = trials[0] if trials else None
-        time.sleep(0.2)
+        time.sleep(0.3)
     pid = platform.part(running.worker).proc.pid
     os.killpg(pid, signal.SIGSTOP)
     try:
@@ -95,7 +98,6 @@ def test_a_frozen_worker_whose_trial_was_taken_over_stops_it(crashing):
     # Thawed, the worker stops the trial at its next epoch: it trains no further and
     # uploads no model into the failed run (it would have run to 400 epochs).
     time.sleep(3)
-    client = mlflow.MlflowClient(platform.mlflow_uri)
     history = client.get_metric_history(taken.mlflow_run_id, "val_loss")
     time.sleep(2)
     assert len(client.get_metric_history(taken.mlflow_run_id, "val_loss")) == len(history)

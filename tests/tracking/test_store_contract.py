@@ -1,22 +1,49 @@
 """One contract suite over both store implementations: MLflow's REST API and the
-direct SQL read path must answer every query the same way."""
+direct SQL read path must answer every query the same way, with MLflow on SQLite and on
+PostgreSQL (whose NULL ordering differs)."""
 
 from __future__ import annotations
 
 import math
 import time
 
+import uuid
+
+import psycopg2
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from services.common import lineage
+from services.common.errors import InvalidArgument
 from services.tracking.mlflow_store import MlflowStore
 from services.tracking.records import Columns, DatasetRecord, MetricValue, RunFilter, RunQuery
 from services.tracking.sql_store import MlflowSqlStore
+from tests import servers
 
 N = 24
 T0 = 1_700_000_000_000  # runs start an hour apart from here
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def tracking_mlflow(request, tracking_mlflow, tmp_path_factory):
+    """(tracking URI, backend store URI): the shared SQLite-backed server, or one on a
+    fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield tracking_mlflow
+        return
+    admin_url = request.getfixturevalue("postgres_url")
+    name = f"mlflow_contract_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(admin_url)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    backend = admin_url.rsplit("/", 1)[0] + "/" + name
+    try:
+        with servers.mlflow_server(tmp_path_factory.mktemp("mlflow-pg"), backend) as url:
+            yield url, backend
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +75,13 @@ def seeded(tracking_mlflow):
             client.set_terminated(rid, "FAILED" if i == 10 else "FINISHED", end_time=T0 + i * 3_600_000 + 10)
         run_ids.append(rid)
     client.create_run(other, start_time=T0 - 10 * 86_400_000, run_name="old")
-    return {"exp": exp, "other": other, "run_ids": run_ids, "logged": logged, "client": client}
+    # NaN, missing and plain values of one metric, for MLflow's semantics of each.
+    nan_exp = client.create_experiment(f"nan/{suffix}")
+    for i, (name, value) in enumerate([("a", 0.3), ("b", math.nan), ("c", None), ("d", 0.7), ("e", 0.5)]):
+        rid = client.create_run(nan_exp, start_time=T0 + i, run_name=name).info.run_id
+        client.log_batch(rid, metrics=[Metric("val", value, T0, 0)] if value is not None else [Metric("other", 1.0, T0, 0)],
+                         params=[Param("p", name)])
+    return {"exp": exp, "other": other, "nan_exp": nan_exp, "run_ids": run_ids, "logged": logged, "client": client}
 
 
 @pytest.fixture(params=["rest", "sql"], scope="module")
@@ -152,3 +185,27 @@ def test_find_runs_steps_and_writes(store, seeded, tracking_mlflow):
     assert run.params == {"p": "1"} and run.tags["t"] == "v" and math.isnan(run.metrics["m"])
     assert run.dataset == DatasetRecord("seed", "seed@1", "ab" * 32, "s3://b/seed", '{"x": 1}', 442)
     assert run.model_uri == ""
+
+
+def test_nan_and_missing_as_mlflow_search_runs(store, seeded):
+    """MLflow stores a NaN as 0 (flagged is_nan) and compares that: `val != 0.5` keeps the
+    NaN run, `val < 0.5` too. Sorting puts values first, then NaN, then runs without the
+    metric, in either direction, on SQLite and PostgreSQL alike."""
+    exp = (seeded["nan_exp"],)
+
+    def names(**kw):
+        return [r.name for r in store.list_runs(RunQuery(exp, **kw)).runs]
+
+    assert sorted(names(filters=(RunFilter("metric", "val", "!=", "0.5"),))) == ["a", "b", "d"]
+    assert sorted(names(filters=(RunFilter("metric", "val", "<", "0.5"),))) == ["a", "b"]
+    assert sorted(names(filters=(RunFilter("metric", "val", ">", "0.4"),))) == ["d", "e"]
+    assert names(sort_kind="metric", sort_key="val", descending=False) == ["a", "e", "d", "b", "c"]
+    assert names(sort_kind="metric", sort_key="val", descending=True) == ["d", "e", "a", "b", "c"]
+    assert names(sort_kind="param", sort_key="p", descending=True) == ["e", "d", "c", "b", "a"]
+
+
+@pytest.mark.parametrize("f", [RunFilter("param", "p", "<", "c"), RunFilter("tag", "group", ">=", "a"),
+                               RunFilter("attribute", "run_name", ">", "b")])
+def test_text_is_compared_only_for_equality(store, seeded, f):
+    with pytest.raises(InvalidArgument):
+        store.list_runs(RunQuery((seeded["nan_exp"],), filters=(f,)))

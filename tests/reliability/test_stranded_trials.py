@@ -71,7 +71,10 @@ def test_a_worker_dying_at_every_step_strands_no_trial(crashing, monkeypatch):
 
 
 def test_a_frozen_worker_whose_trial_was_taken_over_stops_it(crashing):
-    platform, _ = crashing
+    platform, flags = crashing
+    flags.mkdir(exist_ok=True)
+    for step in STEPS:  # no crash here: only the freeze
+        (flags / step).touch()
     ch, gw = platform.stub()
     spec = small_spec(trials=3, epochs=400, parallel=1, pruner=pb.PRUNER_NONE, early_stopping_patience=400)
     study = retrying(gw.CreateStudy, pb.CreateStudyRequest(spec=spec)).study

@@ -99,11 +99,13 @@ def _filter_clause(f: RunFilter):
     check_string_comparison(f)
     cmp = _CMP[f.op]
     if f.kind == "metric":
-        # As MLflow's own SQL search: a NaN is stored as value 0 (is_nan set) and compared as
-        # such, so `val != 0.5` keeps NaN runs.
+        # As MLflow's own search: a NaN (stored as 0 with is_nan set) compares as NaN does,
+        # false for every operator but `!=`, so `val != 0.5` keeps NaN runs.
+        nan = latest_metrics.c.is_nan == literal(True)
+        value = cmp(latest_metrics.c.value, float(f.value))
         return exists().where(
             latest_metrics.c.run_uuid == runs.c.run_uuid, latest_metrics.c.key == f.key,
-            cmp(latest_metrics.c.value, float(f.value)),
+            or_(value, nan) if f.op == "!=" else and_(value, ~nan),
         )
     if f.kind in ("param", "tag"):
         t = params if f.kind == "param" else tags

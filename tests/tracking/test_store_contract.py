@@ -26,11 +26,11 @@ T0 = 1_700_000_000_000  # runs start an hour apart from here
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def tracking_mlflow(request, tracking_mlflow, tmp_path_factory):
+def mlflow_backend(request, tmp_path_factory):
     """(tracking URI, backend store URI): the shared SQLite-backed server, or one on a
     fresh PostgreSQL database."""
     if request.param == "sqlite":
-        yield tracking_mlflow
+        yield request.getfixturevalue("tracking_mlflow")
         return
     admin_url = request.getfixturevalue("postgres_url")
     name = f"mlflow_contract_{uuid.uuid4().hex[:8]}"
@@ -47,9 +47,9 @@ def tracking_mlflow(request, tracking_mlflow, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def seeded(tracking_mlflow):
+def seeded(mlflow_backend):
     """Two experiments; the first with N runs: params, tags, 5 epochs of metrics."""
-    url, _ = tracking_mlflow
+    url, _ = mlflow_backend
     client = MlflowClient(url)
     suffix = str(time.time_ns())
     exp = client.create_experiment(f"contract/{suffix}")
@@ -85,8 +85,8 @@ def seeded(tracking_mlflow):
 
 
 @pytest.fixture(params=["rest", "sql"], scope="module")
-def store(request, tracking_mlflow):
-    url, backend = tracking_mlflow
+def store(request, mlflow_backend):
+    url, backend = mlflow_backend
     s = MlflowStore(url) if request.param == "rest" else MlflowSqlStore(url, backend)
     yield s
     s.close()
@@ -171,7 +171,7 @@ def test_metric_histories_equal_what_was_logged(store, seeded):
     assert {k: [(p.step, p.value) for p in pts] for k, pts in got.items()} == expected
 
 
-def test_find_runs_steps_and_writes(store, seeded, tracking_mlflow):
+def test_find_runs_steps_and_writes(store, seeded):
     rid = seeded["run_ids"][3]
     assert store.find_runs(seeded["exp"], {lineage.TAG_TRIAL: "3", lineage.TAG_KIND: "trial"}) == [rid]
     assert store.find_runs(None, {lineage.TAG_TRIAL: "3", lineage.TAG_KIND: "trial", "group": "odd"}) == [rid]
@@ -188,8 +188,8 @@ def test_find_runs_steps_and_writes(store, seeded, tracking_mlflow):
 
 
 def test_nan_and_missing_as_mlflow_search_runs(store, seeded):
-    """MLflow stores a NaN as 0 (flagged is_nan) and compares that: `val != 0.5` keeps the
-    NaN run, `val < 0.5` too. Sorting puts values first, then NaN, then runs without the
+    """A NaN compares as NaN does (MLflow stores it as 0, flagged): `val != 0.5` keeps the
+    NaN run, which the SQL path used to drop; `<` and `>` leave it out. Sorting puts values first, then NaN, then runs without the
     metric, in either direction, on SQLite and PostgreSQL alike."""
     exp = (seeded["nan_exp"],)
 
@@ -197,7 +197,7 @@ def test_nan_and_missing_as_mlflow_search_runs(store, seeded):
         return [r.name for r in store.list_runs(RunQuery(exp, **kw)).runs]
 
     assert sorted(names(filters=(RunFilter("metric", "val", "!=", "0.5"),))) == ["a", "b", "d"]
-    assert sorted(names(filters=(RunFilter("metric", "val", "<", "0.5"),))) == ["a", "b"]
+    assert sorted(names(filters=(RunFilter("metric", "val", "<", "0.5"),))) == ["a"]
     assert sorted(names(filters=(RunFilter("metric", "val", ">", "0.4"),))) == ["d", "e"]
     assert names(sort_kind="metric", sort_key="val", descending=False) == ["a", "e", "d", "b", "c"]
     assert names(sort_kind="metric", sort_key="val", descending=True) == ["d", "e", "a", "b", "c"]

@@ -118,6 +118,29 @@ def test_resuming_a_timed_out_study_gives_it_a_new_budget(gateway):
     assert finished(done) < 8
 
 
+def test_a_stale_stopped_study_hint_never_drops_a_live_ticket(platform, gateway):
+    """Workers learn of stopped studies from core NATS events, which can miss a
+    `study_resumed`: here every worker hears `study_stopped` for a study that is running.
+    Before, each worker acked its tickets as not needed and the study never completed."""
+    import asyncio
+    import uuid
+
+    from kubetune.events.v1 import events_pb2 as ev
+    from services.common.events import EventBus
+
+    name = "stale-hint-" + uuid.uuid4().hex[:6]
+
+    async def stale_stop():
+        bus = await EventBus.open(f"nats://127.0.0.1:{platform.ports['nats']}", "test-stale-hint", declare=False)
+        await bus.publish(study_stopped=ev.StudyStopped(study_id=name))
+        await bus.close()
+
+    asyncio.run(stale_stop())
+    time.sleep(0.5)
+    done = run_study(gateway, small_spec(trials=2, epochs=3, parallel=2, name=name), timeout=120)
+    assert finished(done) == 2
+
+
 def test_a_killed_worker_loses_no_trial(platform, gateway):
     spec = small_spec(trials=6, epochs=60, parallel=2, pruner=pb.PRUNER_NONE, early_stopping_patience=60)
     study = gateway.CreateStudy(pb.CreateStudyRequest(spec=spec)).study

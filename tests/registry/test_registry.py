@@ -270,7 +270,6 @@ async def test_a_load_outlives_a_caller_that_gave_up(env):
     assert len(predictions) == 2 and calls == [f"models:/{name}/1"]
 
 
-
 async def test_concurrent_registrations_of_a_run_make_one_version(env, mlflow_uri, nats_url):
     """Retries and double clicks on two registry replicas at once: one version, and every
     caller is told that one."""

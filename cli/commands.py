@@ -15,7 +15,8 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 
-from cli.ranges import parse_param
+from cli.flags import bounded, count, in_flag_terms, seconds, zero_or_more
+from cli.ranges import describe, parse_param
 from kubetune.data.v1 import data_pb2
 from kubetune.gateway.v1 import gateway_pb2_grpc
 from kubetune.registry.v1 import registry_pb2
@@ -25,6 +26,7 @@ from services.common.config import PORTS
 from services.common import quality
 from services.common.errors import KubetuneError
 from services.common.prediction_input import BadTable, Column, Table, check_table, columns_of, read_table
+from services.tuning import space as tuning_space
 
 UPLOAD_CHUNK = 1 << 20
 PARAM_FLAGS = {
@@ -56,7 +58,9 @@ class Client:
 
 
 def as_dict(message) -> dict:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    # Every field, zeros included: trial 0 has a "number", a script need not guess defaults.
+    return json_format.MessageToDict(message, preserving_proto_field_name=True,
+                                     always_print_fields_with_no_presence=True)
 
 
 def emit(args, message, table=None) -> int:
@@ -155,9 +159,9 @@ def study_spec(args) -> pb.StudySpec:
         objectives.append(pb.Objective(metric=metric, direction=pb.DIRECTION_MAXIMIZE if direction == "max" else pb.DIRECTION_MINIMIZE))
     return pb.StudySpec(
         name=args.name or "", dataset=args.dataset, search_space=space, objectives=objectives,
-        sampler=SAMPLERS[args.sampler], seed=args.seed, pruner=PRUNERS[args.pruner], n_trials=args.trials,
+        sampler=SAMPLERS[args.sampler], seed=args.seed or 0, pruner=PRUNERS[args.pruner], n_trials=args.trials,
         max_parallel=args.parallel, max_epochs=args.epochs, timeout_seconds=args.timeout,
-        early_stopping_patience=args.patience, cv_folds=args.cv,
+        early_stopping_patience=args.patience or 0, cv_folds=args.cv,
     )
 
 
@@ -170,12 +174,32 @@ def study_rows(studies):
 STUDY_HEADERS = ["study", "dataset", "state", "done", "pruned", "failed", "best"]
 
 
+FLAG_OF_PARAM = {param: f"--{flag.replace('_', '-')}" for flag, param in PARAM_FLAGS.items()}
+
+
+def print_search(spec: pb.StudySpec, chosen: bool) -> None:
+    """What the study searches (as the service recorded it) and what stays fixed."""
+    searched = {p.name for p in spec.search_space}
+    how = "" if chosen else " (the default space; range flags such as --lr choose others)"
+    print(f"searching {len(spec.search_space)} hyperparameters{how}:")
+    print_table(["  hyperparameter", "range", "flag"],
+                [[f"  {p.name}", describe(p), FLAG_OF_PARAM.get(p.name, f"--param {p.name}=...")] for p in spec.search_space])
+    fixed = [f"{k} {tuning_space.format_value(v)}" for k, v in tuning_space.DEFAULTS.items() if k not in searched]
+    if fixed:
+        print(f"fixed: {', '.join(fixed)}")
+
+
 def study_create(client, args):
     spec = study_spec(args)
     study = client("CreateStudy", pb.CreateStudyRequest(spec=spec)).study
+    if not args.json:
+        # Trials are queued but none has reported yet: this is what they will search.
+        print_search(study.spec, chosen=bool(spec.search_space))
+        print(f"created study {study.id}: {study.spec.n_trials} trials on {study.dataset_version}, seed {study.spec.seed}",
+              flush=True)
     if args.watch:
         return watch(client, study.id, args)
-    return emit(args, study, lambda: print(f"created study {study.id}: {spec.n_trials} trials on {study.dataset_version}"))
+    return emit(args, study)
 
 
 def study_list(client, args):
@@ -196,6 +220,8 @@ def study_show(client, args):
         print(line)
     elif study.baseline.error:
         print(f"no baseline: {study.baseline.error}")
+    print(f"sampler {tuning_space.SAMPLER_NAMES.get(study.spec.sampler, '?')} · seed {study.spec.seed} · "
+          f"pruner {tuning_space.PRUNER_NAMES.get(study.spec.pruner, '?')}")
     print()
     keys = sorted({k for t in trials for k in t.params})
     print_table(["trial", "state", "value", "epochs", *keys],
@@ -402,20 +428,23 @@ def add_client_commands(sub) -> None:
     study = sub.add_parser("study", help="tuning studies").add_subparsers(dest="sub", required=True)
     p = command(study, "create", study_create, "create (and optionally watch) a study")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--trials", type=int, default=20)
-    p.add_argument("--parallel", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--trials", type=count, default=20, help="trials to run (default 20)")
+    p.add_argument("--parallel", type=count, default=2, help="trials at once (default 2)")
+    p.add_argument("--epochs", type=count, default=20, help="epochs per trial (default 20)")
     for flag, param in PARAM_FLAGS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, help=f"{param}: LOW..HIGH[:log][:step=S] or A,B,C")
     p.add_argument("--param", action="append", help="any hyperparameter: NAME=RANGE (e.g. units_l0=4..64)")
     p.add_argument("--objective", action="append", help="METRIC[:min|max], repeatable (several need nsga2)")
     p.add_argument("--sampler", choices=list(SAMPLERS), default="tpe")
     p.add_argument("--pruner", choices=list(PRUNERS), default="median")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--timeout", type=float, default=0, help="time budget in seconds")
-    p.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs")
-    p.add_argument("--cv", type=int, default=0, metavar="K",
-                   help="k-fold cross-validation as the objective (2-10 folds), for small tables; 0: one validation split")
+    p.add_argument("--seed", type=bounded(1, tuning_space.MAX_SEED),
+                   help="sampler seed, to repeat a study (default: one drawn per study, shown by `study show`)")
+    p.add_argument("--timeout", type=seconds, default=0, help="time budget in seconds (default 0: none)")
+    p.add_argument("--patience", type=count,
+                   help="epochs without a better validation loss before a trial stops (default 5)")
+    p.add_argument("--cv", type=zero_or_more, default=0, metavar="K",
+                   help="k-fold cross-validation as the objective (2-10 folds), for small tables "
+                        "(default 0: one validation split)")
     p.add_argument("--name")
     p.add_argument("--watch", action="store_true", help="follow the study until it ends")
     command(study, "list", study_list, "list studies")
@@ -427,7 +456,7 @@ def add_client_commands(sub) -> None:
     p.add_argument("--study")
     p.add_argument("--sort", help="metric to sort by (ascending unless --desc)")
     p.add_argument("--desc", action="store_true")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=bounded(1, 1000), default=50, help="runs to list, 1 to 1000 (default 50)")
     command(runs, "compare", runs_compare, "compare runs").add_argument("runs", nargs="+")
 
     model = sub.add_parser("model", help="registered models").add_subparsers(dest="sub", required=True)
@@ -462,13 +491,13 @@ def run_command(handler, args) -> int:
     try:
         return handler(Client(args.gateway, os.environ.get("KUBETUNE_TOKEN", "")), args)
     except KubetuneError as exc:
-        print(f"kubetune: {exc.message}", file=sys.stderr)
+        print(f"kubetune: {in_flag_terms(exc.message)}", file=sys.stderr)
         return 2
     except grpc.RpcError as exc:
         details = (exc.details() or exc.code().name).split(" [request ")[0]
         if exc.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect" in details.lower():
             details = f"cannot reach the gateway at {args.gateway}; is `kubetune up` running? (--gateway, KUBETUNE_GATEWAY)"
-        print(f"kubetune: {exc.code().name.lower().replace('_', ' ')}: {details}", file=sys.stderr)
+        print(f"kubetune: {exc.code().name.lower().replace('_', ' ')}: {in_flag_terms(details)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -2,7 +2,11 @@
 
 Start order: NATS and MLflow; data, tracking, registry; tuning (which creates the
 Optuna storage, before any worker can race to); workers, gateway, UI. A child that
-dies is restarted with backoff; Ctrl-C or SIGTERM stops them all, newest first."""
+dies is restarted with backoff; Ctrl-C or SIGTERM stops them all, newest first.
+
+While it runs, `<home>/platform.json` says what runs where (pids, ports, restarts), and
+a per-user index names the home of the platform serving each gateway port, so
+`kubetune status` finds it from any directory."""
 
 from __future__ import annotations
 
@@ -24,6 +28,10 @@ from services.common.sqlite import use_wal
 
 SAMPLE = Path(__file__).resolve().parents[1] / "services" / "data" / "sample"
 STATE_FILE = "platform.json"
+DEFAULT_HOME = ".kubetune"
+# The optuna-dashboard command `kubetune up` prints takes the first free port from here
+# (optuna-dashboard's own default, 8080, is the UI's).
+DASHBOARD_PORTS = range(8081, 8100)
 # kubetune uses none of MLflow's server-side jobs (GenAI evaluation); without them the
 # server starts three fewer processes and answers sooner.
 MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -42,7 +50,8 @@ class Part:
     env: dict[str, str] = field(default_factory=dict)
     stage: int = 0
     proc: subprocess.Popen | None = None
-    restarts: int = 0
+    restarts: int = 0  # in a row, for the backoff; reset once a start has lasted
+    restarted: int = 0  # times restarted since the platform started, for `kubetune status`
     next_start: float = 0.0
     started_at: float = 0.0
     ready_s: float = 0.0  # seconds from spawn to SERVING, at the last start
@@ -181,14 +190,23 @@ class Supervisor:
             for part in group:
                 self.spawn(part)
             self.wait_ready(group)
-        (self.home / STATE_FILE).write_text(json.dumps(
-            {"pid": os.getpid(), "parts": [{"name": p.name, "check": p.check, "address": p.address} for p in self.parts]},
-            indent=2))
+        self.write_state()
+
+    def write_state(self) -> None:
+        """What runs where, for `kubetune status`; replaced whole, so a reader never sees half."""
+        state = {"pid": os.getpid(), "home": str(self.home), "parts": [
+            {"name": p.name, "check": p.check, "address": p.address, "port": p.port,
+             "pid": p.proc.pid if p.proc is not None and p.proc.poll() is None else None,
+             "restarts": p.restarted} for p in self.parts]}
+        tmp = self.home / f".{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.home / STATE_FILE)
 
     def supervise(self) -> None:
         """Restarts a child that died, with exponential backoff, until told to stop."""
         while not self.stopping:
             now = time.monotonic()
+            changed = False
             for part in self.parts:
                 if self.stopping:
                     break
@@ -202,9 +220,15 @@ class Supervisor:
                     part.restarts += 1
                     part.next_start = now + delay
                     say(f"{part.name} exited with code {code}; restarting in {delay:.1f}s (restart {part.restarts})")
+                    changed = True
                 elif part.proc is None and now >= part.next_start:
                     self.spawn(part)
+                    part.restarted += 1
                     say(f"{part.name} restarted (pid {part.proc.pid})")
+                    changed = True
+            if changed and not self.stopping:
+                with contextlib.suppress(OSError):
+                    self.write_state()
             time.sleep(0.2)
 
     def stop_all(self) -> None:
@@ -237,21 +261,90 @@ class Supervisor:
                 part.proc.wait(5)
 
 
-def register_sample(gateway_address: str, home: Path) -> None:
-    """On first start, the seed data as dataset `sample`, so a newcomer can press go."""
-    marker = home / ".sample-registered"
-    if marker.exists():
-        return
+def diabetes_csv() -> bytes:
+    """scikit-learn's bundled diabetes table as CSV: 442 patients, 10 baseline measurements
+    (already centred and scaled by scikit-learn), and the disease's progression a year later,
+    the target. It ships inside the scikit-learn wheel: no download."""
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True).frame.rename(columns={"target": "progression"})
+    return frame.to_csv(index=False).encode()
+
+
+def register_demos(gateway_address: str, home: Path) -> None:
+    """On first start, the demo datasets, so a newcomer can press go: `sample`, the
+    original project's X/y (no learnable signal: every model loses to the mean), and
+    `diabetes`, a small regression with real signal."""
     import grpc
 
     from kubetune.data.v1 import data_pb2
     from kubetune.gateway.v1 import gateway_pb2_grpc
 
+    def sample(stub):
+        return stub.RegisterDataset(data_pb2.RegisterDatasetRequest(name="sample", uri=str(SAMPLE)), timeout=60).version
+
+    def diabetes(stub):
+        def parts():
+            yield data_pb2.UploadDatasetRequest(header=data_pb2.UploadHeader(
+                name="diabetes", filename="diabetes.csv", options=data_pb2.IngestOptions(target_column="progression")))
+            yield data_pb2.UploadDatasetRequest(chunk=diabetes_csv())
+
+        return stub.UploadDataset(parts(), timeout=60).version
+
+    demos = (("sample", "the sample data", sample), ("diabetes", "scikit-learn's diabetes table", diabetes))
     with grpc.insecure_channel(gateway_address) as ch:
-        response = gateway_pb2_grpc.GatewayStub(ch).RegisterDataset(
-            data_pb2.RegisterDatasetRequest(name="sample", uri=str(SAMPLE)), timeout=60)
-    marker.write_text(f"{response.version.name}@{response.version.version}\n")
-    say(f"registered the sample data as dataset sample@{response.version.version}")
+        stub = gateway_pb2_grpc.GatewayStub(ch)
+        for name, what, register in demos:
+            marker = home / f".{name}-registered"
+            if marker.exists():
+                continue
+            version = register(stub)
+            marker.write_text(f"{version.name}@{version.version}\n")
+            say(f"registered {what} as dataset {name}@{version.version}")
+
+
+def dashboard_port(taken: set[int]) -> int:
+    """A port for optuna-dashboard that nothing listens on (its default, 8080, is the UI's)."""
+    for port in DASHBOARD_PORTS:
+        if port not in taken and port_free(port):
+            return port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def index_dir() -> Path:
+    """The per-user index of running platforms: one file per gateway port naming its home."""
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "kubetune" / "running"
+
+
+def _index_file(gateway_port: int) -> Path:
+    return index_dir() / f"gateway-{gateway_port}.json"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def find_home(gateway_address: str) -> Path | None:
+    """The home of the running `kubetune up` whose gateway listens on this address's port."""
+    _, _, port = gateway_address.rpartition(":")
+    if not port.isdigit():
+        return None
+    try:
+        entry = json.loads(_index_file(int(port)).read_text())
+    except (OSError, ValueError):
+        return None
+    if not _pid_alive(int(entry.get("pid", 0)) or -1):
+        return None
+    return Path(entry["home"])
 
 
 def run_up(home: Path, workers: int, ports: dict[str, int]) -> int:
@@ -272,12 +365,16 @@ def run_up(home: Path, workers: int, ports: dict[str, int]) -> int:
     say(f"starting in {home} (logs in {home / 'logs'})")
     try:
         supervisor.start_all()
-        register_sample(f"127.0.0.1:{ports['gateway']}", home)
+        with contextlib.suppress(OSError):  # a read-only home directory costs only the lookup
+            _index_file(ports["gateway"]).parent.mkdir(parents=True, exist_ok=True)
+            _index_file(ports["gateway"]).write_text(json.dumps({"home": str(home), "pid": os.getpid()}))
+        register_demos(f"127.0.0.1:{ports['gateway']}", home)
         say("ready:")
         print(f"  UI         http://127.0.0.1:{ports['ui']}", flush=True)
         print(f"  gateway    127.0.0.1:{ports['gateway']}  (grpcurl -plaintext 127.0.0.1:{ports['gateway']} list)", flush=True)
         print(f"  MLflow UI  http://127.0.0.1:{ports['mlflow']}", flush=True)
-        print(f"  Optuna     optuna-dashboard sqlite:///{home / 'tuning' / 'optuna.db'}", flush=True)
+        port = dashboard_port({p.port for p in parts})
+        print(f"  Optuna     optuna-dashboard --port {port} sqlite:///{home / 'tuning' / 'optuna.db'}", flush=True)
         print("  Ctrl-C stops everything.", flush=True)
         supervisor.supervise()
         return 0
@@ -288,19 +385,33 @@ def run_up(home: Path, workers: int, ports: dict[str, int]) -> int:
         return 1
     finally:
         supervisor.stop_all()
+        with contextlib.suppress(OSError):
+            entry = _index_file(ports["gateway"])
+            if json.loads(entry.read_text()).get("pid") == os.getpid():
+                entry.unlink()
 
 
-def run_status(home: Path, as_json: bool) -> int:
+def run_status(home: Path | None, gateway_address: str, as_json: bool) -> int:
+    """Health of every part, with its pid, port and restarts. The platform is found as the
+    CLI finds the gateway: --home or KUBETUNE_HOME if given, else the running `kubetune up`
+    serving the gateway address (--gateway, KUBETUNE_GATEWAY, or the default), else ./.kubetune."""
+    if home is None:
+        home = find_home(gateway_address) or Path(DEFAULT_HOME)
     state_file = home.resolve() / STATE_FILE
     if not state_file.exists():
-        rows = [{"name": "platform", "status": "UNAVAILABLE", "address": "", "detail": f"no {STATE_FILE} in {home}: is `kubetune up` running?"}]
+        rows = [{"name": "platform", "status": "UNAVAILABLE", "address": "", "port": None, "pid": None, "restarts": 0,
+                 "detail": f"no {STATE_FILE} in {home.resolve()} and no `kubetune up` serving a gateway at "
+                           f"{gateway_address}: is it running? (--home, KUBETUNE_HOME)"}]
     else:
         state = json.loads(state_file.read_text())
         rows = [{**p, "status": health(p["check"], p["address"])} for p in state["parts"]]
     ok = all(r["status"] == "SERVING" for r in rows)
     if as_json:
-        print(json.dumps({"all_serving": ok, "parts": rows}, indent=2))
+        print(json.dumps({"all_serving": ok, "home": str(home.resolve()), "parts": rows}, indent=2))
     else:
+        print(f"{'part':<10} {'status':<12} {'address':<16} {'pid':>8} {'restarts':>8}")
         for r in rows:
-            print(f"{r['name']:<10} {r['status']:<12} {r['address']}  {r.get('detail', '')}".rstrip())
+            pid = r.get("pid") or "-"
+            print(f"{r['name']:<10} {r['status']:<12} {r['address']:<16} {pid!s:>8} {r.get('restarts', 0):>8}  "
+                  f"{r.get('detail', '')}".rstrip())
     return 0 if ok else 1

@@ -11,13 +11,14 @@ from services.tuning import space
 def parse_param(name: str, text: str) -> pb.ParamSpec:
     """A ParamSpec from the grammar, validated with the same rules the service applies."""
     kind = space.param_kind(name)
+    field = f"search_space.{name}"  # as the service names it; cli.flags names the flag
     text = text.strip()
     if not text:
-        raise InvalidArgument(f"--{name}: empty range")
+        raise InvalidArgument(f"{field}: empty range")
     if ".." not in text:
         choices = [c.strip() for c in text.split(",")]
         if any(not c for c in choices):
-            raise InvalidArgument(f"--{name}: empty choice in {text!r}")
+            raise InvalidArgument(f"{field}: empty choice in {text!r}")
         spec = pb.ParamSpec(name=name, categorical=pb.Categorical(choices=choices))
     else:
         bounds, *mods = text.split(":")
@@ -25,7 +26,7 @@ def parse_param(name: str, text: str) -> pb.ParamSpec:
         try:
             low, high = float(low_text), float(high_text)
         except ValueError:
-            raise InvalidArgument(f"--{name}: {text!r} is not LOW..HIGH[:log][:step=S]") from None
+            raise InvalidArgument(f"{field}: {text!r} is not LOW..HIGH[:log][:step=S]") from None
         log, step = False, 0.0
         for mod in mods:
             if mod == "log":
@@ -34,14 +35,28 @@ def parse_param(name: str, text: str) -> pb.ParamSpec:
                 try:
                     step = float(mod[5:])
                 except ValueError:
-                    raise InvalidArgument(f"--{name}: bad step in {text!r}") from None
+                    raise InvalidArgument(f"{field}: bad step in {text!r}") from None
             else:
-                raise InvalidArgument(f"--{name}: unknown modifier {mod!r} (use :log or :step=S)")
+                raise InvalidArgument(f"{field}: unknown modifier {mod!r} (use :log or :step=S)")
         if kind == "int":
             if not (low.is_integer() and high.is_integer() and float(step).is_integer()):
-                raise InvalidArgument(f"--{name}: {name} takes whole numbers (got {text!r})")
+                raise InvalidArgument(f"{field}: {name} takes whole numbers (got {text!r})")
             spec = pb.ParamSpec(name=name, int_range=pb.IntRange(low=int(low), high=int(high), log=log, step=int(step)))
         else:
             spec = pb.ParamSpec(name=name, float_range=pb.FloatRange(low=low, high=high, log=log, step=step))
     space.distribution(spec)
     return spec
+
+
+def describe(spec: pb.ParamSpec) -> str:
+    """A ParamSpec in the grammar above, as a user would type it: '1e-05..0.1:log'."""
+    domain = spec.WhichOneof("domain")
+    if domain == "categorical":
+        return ",".join(spec.categorical.choices)
+    rng = getattr(spec, domain)
+    text = f"{rng.low:g}..{rng.high:g}"
+    if rng.log:
+        text += ":log"
+    if rng.step and not (domain == "int_range" and rng.step == 1):
+        text += f":step={rng.step:g}"
+    return text

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from cli.platform import Part, Supervisor, plan, register_sample
+from cli.platform import Part, Supervisor, plan, register_demos
 from kubetune.gateway.v1 import gateway_pb2_grpc
 from services.common.config import PORTS
 from tests.servers import free_port
@@ -66,7 +66,7 @@ def running_platform(home: Path, *, workers: int = 2, ui: bool = False, env: dic
     try:
         supervisor.start_all()
         if sample:
-            register_sample(f"127.0.0.1:{ports['gateway']}", home)
+            register_demos(f"127.0.0.1:{ports['gateway']}", home)
         watcher.start()
         yield Platform(home, supervisor, ports)
     finally:

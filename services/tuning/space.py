@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 
 import optuna
 from optuna.distributions import (
@@ -51,6 +52,19 @@ DEFAULTS = {
     "activation": "relu",
     "optimizer": "adam",
 }
+
+# What a study searches when its spec names no hyperparameter: the Tune page's ticked
+# ranges and `kubetune study create` without range flags. A grid sampler gets none (it
+# needs choices), so a grid without a space is still refused.
+DEFAULT_SEARCH_SPACE = (
+    pb.ParamSpec(name="learning_rate", float_range=pb.FloatRange(low=1e-5, high=1e-1, log=True)),
+    pb.ParamSpec(name="dropout", float_range=pb.FloatRange(low=0.2, high=0.4)),
+    pb.ParamSpec(name="n_layers", int_range=pb.IntRange(low=1, high=5)),
+    pb.ParamSpec(name="units", int_range=pb.IntRange(low=4, high=128, log=True)),
+)
+# numpy (behind every Optuna sampler) takes seeds below 2**32, and a worker adds the
+# ticket's sequence to the study's seed: a study's seed stays below 2**31.
+MAX_SEED = 2**31 - 1
 
 OBJECTIVE_METRICS = {"val_loss", "val_accuracy", "train_loss", "duration_s", "n_params"}
 STUDY_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -170,6 +184,19 @@ def distributions(spec: pb.StudySpec) -> dict[str, BaseDistribution]:
     return dists
 
 
+def with_defaults(spec: pb.StudySpec) -> pb.StudySpec:
+    """The spec a study records: the default search space when none is given, and a seed
+    drawn for this study when none is given (so studies do not all replay the same first
+    configurations); the recorded seed reproduces the study."""
+    out = pb.StudySpec()
+    out.CopyFrom(spec)
+    if not out.search_space and SAMPLER_NAMES.get(out.sampler) != "grid":
+        out.search_space.extend(DEFAULT_SEARCH_SPACE)
+    if not out.seed:
+        out.seed = 1 + secrets.randbelow(MAX_SEED)
+    return out
+
+
 def objectives(spec: pb.StudySpec) -> list[tuple[str, str]]:
     """(metric, 'minimize'|'maximize') per objective; val_loss minimised by default."""
     if not spec.objectives:
@@ -211,6 +238,8 @@ def validate(spec: pb.StudySpec, *, max_trials: int, max_parallel: int) -> dict[
         raise InvalidArgument("early_stopping_patience: must be between 0 and the epochs", field="early_stopping_patience")
     if not (math.isfinite(spec.timeout_seconds) and spec.timeout_seconds >= 0):
         raise InvalidArgument("timeout_seconds: must be 0 (none) or a positive number", field="timeout_seconds")
+    if spec.seed > MAX_SEED:
+        raise InvalidArgument(f"seed: must be between 1 and {MAX_SEED} (0 draws one)", field="seed")
     if spec.pruner_warmup_epochs < 0:
         raise InvalidArgument("pruner_warmup_epochs: must not be negative", field="pruner_warmup_epochs")
     if not (0 <= spec.cv_folds <= MAX_CV_FOLDS):

@@ -104,6 +104,7 @@ class StudyManager:
     # -- create ----------------------------------------------------------------------
 
     async def create(self, spec: pb.StudySpec) -> pb.Study:
+        spec = space.with_defaults(spec)
         space.validate(spec, max_trials=self.max_trials, max_parallel=self.max_parallel)
         directions = [d for _, d in space.objectives(spec)]
         try:

@@ -166,7 +166,8 @@ async def page(dataset: str = ""):
     options = dataset_options(response.datasets) if response else []
     if dataset and dataset not in options:
         options.append(dataset)
-    chosen = dataset or ("sample" if "sample" in options else (options[0] if options else None))
+    # The demo with real signal first (`kubetune up` registers it); `sample` learns nothing.
+    chosen = dataset or next((d for d in ("diabetes", "sample") if d in options), options[0] if options else None)
     form = TuneForm(options, chosen)
     form.build()
     if not options:

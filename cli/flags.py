@@ -41,6 +41,7 @@ FIELD_FLAGS = {
     "search_space.weight_decay": "--weight-decay",
     "search_space.momentum": "--momentum",
     "page_size": "--limit",
+    "name": "--name",
 }
 # A message names its field first ("n_trials: must be ..."), possibly indexed
 # ("objectives[1].metric: ..."), or a hyperparameter with no flag of its own
@@ -61,14 +62,19 @@ def flag_for(field: str) -> str | None:
     return None
 
 
+# Inside a message only names no sentence uses otherwise are replaced ("set
+# options.missing_policy to ..."); a plain word such as "dataset" is left alone there.
+_NAMED_INSIDE = re.compile(r"(?<![\w.-])(" + "|".join(
+    sorted((re.escape(f) for f in FIELD_FLAGS if "." in f or "_" in f), key=len, reverse=True)) + r")(?!\w|\.\w)")
+
+
 def in_flag_terms(message: str) -> str:
-    """An error message with its leading API field named by the flag that sets it:
+    """An error message with the API fields it names given as the flags that set them:
     'options.target_column: no column "x"' -> '--target: no column "x"'."""
     m = _LEADING_FIELD.match(message)
-    if not m:
-        return message
-    flag = flag_for(m.group(1))
-    return f"{flag}{message[m.end(1):]}" if flag else message
+    if m and (flag := flag_for(m.group(1))):
+        message = f"{flag}{message[m.end(1):]}"
+    return _NAMED_INSIDE.sub(lambda hit: flag_for(hit.group(1)) or hit.group(1), message)
 
 
 def count(text: str) -> int:

@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from kubetune.tuning.v1 import tuning_pb2 as pb
 from tests.conftest import SEED
 
 pytestmark = pytest.mark.slow
@@ -69,8 +71,103 @@ def test_the_main_job_from_the_command_line(platform, tmp_path):
 def test_errors_are_one_line_and_non_zero(platform):
     bad_range = cli(platform, "study", "create", "--dataset", "sample", "--lr", "1e-1..1e-5", check=False)
     assert bad_range.returncode != 0 and bad_range.stderr.count("\n") == 1
-    assert "learning_rate" in bad_range.stderr and "greater than max" in bad_range.stderr
+    assert bad_range.stderr.startswith("kubetune: --lr: min 0.1 is greater than max 1e-05"), bad_range.stderr
     missing = cli(platform, "data", "show", "nope", check=False)
     assert missing.returncode != 0 and missing.stderr.startswith("kubetune: not found")
     nowhere = subprocess.run([KUBETUNE, "study", "list", "--gateway", "127.0.0.1:1"], capture_output=True, text=True, timeout=60)
     assert nowhere.returncode != 0 and "cannot reach the gateway" in nowhere.stderr
+
+
+def test_a_study_without_ranges_searches_the_default_space_and_learns_the_demo(platform):
+    out = cli(platform, "study", "create", "--dataset", "diabetes", "--trials", "4", "--epochs", "40",
+              "--pruner", "none", "--seed", "11", "--name", "cli-default-space", "--watch").stdout
+    lines = [line.split() for line in out.splitlines()]
+    assert out.startswith("searching 4 hyperparameters (the default space; range flags such as --lr choose others):\n")
+    for row in (["learning_rate", "1e-05..0.1:log", "--lr"], ["dropout", "0.2..0.4", "--dropout"],
+                ["n_layers", "1..5", "--layers"], ["units", "4..128:log", "--units"]):
+        assert row in lines, out
+    assert "fixed: weight_decay 0, momentum 0.9, batch_size 32, activation relu, optimizer adam" in out
+    assert "created study cli-default-space: 4 trials on diabetes@" in out and ", seed 11" in out
+
+    shown = as_json(cli(platform, "study", "show", "cli-default-space", "--json"))
+    spec = shown["study"]["spec"]
+    assert [p["name"] for p in spec["search_space"]] == ["learning_rate", "dropout", "n_layers", "units"]
+    # Four different configurations, not four copies of the defaults.
+    assert len({t["params"]["learning_rate"] for t in shown["trials"]}) == 4
+    # The demo has signal: the best trial beats predicting the mean (a validation MSE of 1
+    # on the standardised target), which `sample` never does.
+    assert shown["study"]["state"] == "STUDY_STATE_COMPLETED" and shown["study"]["best_values"][0] < 1
+
+
+def test_each_study_draws_its_seed_and_seed_repeats_one(platform):
+    def first_trial(*extra):
+        done = as_json(cli(platform, "study", "create", "--dataset", "diabetes", "--trials", "1", "--parallel", "1",
+                           "--epochs", "1", "--pruner", "none", "--watch", "--json", *extra))
+        shown = as_json(cli(platform, "study", "show", done["id"], "--json"))
+        return done["id"], int(shown["study"]["spec"]["seed"]), shown["trials"][0]["params"]
+
+    (_, seed_a, params_a), (_, seed_b, params_b) = first_trial(), first_trial()
+    assert seed_a != seed_b and params_a != params_b and 1 <= min(seed_a, seed_b)
+    (study_c, seed_c, params_c), (_, seed_d, params_d) = first_trial("--seed", "7"), first_trial("--seed", "7")
+    assert seed_c == seed_d == 7 and params_c == params_d
+    assert "seed 7" in cli(platform, "study", "show", study_c).stdout
+
+
+def test_json_prints_every_field_zeros_included(platform):
+    done = as_json(cli(platform, "study", "create", "--dataset", "diabetes", "--trials", "1", "--epochs", "1",
+                       "--pruner", "none", "--watch", "--json"))
+    assert done["counts"]["fail"] == 0 and done["counts"]["queued"] == 0 and done["spec"]["timeout_seconds"] == 0
+    trial = as_json(cli(platform, "study", "show", done["id"], "--json"))["trials"][0]
+    assert trial["number"] == 0 and trial["reason"] == "" and trial["state"] == "TRIAL_STATE_COMPLETE"
+
+
+def test_numeric_flags_follow_one_rule(platform):
+    create = ["study", "create", "--dataset", "diabetes"]
+    for args in ([*create, "--epochs", "0"], [*create, "--parallel", "0"], [*create, "--trials", "0"],
+                 [*create, "--patience", "0"], [*create, "--seed", "0"], ["runs", "list", "--limit", "0"]):
+        refused = cli(platform, *args, check=False)
+        assert refused.returncode == 2 and "must be 1 or more (got 0); leave the flag out for its default" in refused.stderr, args
+    refused = cli(platform, *create, "--timeout", "-1", check=False)
+    assert refused.returncode == 2 and "must be 0 (no limit) or a positive number of seconds" in refused.stderr
+    refused = cli(platform, "up", "--gateway-port", "0", check=False)
+    assert refused.returncode == 2 and "must be 1 or more" in refused.stderr
+    helped = " ".join(cli(platform, "study", "create", "--help").stdout.split())
+    for text in ("trials to run (default 20)", "trials at once (default 2)", "epochs per trial (default 20)",
+                 "before a trial stops (default 5)", "(default 0: none)", "default: one drawn per study"):
+        assert text in helped, text
+
+
+def test_patience_is_what_help_says(platform):
+    """Leaving --patience out stops a trial 5 epochs after its best, as --help says."""
+    ch, gw = platform.stub()
+
+    def epochs_after_best(*extra) -> tuple[int, int]:
+        # `sample` has no signal: the validation loss bottoms out early, so early stopping ends the trial.
+        done = as_json(cli(platform, "study", "create", "--dataset", "sample", "--trials", "1", "--epochs", "300",
+                           "--lr", "0.01", "--units", "64", "--pruner", "none", "--watch", "--json", *extra))
+        curve = list(gw.ListTrials(pb.ListTrialsRequest(study_id=done["id"], with_curves=True)).trials[0].val_loss_curve)
+        return len(curve), len(curve) - 1 - int(np.argmin(curve))
+
+    with ch:
+        epochs, after_best = epochs_after_best()
+        assert epochs < 300 and after_best == 5
+        epochs, after_best = epochs_after_best("--patience", "3")
+        assert epochs < 300 and after_best == 3
+
+
+def test_errors_name_the_flags_the_user_typed(platform, tmp_path):
+    table = tmp_path / "prices.csv"
+    table.write_text("a,b,price\n1,2,3\n4,,6\n7,8,9\n")
+    no_target = cli(platform, "data", "register", str(table), "--name", "prices", check=False)
+    assert no_target.returncode == 1 and "--target" in no_target.stderr and "options." not in no_target.stderr
+    holes = cli(platform, "data", "register", str(table), "--name", "prices", "--target", "price", check=False)
+    assert holes.returncode == 1 and "set --missing to" in holes.stderr and "options." not in holes.stderr
+    wrong = cli(platform, "study", "create", "--dataset", "diabetes", "--objective", "val_accuracy", check=False)
+    assert wrong.stderr == "kubetune: invalid argument: --objective: val_accuracy needs a classification dataset\n"
+
+
+def test_piping_into_head_prints_no_traceback(platform):
+    # `head -n 0` exits before the CLI writes, so every write meets a closed pipe.
+    piped = subprocess.run(["bash", "-c", f"{KUBETUNE} data show diabetes --json | head -n 0; exit ${{PIPESTATUS[0]}}"],
+                           capture_output=True, text=True, timeout=120, env={**os.environ, "KUBETUNE_GATEWAY": platform.gateway})
+    assert piped.stderr == "" and piped.returncode == 141

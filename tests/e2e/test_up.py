@@ -3,7 +3,9 @@ then SIGTERM, and no child process left behind."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -29,11 +31,27 @@ pytestmark = pytest.mark.slow
 KUBETUNE = Path(sys.executable).parent / "kubetune"
 
 
-def start_up(home: Path, ports: dict[str, int], workers: int = 1) -> subprocess.Popen:
+def start_up(home: Path, ports: dict[str, int], workers: int = 1, env: dict[str, str] | None = None) -> subprocess.Popen:
     args = [str(KUBETUNE), "up", "--home", str(home), "--workers", str(workers)]
     for name, port in ports.items():
         args += [f"--{name}-port", str(port)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as page:
+            return page.status == 200
+    except OSError:
+        return False
+
+
+def status_from_elsewhere(cwd: Path, env: dict[str, str]) -> dict:
+    """`kubetune status --json` run in another directory, told only where the gateway is."""
+    result = subprocess.run([str(KUBETUNE), "status", "--json"], capture_output=True, text=True, timeout=30,
+                            cwd=cwd, env=env)
+    assert result.returncode in (0, 1), result.stderr
+    return {p["name"]: p for p in json.loads(result.stdout)["parts"]}
 
 
 def read_until(proc: subprocess.Popen, marker: str, timeout: float = 180) -> list[str]:
@@ -54,18 +72,52 @@ def ports():
 
 
 def test_up_runs_the_thin_path_and_stops_clean(tmp_path, ports):
-    proc = start_up(tmp_path, ports)
+    # The per-user index of running platforms goes to the test's own folder.
+    env = {k: v for k, v in os.environ.items() if k != "KUBETUNE_HOME"} | {"XDG_STATE_HOME": str(tmp_path / "state")}
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = start_up(home, ports, env=env)
+    dashboard = None
     try:
         lines = read_until(proc, "Ctrl-C stops everything")
         text = "".join(lines)
         assert f"http://127.0.0.1:{ports['ui']}" in text and f"127.0.0.1:{ports['gateway']}" in text
         assert f"http://127.0.0.1:{ports['mlflow']}" in text and "registered the sample data" in text
+        assert "registered scikit-learn's diabetes table as dataset diabetes@" in text
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 9
 
-        status = subprocess.run([str(KUBETUNE), "status", "--home", str(tmp_path), "--json"],
+        status = subprocess.run([str(KUBETUNE), "status", "--home", str(home), "--json"],
                                 capture_output=True, text=True, timeout=30)
         assert status.returncode == 0, status.stdout
+        # From any directory, knowing only the gateway (as every other command does).
+        parts = status_from_elsewhere(elsewhere, {**env, "KUBETUNE_GATEWAY": f"127.0.0.1:{ports['gateway']}"})
+        direct = {p.pid for p in psutil.Process(proc.pid).children()}
+        assert {p["pid"] for p in parts.values()} == direct
+        assert all(p["status"] == "SERVING" and p["restarts"] == 0 for p in parts.values()), parts
+        assert {n: parts[n]["port"] for n in ("gateway", "ui", "nats", "mlflow", "data", "tuning", "registry")} == \
+            {n: ports[n] for n in ("gateway", "ui", "nats", "mlflow", "data", "tuning", "registry")}
+        # A part killed and brought back shows its new pid and one restart.
+        os.killpg(parts["registry"]["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while not ((r := status_from_elsewhere(elsewhere, {**env, "KUBETUNE_GATEWAY": f"127.0.0.1:{ports['gateway']}"})["registry"])
+                   ["restarts"] == 1 and r["status"] == "SERVING"):
+            assert time.monotonic() < deadline, r
+            time.sleep(0.5)
+        assert r["pid"] != parts["registry"]["pid"] and r["pid"] in {p.pid for p in psutil.Process(proc.pid).children()}
+
+        # The printed optuna-dashboard command runs beside the UI as printed.
+        command = next(line for line in lines if "optuna-dashboard" in line).split("Optuna", 1)[1].strip()
+        words = shlex.split(command)
+        port = int(words[words.index("--port") + 1])
+        assert port not in ports.values()
+        dashboard = subprocess.Popen([str(KUBETUNE.parent / words[0]), *words[1:]], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, cwd=elsewhere)
+        deadline = time.monotonic() + 60
+        while not http_ok(f"http://127.0.0.1:{port}/"):
+            assert dashboard.poll() is None and time.monotonic() < deadline, "optuna-dashboard did not start"
+            time.sleep(0.5)
+        assert http_ok(f"http://127.0.0.1:{ports['ui']}/")
 
         with grpc.insecure_channel(f"127.0.0.1:{ports['gateway']}") as ch:
             gw = gateway_pb2_grpc.GatewayStub(ch)
@@ -73,6 +125,10 @@ def test_up_runs_the_thin_path_and_stops_clean(tmp_path, ports):
             assert health.all_serving, health
             sample = gw.GetDataset(data_pb2.GetDatasetRequest(ref="sample")).version
             assert sample.row_count == 100 and len([c for c in sample.columns if c.role == data_pb2.COLUMN_ROLE_FEATURE]) == 5
+            diabetes = gw.GetDataset(data_pb2.GetDatasetRequest(ref="diabetes")).version
+            assert diabetes.row_count == 442 and diabetes.target == "progression"
+            assert len([c for c in diabetes.columns if c.role == data_pb2.COLUMN_ROLE_FEATURE]) == 10
+            assert diabetes.task_kind == data_pb2.TASK_KIND_REGRESSION
 
             study = run_study(gw, small_spec(trials=3, epochs=3, parallel=1), timeout=120)
             assert study.counts.complete + study.counts.pruned == 3
@@ -93,11 +149,15 @@ def test_up_runs_the_thin_path_and_stops_clean(tmp_path, ports):
         with urllib.request.urlopen(f"http://127.0.0.1:{ports['ui']}/", timeout=10) as page:
             assert page.status == 200
     finally:
+        if dashboard is not None:
+            dashboard.terminate()
+            dashboard.wait(30)
         before = psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "stopped" in out
+    assert not list((tmp_path / "state").rglob("*.json")), "the index still names a stopped platform"
     time.sleep(0.5)
     alive = [p for p in before if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"children left behind: {alive}"
@@ -121,3 +181,9 @@ def test_a_taken_port_is_named_with_the_setting_that_changes_it(tmp_path, ports)
 def test_status_without_a_platform_says_so(tmp_path):
     result = subprocess.run([str(KUBETUNE), "status", "--home", str(tmp_path)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and "kubetune up" in result.stdout
+    env = {k: v for k, v in os.environ.items() if k != "KUBETUNE_HOME"} | {"XDG_STATE_HOME": str(tmp_path / "state")}
+    nowhere = subprocess.run([str(KUBETUNE), "status", "--json", "--gateway", "127.0.0.1:1"], capture_output=True,
+                             text=True, timeout=30, cwd=tmp_path, env=env)
+    assert nowhere.returncode == 1
+    row = json.loads(nowhere.stdout)["parts"][0]
+    assert row["status"] == "UNAVAILABLE" and "no `kubetune up` serving a gateway at 127.0.0.1:1" in row["detail"]

@@ -360,3 +360,9 @@ async def test_models_register_alias_and_predict(user, gw, done_study):
     await page.predict()
     assert user.find(marker="predict-error").elements.pop().text == \
         "The CSV line 2, column 'x2': 'three' is not a number"
+
+
+async def test_tune_opens_on_the_demo_with_signal(user):
+    await user.open("/tune")
+    await user.should_see("Search space")
+    assert user.find(marker="dataset").elements.pop().value == "diabetes"

@@ -101,3 +101,40 @@ def test_different_ticket_sequences_draw_different_points():
     draws = {space.suggest(optuna.create_study(sampler=space.make_sampler(s, i)).ask(), s, dists)["learning_rate"]
              for i in range(5)}
     assert len(draws) == 5
+
+
+def names(s: pb.StudySpec) -> list[str]:
+    return [p.name for p in s.search_space]
+
+
+def test_a_spec_without_ranges_gets_the_default_space_and_its_own_seed():
+    bare = spec()
+    first, second = space.with_defaults(bare), space.with_defaults(bare)
+    assert names(first) == ["learning_rate", "dropout", "n_layers", "units"]
+    assert list(first.search_space) == list(space.DEFAULT_SEARCH_SPACE)
+    assert 1 <= first.seed <= space.MAX_SEED and first.seed != second.seed
+    assert not bare.search_space and bare.seed == 0  # the request itself is left as sent
+    dists = validate(first)
+    assert dists["learning_rate"].log and (dists["n_layers"].low, dists["n_layers"].high) == (1, 5)
+
+
+def test_given_ranges_and_seed_are_kept():
+    chosen = space.with_defaults(spec(cat("optimizer", "sgd"), seed=7))
+    assert names(chosen) == ["optimizer"] and chosen.seed == 7
+
+
+def test_a_grid_without_choices_is_still_refused():
+    with pytest.raises(InvalidArgument, match="grid needs every parameter"):
+        validate(space.with_defaults(spec(sampler=pb.SAMPLER_GRID)))
+
+
+def test_a_seed_numpy_cannot_take_is_refused():
+    with pytest.raises(InvalidArgument, match=r"^seed: must be between 1 and 2147483647"):
+        validate(spec(flt("dropout", 0.1, 0.2), seed=2**32))
+    space.make_sampler(space.with_defaults(spec(seed=space.MAX_SEED)), seed_offset=1000)
+
+
+def test_the_tune_pages_ticked_ranges_are_the_default_space():
+    from ui.search_form import default_rows, search_space
+
+    assert search_space(default_rows()) == list(space.DEFAULT_SEARCH_SPACE)

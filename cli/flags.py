@@ -19,6 +19,8 @@ FIELD_FLAGS = {
     "options.target_column": "--target",
     "options.exclude_columns": "--exclude",
     "options.missing_policy": "--missing",
+    "options.categorical_columns": "--categorical",
+    "options.numeric_columns": "--numeric",
     "n_trials": "--trials",
     "max_parallel": "--parallel",
     "max_epochs": "--epochs",

@@ -160,8 +160,9 @@ def test_errors_name_the_flags_the_user_typed(platform, tmp_path):
     table.write_text("a,b,price\n1,2,3\n4,,6\n7,8,9\n")
     no_target = cli(platform, "data", "register", str(table), "--name", "prices", check=False)
     assert no_target.returncode == 1 and "--target" in no_target.stderr and "options." not in no_target.stderr
-    holes = cli(platform, "data", "register", str(table), "--name", "prices", "--target", "price", check=False)
-    assert holes.returncode == 1 and "set --missing to" in holes.stderr and "options." not in holes.stderr
+    holes = cli(platform, "data", "register", str(table), "--name", "prices", "--target", "price", "--missing", "refuse",
+                check=False)
+    assert holes.returncode == 1 and "set --missing to impute or drop" in holes.stderr and "options." not in holes.stderr
     wrong = cli(platform, "study", "create", "--dataset", "diabetes", "--objective", "val_accuracy", check=False)
     assert wrong.stderr == "kubetune: invalid argument: --objective: val_accuracy needs a classification dataset\n"
 

@@ -10,8 +10,9 @@ from cli import flags
 @pytest.mark.parametrize("message, expected", [
     ("options.target_column: no column 'price' in prices.csv", "--target: no column 'price' in prices.csv"),
     ("a single table needs options.target_column", "a single table needs --target"),
-    ("x.csv: column 'a' row 3 is empty; set options.missing_policy to drop or fill such rows",
-     "x.csv: column 'a' row 3 is empty; set --missing to drop or fill such rows"),
+    ("x.csv: column 'a' row 3 is missing; set options.missing_policy to impute or drop such rows",
+     "x.csv: column 'a' row 3 is missing; set --missing to impute or drop such rows"),
+    ("options.categorical_columns: no column 'zip'", "--categorical: no column 'zip'"),
     ("search_space.learning_rate: min 0.1 is greater than max 1e-05", "--lr: min 0.1 is greater than max 1e-05"),
     ("search_space.units_l0: range must lie within [1, 8192]", "--param units_l0=...: range must lie within [1, 8192]"),
     ("objectives[1].metric: 'x' is not one of ...", "--objective: 'x' is not one of ..."),

@@ -54,7 +54,8 @@ def status_from_elsewhere(cwd: Path, env: dict[str, str]) -> dict:
     return {p["name"]: p for p in json.loads(result.stdout)["parts"]}
 
 
-def read_until(proc: subprocess.Popen, marker: str, timeout: float = 180) -> list[str]:
+# 300 s: on a loaded 2-core machine MLflow alone has taken 112 s to answer.
+def read_until(proc: subprocess.Popen, marker: str, timeout: float = 300) -> list[str]:
     lines, deadline = [], time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()

@@ -136,7 +136,7 @@ def test_up_runs_the_thin_path_and_stops_clean(tmp_path, ports):
 
             client = mlflow.MlflowClient(f"http://127.0.0.1:{ports['mlflow']}")
             runs = client.search_runs([study.mlflow_experiment_id], f"tags.`{lineage.TAG_STUDY}` = '{study.id}'")
-            assert len(runs) == 4  # the study's run and its 3 trials
+            assert len(runs) == 5  # the study's run, its linear baseline and its 3 trials
             deadline = time.monotonic() + 30
             while len(client.get_metric_history(study.best_trial.mlflow_run_id, "val_loss")) < study.best_trial.epochs_done:
                 assert time.monotonic() < deadline, "epoch metrics never reached MLflow"

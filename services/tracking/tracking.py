@@ -96,11 +96,14 @@ def summary_key(kind: str, key: str) -> str:
     return lineage.SUMMARY_OF.get(key, key) if kind == "metric" else key
 
 
-def summarised(runs: list[RunRecord]) -> list[RunRecord]:
+def summarised(runs: list[RunRecord], wanted: frozenset[str] | None = None) -> list[RunRecord]:
     """Each run's metrics as a summary shows them: a trial's `val_loss` is the value
-    of the epoch whose weights were saved (the one Optuna got), not its last epoch's."""
+    of the epoch whose weights were saved (the one Optuna got), not its last epoch's.
+    `wanted`: the metrics asked for (the summaries read for them are dropped again)."""
     for run in runs:
         run.metrics = lineage.summary_metrics(run.metrics)
+        if wanted is not None:
+            run.metrics = {k: v for k, v in run.metrics.items() if k in wanted}
     return runs
 
 
@@ -242,7 +245,8 @@ class Tracking:
         offset = PageTokens.decode(query, page_token)
         query = RunQuery(**{**query.__dict__, "offset": offset})
         page = await self._call(self.store.list_runs, query)
-        summarised(page.runs)
+        asked = {c.partition(":")[2] for c in columns if c.startswith("metric:")}
+        summarised(page.runs, frozenset(asked) if asked else None)
         token = PageTokens.encode(query, page.next_offset) if page.next_offset is not None else ""
         return page, token
 

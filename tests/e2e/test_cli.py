@@ -46,10 +46,13 @@ def test_the_main_job_from_the_command_line(platform, tmp_path):
 
     shown = as_json(cli(platform, "study", "show", "cli-study", "--json"))
     assert len(shown["trials"]) == 3
-    runs = as_json(cli(platform, "runs", "list", "--study", "cli-study", "--sort", "best_val_loss", "--json"))["runs"]
+    runs = as_json(cli(platform, "runs", "list", "--study", "cli-study", "--sort", "val_loss", "--json"))["runs"]
     assert len(runs) == 3
-    values = [r["metrics"]["best_val_loss"] for r in runs]
+    values = [r["metrics"]["val_loss"] for r in runs]
     assert values == sorted(values)
+    # The saved epoch's, the value Optuna got: not the last epoch's.
+    by_run = {t["mlflow_run_id"]: t["values"][0] for t in shown["trials"]}
+    assert [by_run[r["run_id"]] for r in runs] == pytest.approx(values)
     compared = as_json(cli(platform, "runs", "compare", runs[0]["run_id"], runs[1]["run_id"], "--json"))
     assert compared["differing_params"]
 

@@ -37,13 +37,13 @@ def test_study_summary(gateway, study):
 
 def test_runs_sorted_and_paged(gateway, study):
     request = tracking_pb2.ListRunsRequest(study_id=study.id, trials_only=True, sort_kind=tracking_pb2.FIELD_KIND_METRIC,
-                                           sort_key="best_val_loss", page_size=4, columns=["metric:best_val_loss"])
+                                           sort_key="val_loss", page_size=4, columns=["metric:val_loss"])
     first = gateway.ListRuns(request)
     assert len(first.runs) == 4 and first.next_page_token and first.total == 6
     request.page_token = first.next_page_token
     second = gateway.ListRuns(request)
     assert len(second.runs) == 2 and not second.next_page_token
-    values = [r.metrics["best_val_loss"] for r in [*first.runs, *second.runs]]
+    values = [r.metrics["val_loss"] for r in [*first.runs, *second.runs]]
     assert values == sorted(values)
     assert values[0] == pytest.approx(study.best_values[0])
     histories = gateway.GetMetricHistories(tracking_pb2.GetMetricHistoriesRequest(

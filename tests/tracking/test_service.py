@@ -118,13 +118,42 @@ async def test_study_and_trial_runs_are_idempotent(stub, tracking_mlflow):
     assert parent.name == study_id
 
 
+async def test_a_trials_val_loss_is_its_saved_epochs_not_its_last(stub, bus):
+    """Epoch curves end above their best: what is shown and sorted is the best epoch's
+    value, the one Optuna got (the curve keeps every epoch)."""
+    study_id, study = await new_study(stub)
+    runs = [await new_trial(stub, study_id, study, t) for t in range(2)]
+    curves = {0: [1.0, 0.5, 0.8], 1: [0.9, 0.7, 0.6]}  # last: 0.8 vs 0.6; best: 0.5 vs 0.6
+    events = []
+    for t, curve in curves.items():
+        events += [make_event(epoch_completed=ev.EpochCompleted(
+            study_id=study_id, trial=t, mlflow_run_id=runs[t], epoch=e, train_loss=v + 0.1, val_loss=v,
+            val_accuracy=math.nan)) for e, v in enumerate(curve)]
+        best = min(range(3), key=curve.__getitem__)
+        events.append(make_event(trial_completed=ev.TrialCompleted(
+            study_id=study_id, trial=t, mlflow_run_id=runs[t], values=[curve[best]], best_epoch=best,
+            metrics={"val/loss": curve[best], "train/loss": curve[best] + 0.1, "test/rmse": 3.0 + t})))
+    await publish(bus, events)
+    first = await eventually(lambda: _state(stub, runs[0], "COMPLETE"))
+    await eventually(lambda: _state(stub, runs[1], "COMPLETE"))
+    assert first.metrics["val_loss"] == 0.5 and first.metrics["train_loss"] == pytest.approx(0.6)
+    page = await stub.ListRuns(pb.ListRunsRequest(study_id=study_id, trials_only=True, sort_key="val_loss",
+                                                  columns=["metric:val_loss"]))
+    assert [(r.run_id, r.metrics["val_loss"]) for r in page.runs] == [(runs[0], 0.5), (runs[1], 0.6)]
+    narrowed = await stub.ListRuns(pb.ListRunsRequest(study_id=study_id, trials_only=True, filters=[
+        pb.RunFilter(kind=pb.FIELD_KIND_METRIC, key="val_loss", op="<", value="0.55")]))
+    assert [r.run_id for r in narrowed.runs] == [runs[0]]
+    h = await stub.GetMetricHistories(pb.GetMetricHistoriesRequest(run_ids=runs[:1], keys=["val_loss"]))
+    assert [p.value for p in h.histories[0].points] == curves[0]
+
+
 async def test_events_become_metrics_states_and_study_results(stub, bus):
     study_id, study = await new_study(stub)
     runs = [await new_trial(stub, study_id, study, t) for t in range(3)]
     events = epochs(study_id, 0, runs[0], 5) + epochs(study_id, 1, runs[1], 2, base=3.0) + epochs(study_id, 2, "", 1)
     events += [
         make_event(trial_completed=ev.TrialCompleted(study_id=study_id, trial=0, mlflow_run_id=runs[0], values=[1.4],
-                                                     metrics={"rmse": 55.5, "best_val_loss": 1.4}, best_epoch=4)),
+                                                     metrics={"rmse": 55.5, "val/loss": 1.4}, best_epoch=4)),
         make_event(trial_pruned=ev.TrialPruned(study_id=study_id, trial=1, mlflow_run_id=runs[1], reason="median")),
         make_event(trial_failed=ev.TrialFailed(study_id=study_id, trial=2, reason="OOM")),  # run found by tags
         make_event(study_completed=ev.StudyCompleted(study_id=study_id, best_trial=0, best_values=[1.4],
@@ -155,7 +184,8 @@ async def test_events_become_metrics_states_and_study_results(stub, bus):
 
     page = await stub.ListRuns(pb.ListRunsRequest(study_id=study_id, trials_only=True, sort_key="val_loss",
                                                   columns=["metric:val_loss", "tag:kubetune.state"]))
-    assert [r.run_id for r in page.runs] == [runs[0], runs[2], runs[1]]  # 1.4, 3.0, 4.0
+    # By the saved epoch's val_loss: the pruned and failed trials saved no model, so none.
+    assert [r.run_id for r in page.runs][0] == runs[0] and {r.run_id for r in page.runs[1:]} == set(runs[1:])
     assert page.total == 3 and set(page.runs[0].metrics) == {"val_loss"} and page.runs[0].params == {}
     cmp = await stub.CompareRuns(pb.CompareRunsRequest(run_ids=runs[:2]))
     assert dict(cmp.differing_params["units"].values) == {runs[0]: "16", runs[1]: "32"}

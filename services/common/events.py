@@ -28,12 +28,13 @@ log = logging.getLogger(__name__)
 # consumers that write them elsewhere (tracking -> MLflow, data -> references): they
 # need an event only until they have written it, seconds in normal running, so the
 # limits are sized for an outage: a week, or 4 GiB (half the server's 8G file store,
-# ~11 million epoch events), whichever comes first; the oldest go first.
+# ~16 million epoch events of 264 B as stored), whichever comes first; the oldest go first.
 EVENT_RETENTION_S = 7 * 24 * 3600
 EVENT_MAX_BYTES = 4 * 1024**3
 # Tickets are issued up to each running study's parallelism, so the queue holds a few
-# per study; a full queue refuses a new ticket (the study's reconcile sends it again)
-# rather than dropping one queued. No age limit: a ticket waits as long as its study.
+# per study; a full queue refuses a new ticket (issued but unsent: the tuning service's
+# reconcile at its next start sends it) rather than dropping one queued. No age limit:
+# a ticket waits as long as its study.
 WORK_MAX_MSGS = 100_000
 WORK_MAX_BYTES = 256 * 1024**2
 # A message larger than this is refused by the server; epochs and tickets are tiny.

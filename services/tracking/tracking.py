@@ -152,9 +152,11 @@ class Tracking:
             self._locks = {k: v for k, v in self._locks.items() if v.locked()}
         return self._locks.setdefault(key, asyncio.Lock())
 
-    async def one_run(self, experiment_id: str, wanted: dict[str, str], create) -> tuple[str, bool]:
+    async def one_run(self, experiment_id: str, wanted: dict[str, str], create, fill) -> str:
         """The one active run carrying the `wanted` tags, created with `create()` if there
-        is none: (run id, whether this call created it). Exactly one run survives however
+        is none; `await fill(run_id, created)` completes it (params, dataset) before it is
+        settled, so a settled run is whole and nobody writes it twice at once (MLflow's
+        params insert would collide). Exactly one run survives however
         many tracking replicas ask at once, with MLflow's store as the only arbiter:
 
         each creator writes its run, then searches. Writes and searches go through one
@@ -167,22 +169,24 @@ class Tracking:
         for _ in range(ONE_RUN_ROUNDS):
             settled = await self._call(self.store.find_runs, experiment_id, settled_tags)
             if settled:
-                return settled[0], False
+                return settled[0]
             found = await self._call(self.store.find_runs, experiment_id, wanted)
             if found:
                 # A rival deciding, or (a lone run for a long while) one whose creator died
                 # before settling it, or one made before runs were settled: adopt it.
                 lone_since = (lone_since or asyncio.get_running_loop().time()) if len(found) == 1 else None
                 if lone_since is not None and asyncio.get_running_loop().time() - lone_since >= ONE_RUN_PATIENCE_S:
+                    await fill(found[0], False)
                     await self._call(self.store.log_batch, found[0], [], None, {lineage.TAG_SETTLED: "true"})
-                    return found[0], False
+                    return found[0]
                 await asyncio.sleep(random.uniform(*ONE_RUN_PAUSE_S))
                 continue
             mine = await self._call(create)
             rivals = [r for r in await self._call(self.store.find_runs, experiment_id, wanted) if r != mine]
             if not rivals:
+                await fill(mine, True)
                 await self._call(self.store.log_batch, mine, [], None, {lineage.TAG_SETTLED: "true"})
-                return mine, True
+                return mine
             await self._call(self.store.delete_run, mine)
             await asyncio.sleep(random.uniform(*ONE_RUN_PAUSE_S))
         raise Unavailable(f"no single run for {wanted} after {ONE_RUN_ROUNDS} rounds; try again")
@@ -199,11 +203,15 @@ class Tracking:
         run_tags = {**tags, **wanted, lineage.TAG_STATE: "RUNNING"}
         if dataset_version:
             run_tags[lineage.TAG_DATASET] = dataset_version
+        async def fill(run_id: str, created: bool) -> None:
+            existing = {} if created else (await self._call(self.store.get_runs, [run_id]))[0].params
+            missing = {k: v for k, v in params.items() if k not in existing}
+            if missing:
+                await self._call(self.store.log_batch, run_id, [], missing, None)
+
         async with self._lock(("study", study_id)):
-            run_id, _ = await self.one_run(
-                experiment_id, wanted, lambda: self.store.create_run(experiment_id, study_id, run_tags))
-            if params:
-                await self._call(self.store.log_batch, run_id, [], dict(params), None)
+            run_id = await self.one_run(
+                experiment_id, wanted, lambda: self.store.create_run(experiment_id, study_id, run_tags), fill)
         return experiment_id, run_id
 
     async def create_trial_run(
@@ -216,24 +224,19 @@ class Tracking:
             raise InvalidArgument(f"trial {trial}: must be 0 or more")
         wanted = {lineage.TAG_KIND: lineage.KIND_TRIAL, lineage.TAG_STUDY: study_id, lineage.TAG_TRIAL: str(trial)}
         run_tags = {**tags, **wanted, lineage.MLFLOW_PARENT: parent_run_id, lineage.TAG_STATE: "RUNNING"}
-        async with self._lock(("trial", study_id, trial)):
-            run_id, created = await self.one_run(experiment_id, wanted, lambda: self.store.create_run(
-                experiment_id, lineage.trial_run_name(study_id, trial), run_tags))
-            if not created:
-                # A retry after a crash, or another replica's run: finish what its
-                # creator may not have.
-                existing = (await self._call(self.store.get_runs, [run_id]))[0]
-                missing = {k: v for k, v in params.items() if k not in existing.params}
-                if missing:
-                    await self._call(self.store.log_batch, run_id, [], missing, None)
-                if dataset is not None and existing.dataset is None:
-                    await self._call(self.store.log_dataset, run_id, dataset)
-                return run_id
-            if params:
-                await self._call(self.store.log_batch, run_id, [], dict(params), None)
-            if dataset is not None:
+        async def fill(run_id: str, created: bool) -> None:
+            # Created now: all of it. Adopted (its creator died before settling it, or it
+            # predates settling): what its creator may not have written.
+            existing = None if created else (await self._call(self.store.get_runs, [run_id]))[0]
+            missing = {k: v for k, v in params.items() if existing is None or k not in existing.params}
+            if missing:
+                await self._call(self.store.log_batch, run_id, [], missing, None)
+            if dataset is not None and (existing is None or existing.dataset is None):
                 await self._call(self.store.log_dataset, run_id, dataset)
-        return run_id
+
+        async with self._lock(("trial", study_id, trial)):
+            return await self.one_run(experiment_id, wanted, lambda: self.store.create_run(
+                experiment_id, lineage.trial_run_name(study_id, trial), run_tags), fill)
 
     # --- queries -----------------------------------------------------------------
     async def list_experiments(self, name_contains: str = "", since_ms=None, until_ms=None) -> list[ExperimentRecord]:

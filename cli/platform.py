@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -95,9 +96,25 @@ def health(kind: str, address: str, timeout: float = 1.0) -> str:
         return "SERVING" if s.connect_ex((host, int(port))) == 0 else "UNAVAILABLE"
 
 
+def own_admin_token(env: dict[str, str] | None = None) -> str:
+    """A fresh admin token for `kubetune up`'s own calls (the sample data), when the
+    gateway has tokens configured; '' when auth is off. Lives only in the gateway's
+    environment and this process: never printed, logged or written down."""
+    merged = {**os.environ, **(env or {})}
+    if merged.get("KUBETUNE_GATEWAY_TOKENS", "").strip() or merged.get("KUBETUNE_GATEWAY_TOKENS_FILE", "").strip():
+        return "kubetune-up-" + secrets.token_urlsafe(32)
+    return ""
+
+
+def bearer(token: str) -> tuple:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
 def plan(home: Path, workers: int, ports: dict[str, int], *, worker_ports: list[int] | None = None,
-         ui: bool = True, env: dict[str, str] | None = None, mlflow_backend: str = "") -> list[Part]:
-    """The parts and how to start them. Tests pass free ports, their own env, and may leave out the UI."""
+         ui: bool = True, env: dict[str, str] | None = None, mlflow_backend: str = "",
+         admin_token: str = "") -> list[Part]:
+    """The parts and how to start them. Tests pass free ports, their own env, and may leave out the UI.
+    `admin_token` (see own_admin_token) is added to the gateway's tokens as an admin."""
     py = sys.executable
     bindir = Path(py).parent
     nats_bin = shutil.which("nats-server", path=str(bindir)) or shutil.which("nats-server") or "nats-server"
@@ -140,10 +157,18 @@ def plan(home: Path, workers: int, ports: dict[str, int], *, worker_ports: list[
         parts.append(Part(f"worker-{i}", [py, "-m", "services.tuning.worker"], port, "grpc",
                           "--worker-port or KUBETUNE_WORKER_PORT",
                           {**env, "KUBETUNE_WORKER_PORT": str(port), "KUBETUNE_WORKER_NAME": f"worker-{i}"}, 3))
-    parts.append(service("gateway", "gateway", 3, KUBETUNE_GATEWAY_METRICS_PORT=str(ports["metrics"])))
+    gateway_env = {"KUBETUNE_GATEWAY_METRICS_PORT": str(ports["metrics"])}
+    if admin_token:
+        configured = env.get("KUBETUNE_GATEWAY_TOKENS", os.environ.get("KUBETUNE_GATEWAY_TOKENS", "")).strip(", ")
+        gateway_env["KUBETUNE_GATEWAY_TOKENS"] = ",".join(filter(None, [configured, f"{admin_token}:admin"]))
+    parts.append(service("gateway", "gateway", 3, **gateway_env))
     if ui:
+        # Signs the UI's session cookies. Fresh each start unless set: a restarted
+        # `kubetune up` signs everyone out, which is what a laptop wants.
+        secret = {} if "KUBETUNE_UI_SESSION_SECRET" in {**os.environ, **env} else {
+            "KUBETUNE_UI_SESSION_SECRET": secrets.token_urlsafe(32)}
         parts.append(Part("ui", [py, "-m", "ui"], ports["ui"], "http", "--ui-port or KUBETUNE_UI_PORT",
-                          {**env, "KUBETUNE_UI_PORT": str(ports["ui"])}, 3))
+                          {**env, "KUBETUNE_UI_PORT": str(ports["ui"]), **secret}, 3))
     return parts
 
 
@@ -271,7 +296,7 @@ def diabetes_csv() -> bytes:
     return frame.to_csv(index=False).encode()
 
 
-def register_demos(gateway_address: str, home: Path) -> None:
+def register_demos(gateway_address: str, home: Path, token: str = "") -> None:
     """On first start, the demo datasets, so a newcomer can press go: `sample`, the
     original project's X/y (no learnable signal: every model loses to the mean), and
     `diabetes`, a small regression with real signal."""
@@ -281,7 +306,8 @@ def register_demos(gateway_address: str, home: Path) -> None:
     from kubetune.gateway.v1 import gateway_pb2_grpc
 
     def sample(stub):
-        return stub.RegisterDataset(data_pb2.RegisterDatasetRequest(name="sample", uri=str(SAMPLE)), timeout=60).version
+        return stub.RegisterDataset(data_pb2.RegisterDatasetRequest(name="sample", uri=str(SAMPLE)), timeout=60,
+                                    metadata=bearer(token)).version
 
     def diabetes(stub):
         def parts():
@@ -289,7 +315,7 @@ def register_demos(gateway_address: str, home: Path) -> None:
                 name="diabetes", filename="diabetes.csv", options=data_pb2.IngestOptions(target_column="progression")))
             yield data_pb2.UploadDatasetRequest(chunk=diabetes_csv())
 
-        return stub.UploadDataset(parts(), timeout=60).version
+        return stub.UploadDataset(parts(), timeout=60, metadata=bearer(token)).version
 
     demos = (("sample", "the sample data", sample), ("diabetes", "scikit-learn's diabetes table", diabetes))
     with grpc.insecure_channel(gateway_address) as ch:
@@ -350,7 +376,8 @@ def find_home(gateway_address: str) -> Path | None:
 def run_up(home: Path, workers: int, ports: dict[str, int]) -> int:
     home = home.resolve()
     home.mkdir(parents=True, exist_ok=True)
-    parts = plan(home, workers, ports)
+    admin_token = own_admin_token()
+    parts = plan(home, workers, ports, admin_token=admin_token)
     for part in parts:
         if not port_free(part.port):
             say(f"port {part.port} ({part.name}) is already in use; change it with {part.setting}")
@@ -368,9 +395,10 @@ def run_up(home: Path, workers: int, ports: dict[str, int]) -> int:
         with contextlib.suppress(OSError):  # a read-only home directory costs only the lookup
             _index_file(ports["gateway"]).parent.mkdir(parents=True, exist_ok=True)
             _index_file(ports["gateway"]).write_text(json.dumps({"home": str(home), "pid": os.getpid()}))
-        register_demos(f"127.0.0.1:{ports['gateway']}", home)
+        register_demos(f"127.0.0.1:{ports['gateway']}", home, admin_token)
         say("ready:")
-        print(f"  UI         http://127.0.0.1:{ports['ui']}", flush=True)
+        print(f"  UI         http://127.0.0.1:{ports['ui']}" + ("  (sign in with a gateway token)" if admin_token else ""),
+              flush=True)
         print(f"  gateway    127.0.0.1:{ports['gateway']}  (grpcurl -plaintext 127.0.0.1:{ports['gateway']} list)", flush=True)
         print(f"  MLflow UI  http://127.0.0.1:{ports['mlflow']}", flush=True)
         port = dashboard_port({p.port for p in parts})

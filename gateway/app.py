@@ -11,9 +11,10 @@ import grpc
 from prometheus_client import start_http_server
 
 from gateway import routes as api
-from gateway.auth import Authenticator, parse_tokens
+from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.proxy import Proxy
+from kubetune.common.v1 import options_pb2
 from kubetune.gateway.v1 import gateway_pb2
 from services.common import subjects
 from services.common.clients import channel, health_status
@@ -49,8 +50,15 @@ def event_filter(request: gateway_pb2.WatchEventsRequest):
 
 
 class LocalMethods:
-    def __init__(self, hub: EventHub, channels: dict[str, grpc.aio.Channel], addresses: dict[str, str], bus: EventBus):
-        self.hub, self.channels, self.addresses, self.bus = hub, channels, addresses, bus
+    def __init__(self, hub: EventHub, channels: dict[str, grpc.aio.Channel], addresses: dict[str, str], bus: EventBus,
+                 auth: Authenticator):
+        self.hub, self.channels, self.addresses, self.bus, self.auth = hub, channels, addresses, bus, auth
+
+    async def WhoAmI(self, request, context):
+        # The proxy has already checked the token; this only reports what it found.
+        if not self.auth.enabled:
+            return gateway_pb2.WhoAmIResponse(role=options_pb2.ROLE_ADMIN, auth_enabled=False)
+        return gateway_pb2.WhoAmIResponse(role=self.auth.role_of(context.invocation_metadata()), auth_enabled=True)
 
     async def WatchEvents(self, request, context):
         watch = await self.hub.open(event_filter(request))
@@ -84,14 +92,14 @@ async def start(settings: Settings) -> Server:
         "registry": settings.registry_address,
     }
     channels = {name: channel(address) for name, address in addresses.items()}
-    auth = Authenticator(parse_tokens(settings.tokens, settings.tokens_file))
+    auth = Authenticator.from_settings(settings.tokens, settings.tokens_file)
     if not auth.enabled:
         log.warning("authentication is OFF: no tokens configured (fine on loopback, never on a network)")
     else:
         log.info("authentication on: %d tokens", len(auth.tokens))
     bus = await EventBus.open(settings.nats_url, "gateway")
     hub = EventHub(bus, *subjects.EVENT_PATTERNS)
-    local = LocalMethods(hub, channels, addresses, bus)
+    local = LocalMethods(hub, channels, addresses, bus, auth)
     proxy = Proxy(channels, addresses, auth, settings.deadline_s,
                   {name: getattr(local, name) for name in api.LOCAL}, long_deadline_s=settings.long_deadline_s)
     handlers = {route.name: proxy.handler(route) for route in api.routes()}

@@ -1,8 +1,12 @@
-"""Bearer tokens with roles. Off when no token is configured (local `make up`)."""
+"""Bearer tokens with roles. Off when no token is configured (local `make up`).
+A tokens file (a mounted Secret) is read again when it changes: no restart needed."""
 
 from __future__ import annotations
 
 import hmac
+import logging
+import os
+import time
 from pathlib import Path
 
 from kubetune.common.v1 import options_pb2
@@ -10,6 +14,10 @@ from services.common.errors import InvalidArgument, PermissionDenied, Unauthenti
 
 ROLES = {"viewer": options_pb2.ROLE_VIEWER, "editor": options_pb2.ROLE_EDITOR, "admin": options_pb2.ROLE_ADMIN}
 ROLE_NAMES = {v: k for k, v in ROLES.items()}
+# How often, at most, the tokens file is looked at (one stat) for a change.
+RELOAD_EVERY_S = 1.0
+
+log = logging.getLogger(__name__)
 
 
 def parse_tokens(inline: str, file: str = "") -> dict[str, int]:
@@ -32,12 +40,54 @@ def parse_tokens(inline: str, file: str = "") -> dict[str, int]:
     return tokens
 
 
+def _file_state(file: str):
+    # A Kubernetes Secret volume swaps a symlink: stat follows it to the new file.
+    try:
+        st = os.stat(file)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 class Authenticator:
-    def __init__(self, tokens: dict[str, int]):
+    def __init__(self, tokens: dict[str, int], *, inline: str = "", file: str = ""):
         self.tokens = tokens
+        self._inline, self._file = inline, file
+        self._state = _file_state(file) if file else None
+        self._checked = time.monotonic()
+
+    @classmethod
+    def from_settings(cls, inline: str, file: str) -> "Authenticator":
+        return cls(parse_tokens(inline, file), inline=inline, file=file)
+
+    def reload_if_changed(self) -> None:
+        """Reads the tokens file again if it changed since it was last read. A file that
+        does not parse (or is gone) keeps the tokens in force, and says why in the log."""
+        now = time.monotonic()
+        if not self._file or now - self._checked < RELOAD_EVERY_S:
+            return
+        self._checked = now
+        state = _file_state(self._file)
+        if state == self._state:
+            return
+        try:
+            tokens = parse_tokens(self._inline, self._file)
+        except (OSError, InvalidArgument) as exc:
+            log.error("tokens file %s changed but cannot be used (%s); keeping the %d tokens in force",
+                      self._file, exc, len(self.tokens))
+            return
+        finally:
+            self._state = state
+        if not tokens:
+            log.error("tokens file %s is now empty; keeping the %d tokens in force (auth stays on)",
+                      self._file, len(self.tokens))
+            return
+        self.tokens = tokens
+        log.info("tokens file changed: %d tokens now", len(tokens))
 
     @property
     def enabled(self) -> bool:
+        self.reload_if_changed()
         return bool(self.tokens)
 
     def role_of(self, metadata) -> int:

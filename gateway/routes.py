@@ -24,7 +24,7 @@ BACKENDS: dict[str, descriptor.ServiceDescriptor] = {
     "tracking": tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"],
     "registry": registry_pb2.DESCRIPTOR.services_by_name["RegistryService"],
 }
-LOCAL = {"WatchEvents", "GetPlatformHealth"}
+LOCAL = {"WatchEvents", "GetPlatformHealth", "WhoAmI"}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from cli.platform import Part, Supervisor, plan, register_demos
+from cli.platform import Part, Supervisor, own_admin_token, plan, register_demos
 from kubetune.gateway.v1 import gateway_pb2_grpc
 from services.common.config import PORTS
 from tests.servers import free_port
@@ -58,15 +58,17 @@ class Platform:
 def running_platform(home: Path, *, workers: int = 2, ui: bool = False, env: dict[str, str] | None = None,
                      sample: bool = True, mlflow_backend: str = ""):
     ports = {name: free_port() for name in PORTS}
+    admin_token = own_admin_token(env)
     parts = plan(home, workers, ports, worker_ports=[free_port() for _ in range(workers)], ui=ui,
                  env={"KUBETUNE_WORKER_ACK_WAIT_S": "6", "KUBETUNE_WORKER_HEARTBEAT_S": "1",
-                      "KUBETUNE_TRIAL_GRACE_S": "6", **(env or {})}, mlflow_backend=mlflow_backend)
+                      "KUBETUNE_TRIAL_GRACE_S": "6", **(env or {})}, mlflow_backend=mlflow_backend,
+                 admin_token=admin_token)
     supervisor = Supervisor(home, parts)
     watcher = threading.Thread(target=supervisor.supervise, daemon=True)
     try:
         supervisor.start_all()
         if sample:
-            register_demos(f"127.0.0.1:{ports['gateway']}", home)
+            register_demos(f"127.0.0.1:{ports['gateway']}", home, admin_token)
         watcher.start()
         yield Platform(home, supervisor, ports)
     finally:

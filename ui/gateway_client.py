@@ -1,6 +1,9 @@
-"""The UI's one connection: a grpc.aio channel to the gateway, opened at startup."""
+"""The UI's one connection: a grpc.aio channel to the gateway, opened at startup;
+each user's calls go through it with their own token (`as_user`)."""
 
 from __future__ import annotations
+
+import copy
 
 import grpc
 
@@ -23,6 +26,13 @@ class GatewayClient:
             self._channel = channel(self.address)
             self._stub = gateway_pb2_grpc.GatewayStub(self._channel)
         return self._stub
+
+    def as_user(self, token: str) -> "GatewayClient":
+        """This client's channel, calling with `token`."""
+        self.stub  # noqa: B018 - one channel, opened before it is shared
+        view = copy.copy(self)
+        view.token = token
+        return view
 
     @property
     def metadata(self):

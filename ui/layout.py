@@ -5,6 +5,7 @@ from __future__ import annotations
 from nicegui import ui
 
 from kubetune.gateway.v1 import gateway_pb2
+from ui import session
 from ui.context import ctx
 from ui.gateway_client import error_text
 
@@ -62,7 +63,9 @@ def layout(title: str, active: str = "") -> None:
             ui.button("MLflow", icon="open_in_new",
                       on_click=lambda: ui.navigate.to(ctx.settings.mlflow_ui_url, new_tab=True)
                       ).props("flat no-caps color=grey-8")
-        status_chip()
+        with ui.row().classes("items-center gap-2 no-wrap"):
+            status_chip()
+            session.header_badge()
 
 
 def section(title: str, caption: str = ""):

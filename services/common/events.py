@@ -24,7 +24,19 @@ from services.common.retry import retry_async
 
 log = logging.getLogger(__name__)
 
+# Stream limits (RELIABILITY.md, "Bounded streams"). Events are kept for the durable
+# consumers that write them elsewhere (tracking -> MLflow, data -> references): they
+# need an event only until they have written it, seconds in normal running, so the
+# limits are sized for an outage: a week, or 4 GiB (half the server's 8G file store,
+# ~16 million epoch events of 264 B as stored), whichever comes first; the oldest go first.
 EVENT_RETENTION_S = 7 * 24 * 3600
+EVENT_MAX_BYTES = 4 * 1024**3
+# Tickets are issued up to each running study's parallelism, so the queue holds a few
+# per study; a full queue refuses a new ticket (issued but unsent: the tuning service's
+# reconcile at its next start sends it) rather than dropping one queued. No age limit:
+# a ticket waits as long as its study.
+WORK_MAX_MSGS = 100_000
+WORK_MAX_BYTES = 256 * 1024**2
 # A message larger than this is refused by the server; epochs and tickets are tiny.
 MAX_PAYLOAD = 1024 * 1024
 # How long a publish waits out NATS restarting (the client reconnects, JetStream
@@ -43,6 +55,8 @@ def stream_configs() -> list[StreamConfig]:
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             max_age=EVENT_RETENTION_S,
+            max_bytes=EVENT_MAX_BYTES,
+            max_msg_size=MAX_PAYLOAD,
             discard=DiscardPolicy.OLD,
             duplicate_window=120,
         ),
@@ -51,13 +65,18 @@ def stream_configs() -> list[StreamConfig]:
             subjects=["kubetune.work.>"],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
+            max_msgs=WORK_MAX_MSGS,
+            max_bytes=WORK_MAX_BYTES,
+            max_msg_size=MAX_PAYLOAD,
+            discard=DiscardPolicy.NEW,
             duplicate_window=120,
         ),
     ]
 
 
 async def declare_streams(js) -> None:
-    """Creates the streams, or updates them to the config above; safe to repeat."""
+    """Creates the streams, or updates them to the config above (a stream made by an
+    older release gets today's limits); safe to repeat."""
     for config in stream_configs():
         try:
             await js.add_stream(config)

@@ -19,6 +19,9 @@ TAG_FEATURES = "kubetune.features"  # JSON list of feature column names, in orde
 TAG_INPUT_SCHEMA = "kubetune.input_schema"
 TAG_REASON = "kubetune.reason"  # why a trial failed or was pruned
 TAG_MODEL_URI = "kubetune.model_uri"  # where the trial's model was logged
+# Set on the one run a study or trial keeps, once no other replica can create a rival
+# (services/tracking/tracking.py, `one_run`).
+TAG_SETTLED = "kubetune.settled"
 MLFLOW_PARENT = "mlflow.parentRunId"
 MLFLOW_RUN_NAME = "mlflow.runName"
 

@@ -431,6 +431,9 @@ class MlflowRest:
         })
         return _run(js["run"])
 
+    def delete_run(self, run_id: str) -> None:
+        self.call("POST", "runs/delete", {"run_id": run_id})
+
     def get_run(self, run_id: str) -> Run:
         return _run(self.call("GET", "runs/get", {"run_id": run_id})["run"])
 

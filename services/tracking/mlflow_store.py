@@ -186,6 +186,10 @@ class MlflowStore(TrackingStore):
         return self.client.create_run(experiment_id, tags=tags, run_name=name).run_id
 
     @mlflow_calls
+    def delete_run(self, run_id: str) -> None:
+        self.client.delete_run(run_id)
+
+    @mlflow_calls
     def log_batch(self, run_id, metrics=(), params=None, tags=None) -> None:
         metrics = [Metric(m.key, m.value, m.timestamp_ms, m.step) for m in metrics]
         params = [(k, str(v)) for k, v in (params or {}).items()]

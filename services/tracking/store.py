@@ -35,6 +35,10 @@ class TrackingStore(abc.ABC):
     def create_run(self, experiment_id: str, name: str, tags: dict[str, str]) -> str: ...
 
     @abc.abstractmethod
+    def delete_run(self, run_id: str) -> None:
+        """Marks the run deleted (MLflow's soft delete): gone from every search."""
+
+    @abc.abstractmethod
     def log_batch(
         self,
         run_id: str,

@@ -8,11 +8,12 @@ import base64
 import hashlib
 import json
 import math
+import random
 from dataclasses import replace
 from datetime import datetime
 
 from services.common import lineage
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.tracking.downsample import downsample
 from services.tracking.records import (
     ALL_COLUMNS,
@@ -33,6 +34,11 @@ from services.tracking.summary import Summary, SummaryCache
 
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 MAX_SERIES = 10_000  # runs x keys in one GetMetricHistories
+# `one_run`: rounds before giving up, the pause between them, and how long a lone run
+# nobody settled is waited on before it is adopted (its creator died before settling).
+ONE_RUN_ROUNDS = 200
+ONE_RUN_PAUSE_S = (0.02, 0.2)
+ONE_RUN_PATIENCE_S = 10.0
 MAX_COMPARE = 100
 KINDS = ("metric", "param", "tag", "attribute")
 
@@ -139,8 +145,8 @@ class Tracking:
     def __init__(self, store: TrackingStore, summaries: SummaryCache | None = None):
         self.store = store
         self.summaries = summaries
-        # Creation is idempotent per key; within one replica, concurrent retries wait
-        # for the first instead of racing it.
+        # Creation is idempotent per key across replicas (`one_run`); within one
+        # replica, concurrent retries also wait for the first instead of racing it.
         self._locks: dict[tuple, asyncio.Lock] = {}
 
     async def _call(self, fn, *args):
@@ -151,6 +157,45 @@ class Tracking:
             self._locks = {k: v for k, v in self._locks.items() if v.locked()}
         return self._locks.setdefault(key, asyncio.Lock())
 
+    async def one_run(self, experiment_id: str, wanted: dict[str, str], create, fill) -> str:
+        """The one active run carrying the `wanted` tags, created with `create()` if there
+        is none; `await fill(run_id, created)` completes it (params, dataset) before it is
+        settled, so a settled run is whole and nobody writes it twice at once (MLflow's
+        params insert would collide). Exactly one run survives however
+        many tracking replicas ask at once, with MLflow's store as the only arbiter:
+
+        each creator writes its run, then searches. Writes and searches go through one
+        database, so of two creators racing, the later to search sees the other's run
+        (Dekker's argument): a creator that sees only its own run keeps it and tags it
+        settled; one that sees a rival deletes its own and starts over after a random
+        pause. A caller that finds runs but none settled waits for the outcome."""
+        settled_tags = {**wanted, lineage.TAG_SETTLED: "true"}
+        lone_since = None
+        for _ in range(ONE_RUN_ROUNDS):
+            settled = await self._call(self.store.find_runs, experiment_id, settled_tags)
+            if settled:
+                return settled[0]
+            found = await self._call(self.store.find_runs, experiment_id, wanted)
+            if found:
+                # A rival deciding, or (a lone run for a long while) one whose creator died
+                # before settling it, or one made before runs were settled: adopt it.
+                lone_since = (lone_since or asyncio.get_running_loop().time()) if len(found) == 1 else None
+                if lone_since is not None and asyncio.get_running_loop().time() - lone_since >= ONE_RUN_PATIENCE_S:
+                    await fill(found[0], False)
+                    await self._call(self.store.log_batch, found[0], [], None, {lineage.TAG_SETTLED: "true"})
+                    return found[0]
+                await asyncio.sleep(random.uniform(*ONE_RUN_PAUSE_S))
+                continue
+            mine = await self._call(create)
+            rivals = [r for r in await self._call(self.store.find_runs, experiment_id, wanted) if r != mine]
+            if not rivals:
+                await fill(mine, True)
+                await self._call(self.store.log_batch, mine, [], None, {lineage.TAG_SETTLED: "true"})
+                return mine
+            await self._call(self.store.delete_run, mine)
+            await asyncio.sleep(random.uniform(*ONE_RUN_PAUSE_S))
+        raise Unavailable(f"no single run for {wanted} after {ONE_RUN_ROUNDS} rounds; try again")
+
     # --- runs for the tuning service and the workers -----------------------------
     async def create_study_run(
         self, study_id: str, dataset_name: str, dataset_version: str,
@@ -160,17 +205,18 @@ class Tracking:
             raise InvalidArgument("study_id and dataset_name are required")
         experiment_id = await self._call(self.store.get_or_create_experiment, lineage.experiment_name(dataset_name))
         wanted = {lineage.TAG_KIND: lineage.KIND_STUDY, lineage.TAG_STUDY: study_id}
+        run_tags = {**tags, **wanted, lineage.TAG_STATE: "RUNNING"}
+        if dataset_version:
+            run_tags[lineage.TAG_DATASET] = dataset_version
+        async def fill(run_id: str, created: bool) -> None:
+            existing = {} if created else (await self._call(self.store.get_runs, [run_id]))[0].params
+            missing = {k: v for k, v in params.items() if k not in existing}
+            if missing:
+                await self._call(self.store.log_batch, run_id, [], missing, None)
+
         async with self._lock(("study", study_id)):
-            found = await self._call(self.store.find_runs, experiment_id, wanted)
-            if found:
-                run_id = found[0]
-            else:
-                run_tags = {**tags, **wanted, lineage.TAG_STATE: "RUNNING"}
-                if dataset_version:
-                    run_tags[lineage.TAG_DATASET] = dataset_version
-                run_id = await self._call(self.store.create_run, experiment_id, study_id, run_tags)
-            if params:
-                await self._call(self.store.log_batch, run_id, [], dict(params), None)
+            run_id = await self.one_run(
+                experiment_id, wanted, lambda: self.store.create_run(experiment_id, study_id, run_tags), fill)
         return experiment_id, run_id
 
     async def create_trial_run(
@@ -182,31 +228,20 @@ class Tracking:
         if trial < 0:
             raise InvalidArgument(f"trial {trial}: must be 0 or more")
         wanted = {lineage.TAG_KIND: lineage.KIND_TRIAL, lineage.TAG_STUDY: study_id, lineage.TAG_TRIAL: str(trial)}
-        async with self._lock(("trial", study_id, trial)):
-            found = await self._call(self.store.find_runs, experiment_id, wanted)
-            if found:
-                # A retry after a crash: finish what the first attempt may not have.
-                run_id = found[0]
-                existing = (await self._call(self.store.get_runs, [run_id]))[0]
-                missing = {k: v for k, v in params.items() if k not in existing.params}
-                if missing:
-                    await self._call(self.store.log_batch, run_id, [], missing, None)
-                if dataset is not None and existing.dataset is None:
-                    await self._call(self.store.log_dataset, run_id, dataset)
-                return run_id
-            run_tags = {
-                **tags, **wanted,
-                lineage.MLFLOW_PARENT: parent_run_id,
-                lineage.TAG_STATE: "RUNNING",
-            }
-            run_id = await self._call(
-                self.store.create_run, experiment_id, lineage.trial_run_name(study_id, trial), run_tags
-            )
-            if params:
-                await self._call(self.store.log_batch, run_id, [], dict(params), None)
-            if dataset is not None:
+        run_tags = {**tags, **wanted, lineage.MLFLOW_PARENT: parent_run_id, lineage.TAG_STATE: "RUNNING"}
+        async def fill(run_id: str, created: bool) -> None:
+            # Created now: all of it. Adopted (its creator died before settling it, or it
+            # predates settling): what its creator may not have written.
+            existing = None if created else (await self._call(self.store.get_runs, [run_id]))[0]
+            missing = {k: v for k, v in params.items() if existing is None or k not in existing.params}
+            if missing:
+                await self._call(self.store.log_batch, run_id, [], missing, None)
+            if dataset is not None and (existing is None or existing.dataset is None):
                 await self._call(self.store.log_dataset, run_id, dataset)
-        return run_id
+
+        async with self._lock(("trial", study_id, trial)):
+            return await self.one_run(experiment_id, wanted, lambda: self.store.create_run(
+                experiment_id, lineage.trial_run_name(study_id, trial), run_tags), fill)
 
     # --- queries -----------------------------------------------------------------
     async def list_experiments(self, name_contains: str = "", since_ms=None, until_ms=None) -> list[ExperimentRecord]:

@@ -13,6 +13,7 @@ import pytest
 from gateway.app import start
 from gateway.config import Settings
 from gateway.routes import routes
+from kubetune.common.v1 import options_pb2
 from kubetune.data.v1 import data_pb2
 from kubetune.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from kubetune.tuning.v1 import tuning_pb2 as pb
@@ -251,3 +252,51 @@ async def test_a_long_non_ascii_refusal_keeps_its_reason_through_the_gateway(pla
     finally:
         await ch.close()
         await server.stop(0)
+
+async def test_who_am_i_and_a_tokens_file_changed_without_a_restart(platform, tmp_path):
+    tokens_file = tmp_path / "tokens"
+    tokens_file.write_text("file-viewer-1 viewer\n")
+    server = await start(settings_for(platform, tokens_file=str(tokens_file)))
+    off = await start(settings_for(platform))
+    ch, gw = await stub_for(server)
+    off_ch, off_gw = await stub_for(off)
+
+    async def who(token):
+        return await gw.WhoAmI(gateway_pb2.WhoAmIRequest(), metadata=(("authorization", f"Bearer {token}"),))
+
+    async def role_soon(token, role, timeout=5.0):
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                if (await who(token)).role == role:
+                    return
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert asyncio.get_running_loop().time() < deadline, f"{token} not {role} within {timeout}s"
+            await asyncio.sleep(0.2)
+
+    try:
+        first = await who("file-viewer-1")
+        assert (first.role, first.auth_enabled) == (options_pb2.ROLE_VIEWER, True)
+        assert await code_of(gw.WhoAmI(gateway_pb2.WhoAmIRequest())) == grpc.StatusCode.UNAUTHENTICATED
+        # Swapped in as Kubernetes swaps a Secret volume's file.
+        new = tmp_path / "tokens.new"
+        new.write_text("file-viewer-1 editor\nfile-admin-2 admin\n")
+        new.replace(tokens_file)
+        await role_soon("file-admin-2", options_pb2.ROLE_ADMIN)
+        assert (await who("file-viewer-1")).role == options_pb2.ROLE_EDITOR
+        # A file that does not parse keeps the tokens in force.
+        tokens_file.write_text("a line with no role at all\n")
+        await asyncio.sleep(1.5)
+        assert (await who("file-admin-2")).role == options_pb2.ROLE_ADMIN
+        tokens_file.write_text("file-viewer-1 viewer\n")
+        await role_soon("file-viewer-1", options_pb2.ROLE_VIEWER)
+        assert await code_of(who("file-admin-2")) == grpc.StatusCode.UNAUTHENTICATED
+        # Auth off: everyone is admin, and the gateway says auth is off.
+        open_door = await off_gw.WhoAmI(gateway_pb2.WhoAmIRequest())
+        assert (open_door.role, open_door.auth_enabled) == (options_pb2.ROLE_ADMIN, False)
+    finally:
+        await ch.close()
+        await off_ch.close()
+        await server.stop(0)
+        await off.stop(0)

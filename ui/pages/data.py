@@ -17,6 +17,7 @@ from ui.dataset_upload import name_from_filename, upload
 from ui.formatting import number, when
 from ui.gateway_client import error_text
 from ui.layout import layout, section
+from ui.session import may, show_if
 
 MISSING = {data_pb2.MISSING_POLICY_IMPUTE: "keep: the model imputes them",
            data_pb2.MISSING_POLICY_DROP_ROWS: "drop rows with missing values",
@@ -93,7 +94,7 @@ class DataPage:
         self.root = ui.column().classes("w-full max-w-screen-2xl mx-auto p-4 gap-4")
         with self.root:
             ui.label("Data").classes("text-h5")
-            with section("Add a dataset"):
+            with show_if("editor", section("Add a dataset")):
                 with ui.tabs().classes("w-full").props("align=left no-caps") as tabs:
                     uri_tab = ui.tab("From S3 or a path", icon="cloud_download")
                     upload_tab = ui.tab("Upload a file", icon="upload_file")
@@ -114,7 +115,7 @@ class DataPage:
                         "outlined dense").classes("w-80").mark("version-select")
                     self.version_info = ui.label("").classes("text-grey-8")
                     ui.space()
-                    self.tune_button = ui.button("Tune on this dataset", icon="tune").props("outline")
+                    self.tune_button = show_if("editor", ui.button("Tune on this dataset", icon="tune").props("outline"))
                 ui.label("Columns").classes("text-subtitle1")
                 self.columns_table = ui.table(columns=COLUMN_COLUMNS, rows=[], row_key="name").classes(
                     "w-full").props("flat dense").mark("column-types")
@@ -126,6 +127,7 @@ class DataPage:
                                                    on_click=self.register_retyped).props("outline").mark(
                         "retype-button")
                 self.type_choices: dict[str, str] = {}
+                self.can_edit = may("editor")  # read at build: updates run outside the page's context
                 self.retype_row = ui.row().classes("gap-3 flex-wrap")
                 self.stats_grid = ui.grid(columns="repeat(auto-fill, minmax(260px, 1fr))").classes("w-full gap-3")
                 self.rows_table = ui.table(columns=[], rows=[]).classes("w-full").props("flat dense").mark(
@@ -331,8 +333,8 @@ class DataPage:
         self.type_choices = {}
         retypable = [c for c in v.columns if c.role in (data_pb2.COLUMN_ROLE_FEATURE, data_pb2.COLUMN_ROLE_EXCLUDED)]
         rereadable = v.source_uri.startswith(("s3://", "file://", "/"))
-        self.retype_button.set_visibility(bool(retypable) and rereadable)
-        self.retype_row.set_visibility(bool(retypable) and rereadable)
+        self.retype_button.set_visibility(bool(retypable) and rereadable and self.can_edit)
+        self.retype_row.set_visibility(bool(retypable) and rereadable and self.can_edit)
         self.retype_hint.text = ("Change a column's type below and register again: a new version is made."
                                  if rereadable else "To change column types, upload the file again with the columns "
                                  "named under Categorical, Numeric or Excluded columns above.")

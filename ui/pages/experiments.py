@@ -21,6 +21,7 @@ from ui.layout import layout, section
 from ui.run_table import (
     METRICS, OPS, PARAMS, Filter, Pager, RunQuery, columns_for, compare_rows, ordered_keys, run_row,
 )
+from ui.session import show_if
 
 PAGE_SIZES = [25, 50, 100, 200]
 CURVE_POINTS = 500
@@ -100,9 +101,9 @@ class ExperimentsPage:
                     ui.space()
                     self.compare_button = ui.button("Compare", icon="compare_arrows", on_click=self.compare).mark(
                         "compare-button")
-                    self.register_button = ui.button("Register as models", icon="inventory_2",
-                                                     on_click=self.open_register).props("outline").mark(
-                        "register-models-button")
+                    self.register_button = show_if("editor", ui.button(
+                        "Register as models", icon="inventory_2", on_click=self.open_register).props("outline").mark(
+                        "register-models-button"))
                 self.table = ui.table(columns=columns_for([], []), rows=[], row_key="run_id", selection="multiple",
                                       pagination={"rowsPerPage": self.query.page_size, "page": 1, "rowsNumber": 0,
                                                   "sortBy": None, "descending": True},

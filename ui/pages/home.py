@@ -11,6 +11,7 @@ from ui.context import ctx
 from ui.formatting import study_row, when
 from ui.gateway_client import error_text
 from ui.layout import layout, section
+from ui.session import show_if
 
 STUDY_COLUMNS = [
     {"name": "name", "label": "Study", "field": "name", "align": "left"},
@@ -50,8 +51,8 @@ async def page():
                 ui.label("kubetune").classes("text-h4")
                 ui.label("Tune, track, compare, register and serve tabular models.").classes("text-grey-8")
             ui.space()
-            ui.button("Start a study", icon="rocket_launch", on_click=lambda: ui.navigate.to("/tune")).props(
-                "size=lg").mark("start-a-study")
+            show_if("editor", ui.button("Start a study", icon="rocket_launch", on_click=lambda: ui.navigate.to("/tune")
+                                        ).props("size=lg").mark("start-a-study"))
         with section("Platform"):
             health_row = ui.row().classes("gap-2").mark("health")
         with section("Recent studies", "click a row to open its live page"):

@@ -13,6 +13,7 @@ from ui.context import ctx
 from ui.formatting import number, when
 from ui.layout import layout, section
 from ui.predict_rows import feature_rows, form_row, parse_rows, result_rows, to_csv
+from ui.session import show_if
 
 # The saved epoch's numbers (a trial's val_loss is its saved epoch's): the test split's
 # in the target's units first, then the validation loss the study selected on.
@@ -102,7 +103,7 @@ class ModelsPage:
                     self.versions = ui.table(columns=VERSION_COLUMNS, rows=[], row_key="version").classes(
                         "w-full").props("flat dense").mark("versions-table")
                     self.versions.add_slot("body", VERSIONS_SLOT)
-                with section("Aliases", "callers predict from name@alias; move it to promote a version"):
+                with show_if("editor", section("Aliases", "callers predict from name@alias; move it to promote a version")):
                     with ui.row().classes("items-center gap-3"):
                         ui.select(["champion", "challenger", "staging"], label="Alias", with_input=True,
                                   new_value_mode="add-unique").bind_value(self.alias_form, "alias").props(
@@ -111,7 +112,7 @@ class ModelsPage:
                         self.alias_version = ui.select([], label="Version").bind_value(
                             self.alias_form, "version").props("outlined dense").classes("w-32").mark("alias-version")
                         ui.button("Set alias", icon="label", on_click=self.set_alias).mark("set-alias")
-                with section("Predict"):
+                with show_if("editor", section("Predict")):
                     with ui.row().classes("items-center gap-3 w-full"):
                         self.predict_model = ui.select([], label="Model", on_change=self.render_inputs).bind_value(
                             self.predict_form, "model").props("outlined dense").classes("w-64").mark("predict-model")

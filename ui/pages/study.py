@@ -20,6 +20,7 @@ from ui.formatting import STATE_COLORS, STUDY_STATES, number, study_name, when
 from ui.gateway_client import error_text
 from ui.layout import layout
 from ui.study_state import LiveStudy
+from ui.session import may
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class StudyView:
                 self.title = ui.label(self.study_id).classes("text-h5")
                 self.state_badge = ui.badge("…", color="grey").classes("text-sm").mark("study-state")
                 ui.space()
+                self.can_edit = may("editor")  # read at build: updates run outside the page's context
                 self.stop_button = ui.button("Stop", icon="stop", on_click=self.stop).props("outline color=negative")
                 self.resume_button = ui.button("Resume", icon="play_arrow", on_click=self.resume).props(
                     "outline color=primary")
@@ -134,8 +136,8 @@ class StudyView:
         self.subtitle.text = (f"dataset {s.dataset_version} · {live.metric} "
                               f"({'maximize' if live.maximize else 'minimize'}) · created {when(s.created_at)} · "
                               f"{spec.max_parallel or 1} at a time · id {s.id}")
-        self.stop_button.set_visibility(s.state == pb.STUDY_STATE_RUNNING)
-        self.resume_button.set_visibility(s.state == pb.STUDY_STATE_STOPPED)
+        self.stop_button.set_visibility(s.state == pb.STUDY_STATE_RUNNING and self.can_edit)
+        self.resume_button.set_visibility(s.state == pb.STUDY_STATE_STOPPED and self.can_edit)
         self.mlflow_url = mlflow_link(s)
 
     def render_progress(self) -> None:

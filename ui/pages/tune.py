@@ -10,6 +10,7 @@ from kubetune.tuning.v1 import tuning_pb2 as pb
 from ui.calls import attempt
 from ui.layout import layout, section
 from ui.search_form import CHOICES, FLOAT, ParamRow, default_rows, search_space, size_text, spec_error
+from ui.session import show_if
 
 SAMPLERS = {pb.SAMPLER_TPE: "TPE (Bayesian, default)", pb.SAMPLER_RANDOM: "Random", pb.SAMPLER_CMAES: "CMA-ES",
             pb.SAMPLER_QMC: "Quasi-Monte Carlo", pb.SAMPLER_NSGA2: "NSGA-II", pb.SAMPLER_GRID: "Grid (choices only)"}
@@ -91,8 +92,8 @@ class TuneForm:
                             self.values, key).classes("w-40").props("outlined").mark(mark)
             self.form_error = ui.label("").classes("text-negative whitespace-pre-line").mark("form-error")
             with ui.row().classes("items-center gap-4"):
-                self.submit = ui.button("Start study", icon="rocket_launch", on_click=self.start).props(
-                    "size=lg").mark("start-study")
+                self.submit = show_if("editor", ui.button("Start study", icon="rocket_launch", on_click=self.start
+                                                          ).props("size=lg").mark("start-study"))
                 ui.label("The study's live page opens once it is created.").classes("text-grey-7")
         self.ready = True
         self.check()

@@ -47,3 +47,15 @@ class GetPlatformHealthResponse(_message.Message):
     parts: _containers.RepeatedCompositeFieldContainer[PartHealth]
     all_serving: bool
     def __init__(self, parts: _Optional[_Iterable[_Union[PartHealth, _Mapping]]] = ..., all_serving: _Optional[bool] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("role", "auth_enabled")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    AUTH_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    role: _options_pb2.Role
+    auth_enabled: bool
+    def __init__(self, role: _Optional[_Union[_options_pb2.Role, str]] = ..., auth_enabled: _Optional[bool] = ...) -> None: ...

@@ -197,6 +197,11 @@ class GatewayStub:
                 request_serializer=kubetune_dot_gateway_dot_v1_dot_gateway__pb2.GetPlatformHealthRequest.SerializeToString,
                 response_deserializer=kubetune_dot_gateway_dot_v1_dot_gateway__pb2.GetPlatformHealthResponse.FromString,
                 _registered_method=True)
+        self.WhoAmI = channel.unary_unary(
+                '/kubetune.gateway.v1.Gateway/WhoAmI',
+                request_serializer=kubetune_dot_gateway_dot_v1_dot_gateway__pb2.WhoAmIRequest.SerializeToString,
+                response_deserializer=kubetune_dot_gateway_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -398,6 +403,14 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WhoAmI(self, request, context):
+        """The caller's role, and whether auth is on: how the UI signs a user in and
+        decides which buttons to show (the gateway still decides every call).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -555,6 +568,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.GetPlatformHealth,
                     request_deserializer=kubetune_dot_gateway_dot_v1_dot_gateway__pb2.GetPlatformHealthRequest.FromString,
                     response_serializer=kubetune_dot_gateway_dot_v1_dot_gateway__pb2.GetPlatformHealthResponse.SerializeToString,
+            ),
+            'WhoAmI': grpc.unary_unary_rpc_method_handler(
+                    servicer.WhoAmI,
+                    request_deserializer=kubetune_dot_gateway_dot_v1_dot_gateway__pb2.WhoAmIRequest.FromString,
+                    response_serializer=kubetune_dot_gateway_dot_v1_dot_gateway__pb2.WhoAmIResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1397,6 +1415,33 @@ class Gateway:
             '/kubetune.gateway.v1.Gateway/GetPlatformHealth',
             kubetune_dot_gateway_dot_v1_dot_gateway__pb2.GetPlatformHealthRequest.SerializeToString,
             kubetune_dot_gateway_dot_v1_dot_gateway__pb2.GetPlatformHealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WhoAmI(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetune.gateway.v1.Gateway/WhoAmI',
+            kubetune_dot_gateway_dot_v1_dot_gateway__pb2.WhoAmIRequest.SerializeToString,
+            kubetune_dot_gateway_dot_v1_dot_gateway__pb2.WhoAmIResponse.FromString,
             options,
             channel_credentials,
             insecure,

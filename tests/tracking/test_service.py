@@ -141,7 +141,7 @@ async def test_a_trials_val_loss_is_its_saved_epochs_not_its_last(stub, bus):
                                                   columns=["metric:val_loss"]))
     assert [(r.run_id, r.metrics["val_loss"]) for r in page.runs] == [(runs[0], 0.5), (runs[1], 0.6)]
     narrowed = await stub.ListRuns(pb.ListRunsRequest(study_id=study_id, trials_only=True, filters=[
-        pb.RunFilter(kind=pb.FIELD_KIND_METRIC, key="val_loss", op="<", value="0.55")]))
+        pb.RunFilter(kind=pb.FIELD_KIND_METRIC, key="val_loss", op=pb.FILTER_OP_LT, value="0.55")]))
     assert [r.run_id for r in narrowed.runs] == [runs[0]]
     h = await stub.GetMetricHistories(pb.GetMetricHistoriesRequest(run_ids=runs[:1], keys=["val_loss"]))
     assert [p.value for p in h.histories[0].points] == curves[0]

@@ -3,39 +3,63 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-TORCH_VERSION := 2.13.0
+# Every version installed here and in the images: `make lock` writes it from pyproject.toml.
+LOCK := requirements/lock.txt
+TORCH_VERSION := $(shell sed -n 's/^torch==//p' $(LOCK))
 # Installed once the project's dependencies change; a stamp keeps repeat runs fast.
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
-TEST_STAMP := $(VENV)/.installed-test-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+DEPS_HASH := $(shell cat pyproject.toml $(LOCK) | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(DEPS_HASH)
+TEST_STAMP := $(VENV)/.installed-test-$(DEPS_HASH)
 PROTOS := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: up test proto install install-test system-deps lint bench clean
+.PHONY: up test proto install install-test system-deps lint bench clean lock images base-image
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
 # torch first: any other torch request would pull a multi-GB CUDA build.
-$(STAMP): $(PY) pyproject.toml
-	$(PIP) install -q torch==$(TORCH_VERSION)
-	$(PIP) install -q -e ".[all]"
+$(STAMP): $(PY) pyproject.toml $(LOCK)
+	$(PIP) install -q -c $(LOCK) torch==$(TORCH_VERSION)
+	$(PIP) install -q -c $(LOCK) -e ".[all]"
 	touch $@
 
 $(TEST_STAMP): $(STAMP)
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -c $(LOCK) -e '.[test]'
 	touch $@
+
+# After editing pyproject.toml (a test fails until this has run): resolves it afresh.
+lock: $(PY)
+	$(PY) -m services.common.lockfile
 
 install: $(STAMP)
 
 install-test: $(TEST_STAMP) system-deps
 
-# Debian's chromium for the browser tests; these machines run as root.
+# Debian's chromium for the browser tests, podman (and what builds and runs images with
+# it) for tests/containers; these machines run as root.
+SYSTEM_DEPS := chromium podman buildah runc mmdebstrap netavark aardvark-dns
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@missing=""; for p in $(SYSTEM_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	[ -z "$$missing" ] || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-	      || echo "chromium could not be installed: browser tests will skip outside CI"; \
-	  else echo "chromium missing (apt-get install chromium): browser tests will skip outside CI"; fi; }
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null) \
+	      || echo "could not install$$missing: browser and container tests will skip outside CI"; \
+	  else echo "missing (apt-get install$$missing): browser and container tests will skip outside CI"; fi; }
+
+# Images: podman (or docker where it is the engine found). On the CI machines podman
+# needs runc and explicit ulimits (k8s/images/containers.conf); set CONTAINERS_CONF to
+# use your own. BASE_IMAGE: any Debian Python 3.11; where no registry is reachable,
+# `make base-image` builds $(LOCAL_BASE) from Debian's packages.
+export CONTAINERS_CONF ?= $(CURDIR)/k8s/images/containers.conf
+BASE_IMAGE ?= python:3.11.11-slim-bookworm
+LOCAL_BASE := kubetune-base:bookworm
+
+images: install
+	$(PY) k8s/images/build.py --base $(BASE_IMAGE)
+
+base-image:
+	k8s/images/base-image.sh $(LOCAL_BASE)
 
 up: install
 	$(VENV)/bin/kubetune up $(UP_ARGS)

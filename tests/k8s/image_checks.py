@@ -1,5 +1,5 @@
-"""What each Dockerfile does, read without a Docker engine: its stages, the extra it
-installs, torch or not, the sources it copies, the module it runs. Plus the two
+"""What the one part Dockerfile does, read without a Docker engine: its stages, the extras
+it installs, torch or not, the sources it copies, the module it runs, per part's build args. Plus the two
 steps that stand in for a build: resolving the image's dependency set with
 `pip install --dry-run --report`, and importing the part in an environment that holds
 only that set."""
@@ -17,7 +17,8 @@ import venv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.k8s.parts import REPO, Part
+from services.common import lockfile
+from tests.k8s.parts import DOCKERFILE, REPO, Part
 
 ENTRYPOINT_SCRIPT = REPO / "k8s" / "images" / "entrypoint.sh"
 TORCH_FAMILY = ("torch", "lightning", "pytorch-lightning", "torchvision", "triton")
@@ -60,10 +61,13 @@ class Dockerfile:
                 out[k] = v
         return out
 
-    def source_copies(self) -> list[str]:
-        """Repository paths the final stage copies into /app (the part's code)."""
+    def source_copies(self, args: dict[str, str] | None = None) -> list[str]:
+        """Repository paths the final stage copies into /app (the part's code), with the
+        build args (else the ARG defaults) put in."""
+        values = {**self.args, **(args or {})}
         out = []
         for spec in self.final("COPY"):
+            spec = re.sub(r"\$\{(\w+)\}", lambda m: values.get(m[1], m[0]), spec)
             words = [w for w in spec.split() if not w.startswith("--")]
             if "--from" in spec or not words[-1].startswith("/app"):
                 continue
@@ -74,17 +78,17 @@ class Dockerfile:
         return [r for r in self.all("RUN") if "pip install" in r]
 
 
-def check_dockerfile(part: Part, path: Path | None = None) -> list[str]:
-    """`path`: a copy to check instead of the part's own Dockerfile."""
-    problems = []
-    path = path or REPO / part.dockerfile
+def check_dockerfile(path: Path | None = None) -> list[str]:
+    """The shape every part's image shares. `path`: a copy to check instead."""
+    path = path or REPO / DOCKERFILE
     if not path.is_file():
-        return [f"{part.name}: {part.dockerfile} does not exist"]
+        return [f"{DOCKERFILE} does not exist"]
+    problems = []
     df = Dockerfile.read(path)
-    where = part.dockerfile
+    where = DOCKERFILE
     if len(df.stages) < 2:
         problems.append(f"{where}: one stage; dependencies belong in a builder stage")
-    base = df.args.get("PYTHON_IMAGE", "")
+    base = df.args.get("BASE_IMAGE", "")
     if not re.fullmatch(r"python:\d+\.\d+\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", base):
         problems.append(f"{where}: base {base!r} is not a slim Python pinned to an exact version")
     users = df.final("USER")
@@ -92,29 +96,52 @@ def check_dockerfile(part: Part, path: Path | None = None) -> list[str]:
         problems.append(f"{where}: the final stage does not switch to a non-root USER")
     elif users[-1] != "10001":
         problems.append(f"{where}: USER {users[-1]} differs from runAsUser 10001 in the manifests")
-    installs = " ".join(df.pip_installs())
-    if f'".[{part.extra}]"' not in installs:
-        problems.append(f"{where}: does not install the [{part.extra}] extra")
-    torch_first = re.search(r'pip install "torch==\$\{TORCH_VERSION\}" --index-url', installs)
-    if part.torch and not torch_first:
-        problems.append(f"{where}: needs torch, installed first from TORCH_INDEX_URL")
-    if not part.torch and "torch" in installs:
-        problems.append(f"{where}: a query part's image installs torch")
-    if part.torch and "cpu" not in df.args.get("TORCH_INDEX_URL", ""):
+    installs = df.pip_installs()
+    extras = [r for r in installs if '".[${EXTRAS}]"' in r]
+    if not extras:
+        problems.append(f"{where}: does not install the part's extras (EXTRAS)")
+    torch = [r for r in installs if re.search(r"\btorch\b", r) and "EXTRAS" not in r]
+    if not torch or "TORCH" not in torch[0]:
+        problems.append(f"{where}: torch is not installed first, on its own, when TORCH is true")
+    elif extras and installs.index(torch[0]) > installs.index(extras[0]):
+        problems.append(f"{where}: torch is installed after the extras (a CUDA build could come in)")
+    for r in torch + extras:
+        if "-c lock.txt" not in r:
+            problems.append(f"{where}: `{r[:60]}...` installs without the lock (-c lock.txt)")
+    if any("--index-url" in r.replace("--extra-index-url", "") for r in installs):
+        problems.append(f"{where}: an --index-url replaces PyPI; torch's index must be an extra one")
+    if "cpu" not in df.args.get("TORCH_INDEX_URL", ""):
         problems.append(f"{where}: TORCH_INDEX_URL should default to the CPU wheels")
     env = df.env()
-    if env.get("KUBETUNE_MODULE") != part.module:
-        problems.append(f"{where}: runs {env.get('KUBETUNE_MODULE')!r}, not {part.module}")
+    if env.get("KUBETUNE_MODULE") != "${MODULE}":
+        problems.append(f"{where}: runs {env.get('KUBETUNE_MODULE')!r}, not the MODULE arg")
+    if env.get("HOME") != "/tmp":
+        problems.append(f"{where}: HOME is {env.get('HOME')!r}, not /tmp (the writable volume)")
     if df.final("ENTRYPOINT") != ['["kubetune-entrypoint"]'] or not ENTRYPOINT_SCRIPT.exists():
         problems.append(f"{where}: ENTRYPOINT is not k8s/images/entrypoint.sh")
-    for src in df.source_copies():
+    copies = df.source_copies()
+    for needed in ("gen", "services", "${PACKAGE}"):
+        if needed not in copies:
+            problems.append(f"{where}: does not copy {needed} into /app")
+    if not any("requirements/lock.txt" in c for c in df.all("COPY")):
+        problems.append(f"{where}: does not copy the lock (requirements/lock.txt)")
+    return problems
+
+
+def check_part(part: Part, args: dict[str, str]) -> list[str]:
+    """A part's build args (skaffold.yaml's) against what the part needs."""
+    given = {k: v for k, v in args.items() if k != "RELOAD"}
+    problems = [f"{part.name}: build arg {k}={given.get(k)!r}, should be {v!r}"
+                for k, v in part.build_args().items() if given.get(k) != v]
+    problems += [f"{part.name}: unexpected build arg {k}={v!r}" for k, v in given.items()
+                 if k not in part.build_args()]
+    copies = Dockerfile.read(REPO / DOCKERFILE).source_copies(args)
+    for src in copies:
         if not (REPO / src).exists():
-            problems.append(f"{where}: copies {src}, which does not exist")
-    if "gen" not in df.source_copies():
-        problems.append(f"{where}: does not copy the generated protobuf code (gen)")
+            problems.append(f"{part.name}: the image copies {src}, which does not exist")
     top = part.module.split(".")[0]
-    if top not in df.source_copies():
-        problems.append(f"{where}: does not copy {top}, where {part.module} lives")
+    if top not in copies:
+        problems.append(f"{part.name}: the image does not copy {top}, where {part.module} lives")
     return problems
 
 
@@ -165,18 +192,17 @@ def empty_env(tmp: Path, torch_version: str | None) -> Path:
 
 
 def resolve(part: Part, tmp: Path) -> dict[str, str]:
-    """The image's dependency set, as the Dockerfile's install step resolves it:
-    name -> version of everything pip would install (one pip call)."""
-    df = Dockerfile.read(REPO / part.dockerfile)
-    torch_version = df.args.get("TORCH_VERSION") if part.torch else None
+    """The image's dependency set, as the Dockerfile's install step resolves it (the
+    lock as constraints): name -> version of everything pip would install (one pip call)."""
+    torch_version = lockfile.read()[1]["torch"] if part.torch else None
     python = empty_env(tmp, torch_version)
     src = tmp / "build"
     src.mkdir()
     build_dir(src)
     report = tmp / "report.json"
-    wanted = [f".[{part.extra}]"] + ([f"torch=={torch_version}"] if torch_version else [])
     cmd = [sys.executable, "-m", "pip", "--python", str(python), "install", "--dry-run", "--quiet",
-           "--disable-pip-version-check", "--report", str(report), *wanted]
+           "--disable-pip-version-check", "--report", str(report), "-c", str(lockfile.LOCK),
+           f".[{part.extras}]"]
     done = subprocess.run(cmd, cwd=src, capture_output=True, text=True,
                           env={**os.environ, "PIP_NO_INPUT": "1"})
     if done.returncode != 0:
@@ -189,10 +215,11 @@ def resolve(part: Part, tmp: Path) -> dict[str, str]:
 
 def source_tree(part: Part, dest: Path) -> Path:
     """/app as the Dockerfile lays it out: only the paths it copies."""
-    for src in Dockerfile.read(REPO / part.dockerfile).source_copies():
+    for src in Dockerfile.read(REPO / DOCKERFILE).source_copies(part.build_args()):
         target = dest / src
         if (REPO / src).is_dir():
-            shutil.copytree(REPO / src, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            shutil.copytree(REPO / src, target, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(REPO / src, target)

@@ -1,5 +1,5 @@
 """The deployables, and where each one's settings, entry module, image and manifests
-live. The checks compare these facts with k8s/, skaffold.yaml and the Dockerfiles."""
+live. The checks compare these facts with k8s/, skaffold.yaml and the Dockerfile."""
 
 from __future__ import annotations
 
@@ -19,43 +19,57 @@ K8S = REPO / "k8s"
 OVERLAYS = ("dev", "prod")
 
 
+# Every part's image is built from this one Dockerfile; skaffold.yaml gives each its args.
+DOCKERFILE = "k8s/images/Dockerfile"
+
+
 @dataclass(frozen=True)
 class Part:
     name: str  # Deployment, Service, skaffold config and k8s/base/<name>
     settings: str  # "module:Class"
     module: str  # python -m <module>
-    dockerfile: str
     image: str
-    extra: str  # pyproject extra the image installs
+    extras: str  # pyproject extras the image installs (EXTRAS)
+    package: str = "services"  # the top-level package it runs from, copied besides services
     torch: bool = False  # only the worker and the registry's Predict need it
     http: bool = False  # serves HTTP, not gRPC (the UI)
     service: bool = True  # has a Service (workers are called by nobody)
     # Settings that name no server this part connects to: inherited ones it ignores
     # (DESIGN.md: the UI talks to the gateway only), links shown to a browser.
     unused: tuple[str, ...] = ()
+    dockerfile: str = DOCKERFILE
 
     def settings_class(self):
         module, cls = self.settings.split(":")
         return getattr(importlib.import_module(module), cls)
 
+    def build_args(self) -> dict[str, str]:
+        """The Dockerfile's build args for this part, as skaffold.yaml must give them."""
+        args = {"EXTRAS": self.extras, "MODULE": self.module}
+        if self.package != "services":
+            args["PACKAGE"] = self.package
+        if self.torch:
+            args["TORCH"] = "true"
+        return args
 
+
+# The torch parts install the same extras, so their images share one dependencies stage.
+TORCH_EXTRAS = "worker,registry"
 PARTS = {
     p.name: p
     for p in (
-        Part("data", "services.data.config:Settings", "services.data",
-             "services/data/Dockerfile", "kubetune-data", "data"),
-        Part("tuning", "services.tuning.config:Settings", "services.tuning",
-             "services/tuning/Dockerfile", "kubetune-tuning", "tuning"),
+        Part("data", "services.data.config:Settings", "services.data", "kubetune-data", "data"),
+        Part("tuning", "services.tuning.config:Settings", "services.tuning", "kubetune-tuning",
+             "tuning"),
         Part("tuning-worker", "services.tuning.worker.config:Settings", "services.tuning.worker",
-             "services/tuning/worker/Dockerfile", "kubetune-worker", "worker", torch=True,
-             service=False),
+             "kubetune-worker", TORCH_EXTRAS, torch=True, service=False),
         Part("tracking", "services.tracking.config:Settings", "services.tracking",
-             "services/tracking/Dockerfile", "kubetune-tracking", "tracking"),
+             "kubetune-tracking", "tracking"),
         Part("registry", "services.registry.config:Settings", "services.registry",
-             "services/registry/Dockerfile", "kubetune-registry", "registry", torch=True),
-        Part("gateway", "gateway.config:Settings", "gateway",
-             "gateway/Dockerfile", "kubetune-gateway", "gateway"),
-        Part("ui", "ui.config:Settings", "ui", "ui/Dockerfile", "kubetune-ui", "ui", http=True,
+             "kubetune-registry", TORCH_EXTRAS, torch=True),
+        Part("gateway", "gateway.config:Settings", "gateway", "kubetune-gateway", "gateway",
+             package="gateway"),
+        Part("ui", "ui.config:Settings", "ui", "kubetune-ui", "ui", package="ui", http=True,
              unused=("nats_url", "mlflow_ui_url")),
     )
 }

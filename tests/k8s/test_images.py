@@ -1,4 +1,4 @@
-"""The Dockerfiles, exercised as far as possible without a Docker engine: read and
+"""The part Dockerfile, exercised as far as possible without a Docker engine: read and
 checked against the parts; their install step resolved by pip; the part imported
 from a venv that holds only the image's dependency set."""
 
@@ -11,41 +11,68 @@ import time
 import pytest
 
 from tests.k8s import image_checks as ic
-from tests.k8s.parts import PARTS, QUERY_PARTS, REPO
+from tests.k8s import skaffold_checks as s
+from tests.k8s.parts import DOCKERFILE, PARTS, QUERY_PARTS, REPO
 
 MLFLOW_REQUIREMENTS = REPO / "k8s" / "images" / "mlflow" / "requirements.txt"
 
 
+def test_dockerfile():
+    assert ic.check_dockerfile() == []
+
+
 @pytest.mark.parametrize("name", sorted(PARTS))
-def test_dockerfile(name):
+def test_part_build_args(name):
     part = PARTS[name]
-    assert ic.check_dockerfile(part) == []
-    assert ic.dockerignored(ic.Dockerfile.read(REPO / part.dockerfile).source_copies()) == []
+    assert ic.check_part(part, skaffold_args(name)) == []
+    copies = ic.Dockerfile.read(REPO / DOCKERFILE).source_copies(part.build_args())
+    assert ic.dockerignored(copies) == []
+
+
+def skaffold_args(name: str) -> dict[str, str]:
+    (artifact,) = s.artifacts(s.by_name(s.load())[name])
+    return artifact["docker"]["buildArgs"]
+
+
+def test_torch_parts_share_one_dependencies_stage():
+    """Same extras and torch: the worker's and the registry's dependency layers are one."""
+    worker, registry = skaffold_args("tuning-worker"), skaffold_args("registry")
+    shared = ("EXTRAS", "TORCH", "RELOAD")
+    assert {k: worker[k] for k in shared} == {k: registry[k] for k in shared}
 
 
 @pytest.mark.parametrize("old, new, words", [
     ("python:3.11.11-slim-bookworm", "python:3.11-slim", "pinned"),
     ("USER 10001", "USER root", "non-root"),
-    ('".[data]"', '".[tuning]"', "[data] extra"),
-    ("KUBETUNE_MODULE=services.data", "KUBETUNE_MODULE=services.dta", "services.dta"),
-    ('pip install ".[data]"', 'pip install torch ".[data]"', "installs torch"),
+    ('".[${EXTRAS}]"', '".[data]"', "EXTRAS"),
+    ("KUBETUNE_MODULE=${MODULE}", "KUBETUNE_MODULE=services.data", "MODULE"),
     ("COPY --chown=10001:10001 gen /app/gen\n", "", "gen"),
+    ("HOME=/tmp", "HOME=/home/kubetune", "HOME"),
+    ('--extra-index-url "$TORCH_INDEX_URL"', '--index-url "$TORCH_INDEX_URL"', "extra one"),
+    ('pip install -c lock.txt ".[${EXTRAS}]"', 'pip install ".[${EXTRAS}]"', "lock"),
 ])
 def test_broken_dockerfile_fails(tmp_path, old, new, words):
-    part = PARTS["data"]
-    text = (REPO / part.dockerfile).read_text()
+    text = (REPO / DOCKERFILE).read_text()
     assert old in text
     copy = tmp_path / "Dockerfile"
     copy.write_text(text.replace(old, new))
-    assert any(words in p for p in ic.check_dockerfile(part, copy))
+    assert any(words in p for p in ic.check_dockerfile(copy))
 
 
-def test_worker_without_torch_first_fails(tmp_path):
-    part = PARTS["tuning-worker"]
-    text = (REPO / part.dockerfile).read_text()
-    copy = tmp_path / "Dockerfile"
-    copy.write_text(text.replace('RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"\n', ""))
-    assert any("torch" in p for p in ic.check_dockerfile(part, copy))
+@pytest.mark.parametrize("name, key, value, words", [
+    ("data", "TORCH", "true", "TORCH"),
+    ("tuning-worker", "TORCH", None, "TORCH"),
+    ("data", "EXTRAS", "tuning", "EXTRAS"),
+    ("gateway", "PACKAGE", None, "does not copy gateway"),
+    ("ui", "PACKAGE", "iu", "does not exist"),
+])
+def test_wrong_build_args_fail(name, key, value, words):
+    args = dict(skaffold_args(name))
+    if value is None:
+        args.pop(key)
+    else:
+        args[key] = value
+    assert any(words in p for p in ic.check_part(PARTS[name], args))
 
 
 def test_dockerignore_catches_a_hidden_copy():
@@ -55,7 +82,7 @@ def test_dockerignore_catches_a_hidden_copy():
 def test_entrypoint_script():
     assert ic.ENTRYPOINT_SCRIPT.stat().st_mode & 0o111, "entrypoint.sh must be executable"
     subprocess.run(["sh", "-n", str(ic.ENTRYPOINT_SCRIPT)], check=True)
-    assert ic.check_dockerfile(PARTS["ui"]) == []
+    assert ic.check_dockerfile() == []
 
 
 # ---------------------------------------------------------------- needs PyPI

@@ -104,7 +104,8 @@ def test_dev_syncs_python_sources_the_image_holds():
     for part in PARTS.values():
         config = s.by_name(CONFIGS)[part.name]
         (artifact,) = s.artifacts(config)
-        copied = Dockerfile.read(REPO / part.dockerfile).source_copies()
+        copied = Dockerfile.read(REPO / part.dockerfile).source_copies(
+            artifact["docker"]["buildArgs"])
         rules = artifact["sync"]["manual"]
         assert rules, part.name
         for rule in rules:

@@ -126,6 +126,8 @@ def build_all(base: str | None = None, only: list[str] | None = None, quiet: boo
     base = base or os.environ.get("BASE_IMAGE") or PUBLIC_BASE
     base_id = image_id(eng, base) or base
     wheels = local_wheels()
+    if torch_index is None and any(any(w.glob("torch-*.whl")) for w in wheels):
+        torch_index = ""  # torch's index need not be reached (nor waited for): a wheel is here
     refs = {}
     for image in images():
         if only and image.name not in only:

@@ -119,7 +119,7 @@ def check_dockerfile(path: Path | None = None) -> list[str]:
         problems.append(f"{where}: HOME is {env.get('HOME')!r}, not /tmp (the writable volume)")
     if df.final("ENTRYPOINT") != ['["kubetune-entrypoint"]'] or not ENTRYPOINT_SCRIPT.exists():
         problems.append(f"{where}: ENTRYPOINT is not k8s/images/entrypoint.sh")
-    copies = df.source_copies()
+    copies = df.source_copies({"PACKAGE": "${PACKAGE}"})  # the arg itself, not its default
     for needed in ("gen", "services", "${PACKAGE}"):
         if needed not in copies:
             problems.append(f"{where}: does not copy {needed} into /app")

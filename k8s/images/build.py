@@ -30,6 +30,7 @@ class Image:
     name: str  # kubetune-data
     dockerfile: Path
     args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None  # a stage of a multi-image Dockerfile
 
     def copied(self) -> list[Path]:
         """Repository paths the Dockerfile COPYs (ARGs substituted), build context only."""
@@ -77,7 +78,8 @@ def content_tag(image: Image, base_id: str, extra: dict[str, str]) -> str:
     """sha256 of the Dockerfile, the args, the base image and every file it copies."""
     h = hashlib.sha256()
     h.update(image.dockerfile.read_bytes())
-    h.update(json.dumps({**image.args, **extra, "base": base_id}, sort_keys=True).encode())
+    h.update(json.dumps({**image.args, **extra, "base": base_id, "target": image.target},
+                        sort_keys=True).encode())
     for path in sorted(set(image.copied())):
         files = [path] if path.is_file() else sorted(
             p for p in path.rglob("*") if p.is_file() and not set(p.parts) & set(IGNORED)
@@ -104,6 +106,8 @@ def build(image: Image, eng: str, base: str, wheels: list[Path], torch_index: st
     cmd = [eng, "build", "-f", str(image.dockerfile), "-t", f"{image.name}:{tag}",
            "-t", f"{image.name}:latest", "--build-arg", f"BASE_IMAGE={base}"]
     cmd += [a for k, v in image.args.items() for a in ("--build-arg", f"{k}={v}")]
+    if image.target:
+        cmd += ["--target", image.target]
     if torch_index is not None:
         cmd += ["--build-arg", f"TORCH_INDEX_URL={torch_index}"]
     if wheels and "podman" in Path(eng).name:
@@ -121,7 +125,14 @@ def build(image: Image, eng: str, base: str, wheels: list[Path], torch_index: st
 
 def build_all(base: str | None = None, only: list[str] | None = None, quiet: bool = False,
               torch_index: str | None = None) -> dict[str, str]:
-    """Builds what is missing; returns image name -> content-tagged reference."""
+    """Builds what is missing of skaffold.yaml's images; returns name -> tagged reference."""
+    wanted = [i for i in images() if not only or i.name in only]
+    return ensure(wanted, base, quiet, torch_index)
+
+
+def ensure(wanted: list[Image], base: str | None = None, quiet: bool = False,
+           torch_index: str | None = None) -> dict[str, str]:
+    """Builds each image unless one with its content tag exists; returns name -> reference."""
     eng = engine()
     base = base or os.environ.get("BASE_IMAGE") or PUBLIC_BASE
     base_id = image_id(eng, base) or base
@@ -129,9 +140,7 @@ def build_all(base: str | None = None, only: list[str] | None = None, quiet: boo
     if torch_index is None and any(any(w.glob("torch-*.whl")) for w in wheels):
         torch_index = ""  # torch's index need not be reached (nor waited for): a wheel is here
     refs = {}
-    for image in images():
-        if only and image.name not in only:
-            continue
+    for image in wanted:
         extra = {"TORCH_INDEX_URL": torch_index} if torch_index is not None else {}
         tag = content_tag(image, base_id, extra)
         ref = f"{image.name}:{tag}"

@@ -20,11 +20,15 @@ PYPROJECT = ROOT / "pyproject.toml"
 LOCK = ROOT / "requirements" / "lock.txt"
 # torch's CPU build; any other torch request pulls a multi-GB CUDA build (DESIGN.md).
 TORCH = "torch==2.13.0"
-HASH_LINE = "# pyproject.toml sha256: "
+HASH_LINE = "# pyproject.toml requirements sha256: "
 
 
 def pyproject_hash(pyproject: Path = PYPROJECT) -> str:
-    return hashlib.sha256(pyproject.read_bytes()).hexdigest()
+    """sha256 of what the lock is resolved from (requirements, extras, Python), so an edit
+    elsewhere in pyproject.toml (pytest's settings) needs no new lock."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    wanted = {k: project.get(k) for k in ("requires-python", "dependencies", "optional-dependencies")}
+    return hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()
 
 
 def resolve(pyproject: Path = PYPROJECT) -> dict[str, str]:
@@ -86,7 +90,8 @@ def stale(pyproject: Path = PYPROJECT, lock: Path = LOCK) -> list[str]:
     digest, pins = read(lock)
     problems = []
     if digest != pyproject_hash(pyproject):
-        problems.append("pyproject.toml changed after the lock was written: run `make lock`")
+        problems.append("pyproject.toml's requirements changed after the lock was written: "
+                        "run `make lock`")
     project = tomllib.loads(pyproject.read_text())["project"]
     wanted = list(project["dependencies"])
     for reqs in project.get("optional-dependencies", {}).values():

@@ -69,3 +69,8 @@ def images(engine, base_image) -> dict[str, str]:
     refs |= build.ensure([build.Image(image_name(t), INFRA_DOCKERFILE, target=t) for t in stand_ins],
                          base_image)
     return refs
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "containers: builds the images and runs them with podman "
+                            "(tests/containers; `-m 'not containers'` leaves them out)")

@@ -7,11 +7,13 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.containers.substitutes import SUBSTITUTES, image_name
+from tests.e2e.conftest import browser, page  # noqa: F401  Chromium for the UI container's page
 from tests.k8s.parts import REPO
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -23,6 +25,7 @@ def load_build():
     """k8s/images/build.py, the script `make images` runs."""
     spec = importlib.util.spec_from_file_location("kubetune_images_build", REPO / "k8s/images/build.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

@@ -11,7 +11,8 @@ import pytest
 from tests.containers.conftest import build
 from tests.k8s.parts import PARTS
 
-pytestmark = [pytest.mark.containers, pytest.mark.slow]
+# The first test to ask for the images builds the missing ones: minutes on a cold machine.
+pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 # MB (10^6 bytes) as `podman images` shows them; worker and registry hold CPU torch.
 BUDGETS_MB = {"kubetune-gateway": 450, "kubetune-tuning": 450, "kubetune-ui": 450,

@@ -25,7 +25,8 @@ from tests.k8s.parts import K8S, render
 from tests.servers import free_port
 from tests.studies import finished, small_spec, wait_for_mlflow, wait_for_study
 
-pytestmark = [pytest.mark.containers, pytest.mark.slow]
+# The first test to ask for the images builds the missing ones: minutes on a cold machine.
+pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 WORKERS = 2  # the dev overlay runs one; the test scales it as `kubectl scale` would
 # Started in this order, each group ready (its readiness probe passing) before the next.

@@ -150,8 +150,20 @@ def ensure(wanted: list[Image], base: str | None = None, quiet: bool = False,
             start = time.monotonic()
             build(image, eng, base, wheels, torch_index, tag, quiet)
             print(f"{ref}: built in {time.monotonic() - start:.0f} s", flush=True)
+            untag_superseded(eng, image.name, tag)
         refs[image.name] = ref
     return refs
+
+
+def untag_superseded(eng: str, name: str, tag: str) -> None:
+    """Drops the image's older content tags, so storage holds one build per part (their
+    layers stay while a newer build shares them: the build cache is kept)."""
+    done = subprocess.run([eng, "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter",
+                           f"reference={name}"], capture_output=True, text=True)
+    old = [r for r in done.stdout.split() if r.rsplit(":", 1)[-1] not in (tag, "latest")
+           and r.rsplit(":", 1)[0].rsplit("/", 1)[-1] == name]
+    if old:
+        subprocess.run([eng, "rmi", *old], capture_output=True)
 
 
 def main() -> None:

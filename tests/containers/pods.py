@@ -161,7 +161,8 @@ class Cluster:
                 # container's user as fsGroup makes it writable in a pod.
                 out += ["--volume", f"{self.prefix}-{pod}-{mount['name']}:{path}:U"]
             elif "emptyDir" in vol:
-                out += ["--tmpfs", f"{path}:rw,exec,nosuid,nodev,mode=1777"]
+                # notmpcopyup: empty, as an emptyDir is (not the image folder it covers).
+                out += ["--tmpfs", f"{path}:rw,exec,nosuid,nodev,mode=1777,notmpcopyup"]
             elif "configMap" in vol or "secret" in vol:
                 files = (self.m.configmaps[vol["configMap"]["name"]] if "configMap" in vol
                          else self.m.secrets[vol["secret"]["secretName"]])

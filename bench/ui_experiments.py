@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.tracking_queries import seed
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.ui.platform_helpers import ui_platform
+from tests.platform import running_platform
 
 FIRST_ROWS = """(n) => {
   const summary = [...document.querySelectorAll('div')].find(d => /^[\\d,]+ runs · showing 1–/.test(d.innerText));
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     from mlflow import MlflowClient
 
     home = Path(tempfile.mkdtemp(prefix="bench-ui-experiments-"))
-    with ui_platform(home, ui=True, workers=0) as platform:
+    with running_platform(home, ui=True, workers=0) as platform:
         exp = MlflowClient(platform.mlflow_uri).create_experiment("kubetune/bench")
         t = time.perf_counter()
         seed(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}", exp, args.runs, 20)

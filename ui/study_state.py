@@ -17,6 +17,9 @@ FINISHED = {pb.TRIAL_STATE_COMPLETE, pb.TRIAL_STATE_PRUNED, pb.TRIAL_STATE_FAIL}
 class LiveStudy:
     study: pb.Study
     trials: dict[int, pb.Trial] = field(default_factory=dict)
+    # Trial -> the epoch its curve is known from again: the epochs before it that the
+    # snapshot did not have are missing (see has_holes).
+    gaps: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def from_snapshot(cls, snapshot: pb.StudySnapshot) -> LiveStudy:
@@ -57,6 +60,8 @@ class LiveStudy:
             t = self.trial(p.trial)
             if t.state in (pb.TRIAL_STATE_QUEUED, pb.TRIAL_STATE_UNSPECIFIED):
                 t.state = pb.TRIAL_STATE_RUNNING
+            if p.epoch > len(t.val_loss_curve):
+                self.gaps[p.trial] = max(self.gaps.get(p.trial, 0), p.epoch)
             _set_at(t.val_loss_curve, p.epoch, p.val_loss)
             _set_at(t.train_loss_curve, p.epoch, p.train_loss)
             t.epochs_done = max(t.epochs_done, p.epoch + 1)
@@ -88,6 +93,27 @@ class LiveStudy:
         if kind and kind.startswith("trial_") or kind == "epoch_completed":
             self._recount()
         return kind or ""
+
+    def has_holes(self) -> bool:
+        """True while some curve misses epochs: those that ended between the snapshot's
+        last storage write and the start of the stream (the worker writes curves every
+        second or so, events go out at once)."""
+        return bool(self.gaps)
+
+    def fill_holes(self, trials) -> None:
+        """Fills missing epochs from a later ListTrials (with curves); what the live
+        events brought is kept."""
+        for fresh in trials:
+            t = self.trials.get(fresh.number)
+            if t is None:
+                continue
+            for mine, theirs in ((t.val_loss_curve, fresh.val_loss_curve), (t.train_loss_curve, fresh.train_loss_curve)):
+                for i, value in enumerate(theirs):
+                    if i >= len(mine) or math.isnan(mine[i]):
+                        _set_at(mine, i, value)
+            t.epochs_done = max(t.epochs_done, fresh.epochs_done)
+            if len(fresh.val_loss_curve) >= self.gaps.get(fresh.number, 0):
+                self.gaps.pop(fresh.number, None)
 
     def _recount(self) -> None:
         states = [t.state for t in self.trials.values()]

@@ -135,6 +135,20 @@ def test_space_size_counts_discrete_spaces():
     assert size_text(rows) == "3 hyperparameters searched; 30 distinct combinations."
 
 
+def test_space_size_counts_every_ticked_row():
+    """Issue 16.10: the count is the number of ticked rows, a row being edited included."""
+    rows = {r.name: r for r in default_rows()}
+    ticked = [r for r in rows.values() if r.enabled]
+    assert len(ticked) == 4 and size_text(list(rows.values())).startswith("4 hyperparameters searched;")
+    rows["units"].high = None  # the max field cleared while typing
+    assert size_text(list(rows.values())) == "4 hyperparameters searched; fix units to see the size of the space."
+    rows["weight_decay"].enabled = True
+    assert size_text(list(rows.values())).startswith("5 hyperparameters searched;")
+    for r in rows.values():
+        r.enabled = r.name == "n_layers"
+    assert size_text(list(rows.values())) == "1 hyperparameter searched; 5 distinct combinations."
+
+
 def test_whole_spec_checks_sampler_against_space():
     spec = pb.StudySpec(dataset="sample", n_trials=4, sampler=pb.SAMPLER_CMAES, search_space=[
         pb.ParamSpec(name="optimizer", categorical=pb.Categorical(choices=["adam"]))])

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from nicegui import ui
@@ -17,6 +21,7 @@ from tests.conftest import SEED
 from tests.studies import completed, small_spec, wait_for_study
 
 pytestmark = pytest.mark.slow
+KUBETUNE = str(Path(sys.executable).parent / "kubetune")
 
 
 async def eventually(check, timeout: float = 120, every: float = 0.2):
@@ -147,6 +152,51 @@ async def test_stop_and_resume_buttons(user, gw):
     await eventually(lambda: badge.text == "running", timeout=30)
     user.find("Stop").click()
     await eventually(lambda: badge.text == "stopped", timeout=30)
+
+
+async def test_page_opened_mid_trial_shows_whole_curves_and_stopped_trials_keep_their_epochs(user, gw, ui_platform):
+    """Issue 16.3: the snapshot carries each trial's curve from epoch 0 (the worker writes
+    it while training and when the trial ends), and counts stay true after a stop."""
+    spec = small_spec(trials=2, epochs=10_000, parallel=2, name=f"ui-mid-{int(time.time())}",
+                      pruner=pb.PRUNER_NONE, early_stopping_patience=10_000)
+    study = gw.CreateStudy(pb.CreateStudyRequest(spec=spec)).study
+
+    def epochs_so_far() -> int:
+        trials = gw.ListTrials(pb.ListTrialsRequest(study_id=study.id)).trials
+        return min((t.epochs_done for t in trials), default=0) if len(trials) == 2 else 0
+
+    await eventually(lambda: epochs_so_far() >= 20, timeout=120, every=0.5)
+    await user.open(f"/study/{study.id}")
+    await user.should_see(study.id)
+    curves = next(e for e in user.find(kind=ui.echart).elements if "curves-chart" in e.classes)
+
+    def whole(series) -> bool:
+        # From epoch 0, every epoch a number (a missing one is drawn as null).
+        return all(len(s["data"]) >= 20 and [i for i, _ in s["data"]] == list(range(len(s["data"])))
+                   and all(v is not None for _, v in s["data"]) for s in series)
+
+    await eventually(lambda: len(curves.options["series"]) == 2 and whole(curves.options["series"]), timeout=30)
+    gw.StopStudy(pb.StopStudyRequest(study_id=study.id))
+    await eventually(lambda: all(t.state == pb.TRIAL_STATE_FAIL for t in gw.ListTrials(
+        pb.ListTrialsRequest(study_id=study.id)).trials), timeout=60, every=0.5)
+    stored = {t.number: t for t in gw.ListTrials(pb.ListTrialsRequest(study_id=study.id, with_curves=True)).trials}
+    for t in stored.values():
+        assert t.epochs_done >= 20 and t.epochs_done == len(t.val_loss_curve) == len(t.train_loss_curve), t
+        assert "study stopped" in t.reason
+    # The page, live all along, drew the same whole curves as the storage now holds.
+    view = client_view(curves)
+    await eventually(lambda: not view.live.has_holes(), timeout=10)
+    for n, t in stored.items():
+        assert list(view.live.trials[n].val_loss_curve) == list(t.val_loss_curve)
+    table = next(e for e in user.find(kind=ui.table).elements if "trials-table" in e.classes)
+    await eventually(lambda: {r["number"]: r["epochs"] for r in table.rows} == {n: t.epochs_done for n, t in stored.items()},
+                     timeout=10)
+    # A page opened afterwards, and the CLI, count the same epochs.
+    await user.open(f"/study/{study.id}")
+    await user.should_see("stopped", retries=30)
+    shown = json.loads(subprocess.run([KUBETUNE, "study", "show", study.id, "--json", "--gateway", ui_platform.gateway],
+                                      capture_output=True, text=True, timeout=60, check=True).stdout)
+    assert {t.get("number", 0): t["epochs_done"] for t in shown["trials"]} == {n: t.epochs_done for n, t in stored.items()}
 
 
 async def test_unknown_study_is_explained(user):

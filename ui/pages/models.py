@@ -154,7 +154,7 @@ class ModelsPage:
                     with ui.item_section():
                         ui.item_label(name).classes("text-weight-medium")
                         champion = m.aliases.get("champion")
-                        ui.item_label(f"{len(m.versions)} versions" + (f" · champion v{champion}" if champion else "")
+                        ui.item_label(plural(len(m.versions), "version") + (f" · champion v{champion}" if champion else "")
                                       ).props("caption")
 
     async def open(self, name: str) -> None:

@@ -36,6 +36,10 @@ TRIAL_COLUMNS = [
 ]
 RECONNECT_S = 2.0
 SUMMARY_CATCH_UP = 5  # retries, a second apart, while the summary lags the events
+# Workers write a running trial's curves every second (KUBETUNE_WORKER_CURVE_EVERY_S):
+# epochs missing between a snapshot and the stream are read again this much later.
+FILL_AFTER_S = 1.5
+FILL_TRIES = 5
 CHART_H = "h-80"
 
 
@@ -52,6 +56,7 @@ class StudyView:
         self.curve_metric = "val_loss"
         self.summary_task: asyncio.Task | None = None
         self.summary_again = False
+        self.fill_task: asyncio.Task | None = None
         self.updates = 0  # events applied; the benchmark and tests read it
 
     # Skeleton, filled in by render() once the snapshot is in.
@@ -190,6 +195,7 @@ class StudyView:
         if kind == "epoch_completed":
             self.render_curves()
             self.render_table()
+            self.fill_holes()
         elif kind == "trial_started":
             self.render_table()
             self.render_progress()
@@ -222,6 +228,7 @@ class StudyView:
                         self.live = LiveStudy.from_snapshot(message.snapshot)
                         self.render()
                         self.refresh_summary()
+                        self.fill_holes()
                         if warned:
                             ui.notify("Live updates are back.", type="positive")
                             warned = False
@@ -240,6 +247,30 @@ class StudyView:
             finally:
                 await call.aclose()
             await asyncio.sleep(RECONNECT_S)
+
+    def fill_holes(self) -> None:
+        """Reads the trials' curves again while some miss epochs; one request at a time."""
+        if self.live is None or not self.live.has_holes():
+            return
+        if self.fill_task is not None and not self.fill_task.done():
+            return
+        self.fill_task = background_tasks.create(self._fill(), name=f"fill curves {self.study_id}")
+
+    async def _fill(self) -> None:
+        with self.root:
+            for _ in range(FILL_TRIES):
+                await asyncio.sleep(FILL_AFTER_S)
+                try:
+                    response = await ctx.gateway.call("ListTrials", pb.ListTrialsRequest(
+                        study_id=self.study_id, with_curves=True))
+                except Exception:  # noqa: BLE001 - the curves stay as they are; the next event tries again
+                    log.info("could not read the curves of study %s again", self.study_id, exc_info=True)
+                    return
+                self.live.fill_holes(response.trials)
+                self.render_curves()
+                self.render_table()
+                if not self.live.has_holes():
+                    return
 
     def refresh_summary(self) -> None:
         """Importances come from the tracking service's summary; one request at a time."""

@@ -181,7 +181,8 @@ async def start(settings: Settings) -> Server:
             study_stopped=lambda study_id: study_id in worker.stopped_studies,
             shutting_down=worker.shutting_down.is_set,
         )
-        return TrialRunner(storage, ports, cache, settings.name, settings.mlflow_uri)
+        return TrialRunner(storage, ports, cache, settings.name, settings.mlflow_uri,
+                           curve_every_s=settings.curve_every_s)
 
     worker = Worker(settings, bus, runner_factory)
     await worker.watch_studies()

@@ -26,3 +26,5 @@ class Settings(PartSettings):
     ack_wait_s: float = Field(30.0, description="A ticket not acked or extended for this long is redelivered.")
     s3_endpoint_url: str = Field("", description="S3-compatible endpoint for datasets stored in S3; empty: AWS.")
     max_deliveries: int = Field(3, description="Times a ticket is tried before it is dropped.")
+    curve_every_s: float = Field(1.0, gt=0, description="How often a training trial's curves are written to the "
+                                 "Optuna storage (and always when it ends): what a study page opened mid-trial shows.")

@@ -29,6 +29,7 @@ from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import lineage
 from services.tuning import records, space
 from services.tuning.worker import baseline, metrics, tabular_model
+from services.tuning.worker.curves import CurveLog
 from services.tuning.worker.datasets import DatasetCache
 from services.tuning.worker.training import EpochEndPruning, EpochResult, TabularData, TrainResult, train
 
@@ -106,7 +107,7 @@ def _announced(run: _RunWhileTraining | None) -> str:
 
 class TrialRunner:
     def __init__(self, storage: optuna.storages.BaseStorage, ports: Ports, cache: DatasetCache,
-                 worker: str, mlflow_uri: str, patience_default: int = 5):
+                 worker: str, mlflow_uri: str, patience_default: int = 5, curve_every_s: float = 1.0):
         self.storage = storage
         self.ports = ports
         self.cache = cache
@@ -114,6 +115,7 @@ class TrialRunner:
         self.mlflow = mlflow.MlflowClient(mlflow_uri)
         self.mlflow_uri = mlflow_uri
         self.patience_default = patience_default
+        self.curve_every_s = curve_every_s
         # Creates each trial's MLflow run while the trial trains, notes its curves while
         # its model uploads.
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-run")
@@ -214,6 +216,7 @@ class TrialRunner:
     def _run_trial(self, study: optuna.Study, trial: optuna.Trial, spec: pb.StudySpec, attrs: dict) -> str:
         study_id = study.study_name
         run: _RunWhileTraining | None = None
+        curves = CurveLog(trial.storage, trial._trial_id, self._background, self.curve_every_s)
         try:
             dists = space.distributions(spec)
             params = space.suggest(trial, spec, dists)
@@ -255,11 +258,17 @@ class TrialRunner:
                     train_loss=e.train_loss, val_loss=e.val_loss, val_accuracy=e.val_accuracy, elapsed_s=e.elapsed_s))
 
             run = _RunWhileTraining(self._background.submit(create_run), started, epoch_done)
-            result, data = self._train(trial, spec, params, data, run.epoch)
+
+            def on_epoch(e: EpochResult) -> None:
+                curves.add(e)
+                run.epoch(e)
+
+            result, data = self._train(trial, spec, params, data, on_epoch)
             run_id = run.announce()
         except optuna.TrialPruned as pruned:
             run_id = _announced(run)
-            epochs = len(trial.storage.get_trial(trial._trial_id).intermediate_values)
+            curves.flush()
+            epochs = len(curves.val_loss)
             trial.set_user_attr(records.T_REASON, str(pruned))
             study.tell(trial, state=TrialState.PRUNED)
             self.ports.publish(trial_pruned=ev.TrialPruned(
@@ -269,6 +278,7 @@ class TrialRunner:
             run_id = _announced(run)
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("trial %s/%d failed: %s", study_id, trial.number, reason, exc_info=True)
+            curves.flush()
             trial.set_user_attr(records.T_REASON, reason[:1000])
             study.tell(trial, state=TrialState.FAIL)
             self.ports.publish(trial_failed=ev.TrialFailed(
@@ -277,15 +287,16 @@ class TrialRunner:
 
         if result.stopped_by_request:
             why = "worker shutting down" if self.ports.shutting_down() else "study stopped"
+            curves.flush()
             self._finish_abandoned(trial._trial_id, trial.number, study_id, run_id, f"{why} at epoch {len(result.history) - 1}")
             return Outcome.ABANDONED if self.ports.shutting_down() else Outcome.DONE
 
         values = self._objective_values(spec, result)
         summary = self._final_metrics(result, data)
         # The curves go into the storage while the model uploads; both before the tell.
-        curves = self._background.submit(self._note_curves, trial, result, summary)
+        stored = self._background.submit(self._note_results, trial, curves, summary)
         log_model(self.mlflow, run_id, result, data)
-        curves.result()
+        stored.result()
         study.tell(trial, values if len(values) > 1 else values[0])
         self.ports.publish(trial_completed=ev.TrialCompleted(
             study_id=study_id, trial=trial.number, mlflow_run_id=run_id, values=values, metrics=summary,
@@ -293,11 +304,9 @@ class TrialRunner:
         return Outcome.DONE
 
     @staticmethod
-    def _note_curves(trial: optuna.Trial, result: TrainResult, summary: dict[str, float]) -> None:
+    def _note_results(trial: optuna.Trial, curves: CurveLog, summary: dict[str, float]) -> None:
         trial.set_user_attr(records.T_METRICS, {k: v for k, v in summary.items() if math.isfinite(v)})
-        trial.set_user_attr(records.T_EPOCHS, len(result.history))
-        trial.set_user_attr(records.T_TRAIN_CURVE, [h.train_loss for h in result.history])
-        trial.set_user_attr(records.T_VAL_CURVE, [h.val_loss for h in result.history])
+        curves.flush()
 
     def _train(self, trial: optuna.Trial, spec: pb.StudySpec, params: dict, data: TabularData,
                on_epoch: Callable[[EpochResult], None]) -> tuple[TrainResult, TabularData]:

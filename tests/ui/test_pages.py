@@ -99,6 +99,42 @@ async def test_tune_validates_inline_and_starts_a_study(user, gw):
     wait_for_study(gw, name, completed, timeout=300)
 
 
+async def test_several_objectives_from_tune_and_the_pareto_front(user, gw, ui_platform):
+    """Issue 16.12: minimise val_loss and n_params with NSGA-II from the Tune page; the study
+    page draws the Pareto front and marks the same trials Optuna calls best."""
+    import optuna
+
+    await user.open("/tune")
+    await user.should_see("Search space")
+    user.find(marker="objectives").elements.pop().value = ["val_loss", "n_params"]
+    await user.should_see("Several objectives: pruning is switched off")
+    await user.should_see("several objectives: the study page shows their Pareto front")
+    form = client_view(user.find(marker="start-study").elements.pop())
+    form.values.update(sampler=pb.SAMPLER_NSGA2)
+    name = f"ui-pareto-{int(time.time())}"
+    user.find(marker="study-name").clear().type(name)
+    for marker, value in (("n-trials", "6"), ("max-parallel", "2"), ("max-epochs", "3")):
+        user.find(marker=marker).clear().type(value)
+    await user.should_see("learning_rate")
+    user.find(marker="start-study").click()
+    await user.should_see(f"Study {name} created", retries=50)
+    study = gw.GetStudy(pb.GetStudyRequest(study_id=name)).study
+    assert [(o.metric, o.direction) for o in study.spec.objectives] == [
+        ("val_loss", pb.DIRECTION_MINIMIZE), ("n_params", pb.DIRECTION_MINIMIZE)]
+    assert study.spec.sampler == pb.SAMPLER_NSGA2 and study.spec.pruner == pb.PRUNER_NONE
+    done = wait_for_study(gw, name, completed, timeout=300)
+    await user.should_see("6/6 trials finished", retries=100)
+    best = {t.number for t in optuna.load_study(study_name=name, storage=ui_platform.optuna_storage).best_trials}
+    pareto = next(e for e in user.find(kind=ui.echart).elements if "pareto-chart" in e.classes)
+    await eventually(lambda: {p[2] for p in pareto.options["series"][0]["data"]} == best, timeout=10)
+    dominated = {p[2] for p in pareto.options["series"][1]["data"]}
+    assert best and not best & dominated and len(best | dominated) == done.counts.complete
+    assert pareto.options["xAxis"]["name"] == "val_loss" and pareto.options["yAxis"]["name"] == "n_params"
+    table = next(e for e in user.find(kind=ui.table).elements if "trials-table" in e.classes)
+    assert {r["number"] for r in table.rows if r["best"]} == best
+    await user.should_see(f"{len(best)} Pareto-optimal trial")
+
+
 async def test_tune_reports_server_side_refusals(user):
     await user.open("/tune")
     await user.should_see("Search space")
@@ -107,7 +143,7 @@ async def test_tune_reports_server_side_refusals(user):
 
 
 async def test_live_study_updates_from_the_stream(user, gw):
-    spec = small_spec(trials=3, epochs=4, parallel=2, name=f"ui-live-{int(time.time())}")
+    spec = small_spec(trials=3, epochs=4, parallel=2, name=f"ui-live-{int(time.time())}", pruner=pb.PRUNER_NONE)
     study = gw.CreateStudy(pb.CreateStudyRequest(spec=spec)).study
     await user.open(f"/study/{study.id}")
     await user.should_see(study.id)
@@ -123,6 +159,15 @@ async def test_live_study_updates_from_the_stream(user, gw):
     assert len(points) == done.counts.complete
     curves = next(e for e in user.find(kind=ui.echart).elements if "curves-chart" in e.classes)
     assert len(curves.options["series"]) == 3
+    # Contour: the first two searched parameters against the objective, every completed trial on it.
+    contour = next(e for e in user.find(kind=ui.echart).elements if "contour-chart" in e.classes)
+    assert (contour.options["xAxis"]["name"], contour.options["yAxis"]["name"]) == ("learning_rate", "n_layers")
+    surface, trials = contour.options["series"]
+    assert sorted(p[3] for p in trials["data"]) == sorted(n for n, _ in view.live.completed_values())
+    values = [v for _, v in view.live.completed_values()]
+    assert surface["data"] and all(min(values) - 1e-9 <= c[2] <= max(values) + 1e-9 for c in surface["data"])
+    user.find(marker="contour-y").elements.pop().value = "units"
+    await eventually(lambda: contour.options["yAxis"]["name"] == "units", timeout=5)
     table = next(e for e in user.find(kind=ui.table).elements if "trials-table" in e.classes)
     assert {r["number"] for r in table.rows} == {0, 1, 2}
     await eventually(lambda: "MLflow" in "".join(texts(user, "mlflow-link")) and view.mlflow_url.endswith(

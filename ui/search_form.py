@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
+from ui.formatting import plural
 
 try:  # the service's rules; the UI image may lack optuna, and then the service still checks on submit
     from services.common.errors import InvalidArgument
@@ -128,4 +129,4 @@ def size_text(rows: list[ParamRow]) -> str:
 
 
 def _count(n: int) -> str:
-    return f"{n} hyperparameter{'' if n == 1 else 's'}"
+    return plural(n, "hyperparameter")

@@ -416,8 +416,12 @@ async def test_models_register_alias_and_predict(user, gw, done_study):
     other = next(t for t in gw.ListTrials(pb.ListTrialsRequest(study_id=done_study.id)).trials
                  if t.mlflow_run_id != run_id and t.state == pb.TRIAL_STATE_COMPLETE)
     gw.RegisterModel(registry_pb2.RegisterModelRequest(run_id=other.mlflow_run_id, name="ui-model"), timeout=120)
+    gw.RegisterModel(registry_pb2.RegisterModelRequest(run_id=run_id, name="ui-model-one"), timeout=120)
     await user.open("/models?name=ui-model")
     await user.should_see("Versions", retries=50)
+    # The list counts every model's versions, the ones not opened too (ListModels carries them).
+    await user.should_see("2 versions")
+    await user.should_see("1 version")
     versions = user.find(marker="versions-table").elements.pop()
     await eventually(lambda: len(versions.rows) == 2, timeout=10)
     assert versions.rows[0]["study_id"] == done_study.id and versions.rows[0]["dataset"].startswith("sample@")

@@ -8,7 +8,7 @@ from nicegui import ui
 from kubetune.registry.v1 import registry_pb2 as rpb
 from ui.calls import attempt
 from ui.context import ctx
-from ui.formatting import number, when
+from ui.formatting import number, plural, when
 from ui.layout import layout, section
 from ui.predict_rows import feature_rows, parse_rows, result_rows, to_csv
 

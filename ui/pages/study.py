@@ -16,7 +16,7 @@ from services.common import quality
 from ui import charts
 from ui.calls import attempt
 from ui.context import ctx
-from ui.formatting import STATE_COLORS, STUDY_STATES, number, study_name, when
+from ui.formatting import STATE_COLORS, STUDY_STATES, number, plural, study_name, when
 from ui.gateway_client import error_text
 from ui.layout import layout
 from ui.study_state import LiveStudy
@@ -164,8 +164,7 @@ class StudyView:
         self.progress_label.text = live.progress_text()
         if live.multi_objective:
             pareto = live.pareto_numbers()
-            self.best_label.text = (f"{len(pareto)} Pareto-optimal trial{'' if len(pareto) == 1 else 's'}"
-                                    if pareto else "")
+            self.best_label.text = plural(len(pareto), "Pareto-optimal trial") if pareto else ""
             return
         best = live.best_trial()
         if best is not None:

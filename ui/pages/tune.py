@@ -199,5 +199,6 @@ async def page(dataset: str = ""):
     chosen = dataset or ("sample" if "sample" in options else (options[0] if options else None))
     form = TuneForm(options, chosen)
     form.build()
+    ui.context.client.page_view = form  # for tests
     if not options:
         ui.notify("No datasets yet: register one on the Data page first.", type="warning")

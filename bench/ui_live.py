@@ -23,7 +23,7 @@ from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common.events import EventBus
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.studies import small_spec
-from tests.ui.platform_helpers import ui_platform
+from tests.platform import running_platform
 
 WATCH = """() => {
   window.__seen = [];
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     if not CHROMIUM.exists():
         print(f"{CHROMIUM} is missing: apt-get install chromium", file=sys.stderr)
         return 2
-    with ui_platform(Path(tempfile.mkdtemp(prefix="bench-ui-live-")), ui=True, workers=0) as platform:
+    with running_platform(Path(tempfile.mkdtemp(prefix="bench-ui-live-")), ui=True, workers=0) as platform:
         results = asyncio.run(measure(platform, args.epochs, args.gap))
     print(json.dumps(results, indent=2))
     return 0

@@ -4,7 +4,7 @@ so the pages and the tests share them."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 PALETTE = ["#3b5bdb", "#e8590c", "#2b8a3e", "#c2255c", "#1098ad", "#7048e8", "#f59f00", "#5c940d",
            "#d6336c", "#0b7285", "#862e9c", "#a61e4d"]
@@ -191,3 +191,95 @@ def category_counts(categories: list[str], counts: list[int]) -> dict:
                                                                                "overflow": "truncate"}},
         "series": [{"type": "bar", "data": list(counts)[::-1], "itemStyle": {"color": PALETTE[1]}}],
     }
+
+
+def pareto_front(points: list[tuple[int, float, float, bool]], x_name: str, y_name: str) -> dict:
+    """Two objectives of each completed trial, the Pareto-optimal ones marked (as Optuna
+    Dashboard draws them): points are (trial, x, y, optimal)."""
+    opts = _base("Pareto front", x_name, y_name)
+    opts["legend"] = {"top": 0, "right": 8, "data": ["Pareto-optimal", "dominated"]}
+    opts["title"]["left"] = 8
+    opts["tooltip"] = {"trigger": "item"}
+    best = sorted([[x, y, t] for t, x, y, on in points if on and finite(x) is not None and finite(y) is not None])
+    rest = [[x, y, t] for t, x, y, on in points if not on and finite(x) is not None and finite(y) is not None]
+    encode = {"x": 0, "y": 1, "tooltip": [2, 0, 1]}
+    opts["series"] = [
+        {"name": "Pareto-optimal", "type": "scatter", "data": best, "symbolSize": 11, "encode": encode,
+         "itemStyle": {"color": PALETTE[1]}, "dimensions": [x_name, y_name, "trial"]},
+        {"name": "dominated", "type": "scatter", "data": rest, "symbolSize": 8, "encode": encode,
+         "itemStyle": {"color": "#adb5bd"}, "dimensions": [x_name, y_name, "trial"]},
+    ]
+    return opts
+
+
+CONTOUR_CELLS = 24
+
+
+def _axis_positions(values: list[str], log: bool) -> tuple[list[float], list[str], Callable[[str], float]]:
+    """Cells along one parameter: (cell centres in [0, 1], their labels, value -> [0, 1])."""
+    if values and all(_is_number(v) for v in values):
+        nums = [float(v) for v in values]
+        lo_i, hi_i = min(nums), max(nums)
+        if all(x.is_integer() for x in nums) and hi_i - lo_i + 1 <= CONTOUR_CELLS:  # one cell per whole number
+            n = int(hi_i - lo_i) + 1
+            return ([(i + 0.5) / n for i in range(n)], [str(int(lo_i) + i) for i in range(n)],
+                    lambda v: (float(v) - lo_i + 0.5) / n)
+        use_log = log and min(nums) > 0
+        f = (lambda x: math.log10(x)) if use_log else (lambda x: x)
+        lo, hi = f(min(nums)), f(max(nums))
+        span = (hi - lo) or 1.0
+        centres = [(i + 0.5) / CONTOUR_CELLS for i in range(CONTOUR_CELLS)]
+        labels = [f"{(10 ** (lo + c * span)) if use_log else lo + c * span:.3g}" for c in centres]
+        return centres, labels, lambda v: (f(float(v)) - lo) / span
+    cats = sorted(set(values))
+    n = max(1, len(cats))
+    centres = [(i + 0.5) / n for i in range(n)]
+    return centres, cats, lambda v: (cats.index(v) + 0.5) / n
+
+
+def contour(points: list[tuple[str, str, float, int]], x_param: str, y_param: str, metric: str,
+            maximize: bool = False) -> dict:
+    """Two hyperparameters against the objective, as Optuna Dashboard's contour plot: a
+    surface interpolated between the completed trials (inverse-distance weighting), the
+    trials on top. points are (x value, y value, objective, trial)."""
+    opts = _base(f"Contour: {x_param} × {y_param}", x_param, y_param, x_type="category", y_type="category")
+    opts["grid"]["right"] = 90
+    opts["tooltip"] = {"trigger": "item"}
+    pts = [(x, y, v, t) for x, y, v, t in points if finite(v) is not None]
+    if len(pts) < 2 or not x_param or not y_param:
+        opts["title"]["subtext"] = "needs two completed trials and two parameters"
+        return opts
+    xs, xlabels, xpos = _axis_positions([p[0] for p in pts], x_param in LOG_SCALE_PARAMS)
+    ys, ylabels, ypos = _axis_positions([p[1] for p in pts], y_param in LOG_SCALE_PARAMS)
+    placed = [(xpos(x), ypos(y), v, t) for x, y, v, t in pts]
+    cells = []
+    for i, cx in enumerate(xs):
+        for j, cy in enumerate(ys):
+            num = den = 0.0
+            exact = None
+            for px, py, v, _ in placed:
+                d2 = (px - cx) ** 2 + (py - cy) ** 2
+                if d2 < 1e-12:
+                    exact = v
+                    break
+                w = 1.0 / d2
+                num, den = num + w * v, den + w
+            cells.append([i, j, round(exact if exact is not None else num / den, 6)])
+    values = [v for _, _, v, _ in placed]
+    opts["xAxis"].update({"data": xlabels, "scale": False, "axisLabel": {"interval": "auto", "fontSize": 10}})
+    opts["yAxis"].update({"data": ylabels, "scale": False, "axisLabel": {"fontSize": 10}})
+    opts["visualMap"] = {"min": min(values), "max": max(values), "dimension": 2, "right": 0, "top": "middle",
+                         "calculable": True, "itemHeight": 120, "precision": 3, "text": [metric, ""],
+                         "seriesIndex": 0, "textStyle": {"fontSize": 11},
+                         "inRange": {"color": ["#1c3faa", "#9bb0ff", "#fff4e6"] if not maximize
+                                     else ["#fff4e6", "#9bb0ff", "#1c3faa"]}}
+    # Trials sit between the cells: their position along each axis in cell units.
+    nx, ny = len(xs), len(ys)
+    trials = [[px * nx - 0.5, py * ny - 0.5, v, t] for px, py, v, t in placed]
+    opts["series"] = [
+        {"type": "heatmap", "data": cells, "silent": True, "progressive": 0},
+        {"type": "scatter", "data": trials, "symbolSize": 8, "encode": {"x": 0, "y": 1, "tooltip": [3, 2]},
+         "dimensions": ["x", "y", metric, "trial"],
+         "itemStyle": {"color": "#212529", "borderColor": "#fff", "borderWidth": 1}},
+    ]
+    return opts

@@ -59,6 +59,10 @@ def duration(start, end) -> str:
     return f"{int(s // 60)}m{int(s % 60):02d}s"
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def finished_count(counts) -> int:
     return counts.complete + counts.pruned + counts.fail
 

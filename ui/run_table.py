@@ -20,7 +20,6 @@ PARAMS = ["learning_rate", "dropout", "n_layers", "units", "batch_size", "optimi
           "weight_decay", "momentum", "max_epochs"]
 # Table columns that sort on an attribute rather than a metric or param.
 ATTRIBUTE_COLUMNS = {"name": "run_name", "status": "status", "started": "started_at"}
-WALK_PAGE = 1000  # the largest page ListRuns gives; used to reach a far page in few calls
 
 
 @dataclass(frozen=True)
@@ -77,30 +76,17 @@ def day_start(d: date) -> Timestamp:
 
 
 class Pager:
-    """Page tokens by page number for one query. Reaching page n walks from the nearest
-    known token with pages as large as ListRuns allows (a page token continues after the
-    rows it followed, whatever their page size, as AIP-158 has it)."""
+    """One ListRuns call per page, however far: page n skips (n - 1) page sizes (AIP-158's
+    `skip`), so page 200 of 10,000 runs costs what page 1 does."""
 
     def __init__(self, query: RunQuery):
         self.query = query
-        self.tokens: dict[int, str] = {1: ""}
         self.total = 0
 
     async def page(self, call, number: int) -> tpb.ListRunsResponse:
-        start = max(p for p in self.tokens if p <= number)
-        token = self.tokens[start]
-        rows_to_skip = (number - start) * self.query.page_size
-        while rows_to_skip > 0:
-            step = min(WALK_PAGE, rows_to_skip)
-            response = await call(self.query.request(token, page_size=step, columns=["metric:val_loss"]))
-            token = response.next_page_token
-            rows_to_skip -= step
-            if not token:
-                break
-        response = await call(self.query.request(token))
-        self.tokens[number] = token
-        if response.next_page_token:
-            self.tokens[number + 1] = response.next_page_token
+        request = self.query.request()
+        request.skip = (max(1, number) - 1) * self.query.page_size
+        response = await call(request)
         self.total = response.total
         return response
 

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass, field
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
+from ui.formatting import plural
 
 try:  # the service's rules; the UI image may lack optuna, and then the service still checks on submit
     from services.common.errors import InvalidArgument
@@ -106,17 +107,26 @@ def spec_error(spec: pb.StudySpec) -> str:
 
 
 def size_text(rows: list[ParamRow]) -> str:
-    """How big the search space is, for the summary line."""
-    enabled = [r for r in rows if r.enabled and not r.error()]
-    if not enabled:
+    """How big the search space is, for the summary line. Counts every ticked row: a
+    row being edited (a bound cleared, a min above its max) is still searched once fixed."""
+    ticked = [r for r in rows if r.enabled]
+    if not ticked:
         return "No hyperparameters searched: every trial uses the defaults."
+    wrong = [r.name for r in ticked if r.error()]
+    if wrong:
+        return f"{_count(len(ticked))} searched; fix {', '.join(wrong)} to see the size of the space."
+    enabled = ticked
     if space is None:
-        return f"{len(enabled)} hyperparameters searched."
+        return f"{_count(len(enabled))} searched."
     dists = {r.name: space.distribution(r.spec()) for r in enabled}
     size = space.space_size(dists)
     continuous = [n for n, d in dists.items()
                   if type(d).__name__ == "FloatDistribution" or (type(d).__name__ == "IntDistribution" and d.log)]
     if math.isinf(size):
-        return (f"{len(enabled)} hyperparameters searched; continuous or log-scaled ranges "
+        return (f"{_count(len(enabled))} searched; continuous or log-scaled ranges "
                 f"({', '.join(continuous)}) make the space unbounded.")
-    return f"{len(enabled)} hyperparameters searched; {int(size):,} distinct combinations."
+    return f"{_count(len(enabled))} searched; {int(size):,} distinct combinations."
+
+
+def _count(n: int) -> str:
+    return plural(n, "hyperparameter")

@@ -17,6 +17,9 @@ FINISHED = {pb.TRIAL_STATE_COMPLETE, pb.TRIAL_STATE_PRUNED, pb.TRIAL_STATE_FAIL}
 class LiveStudy:
     study: pb.Study
     trials: dict[int, pb.Trial] = field(default_factory=dict)
+    # Trial -> the epoch its curve is known from again: the epochs before it that the
+    # snapshot did not have are missing (see has_holes).
+    gaps: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def from_snapshot(cls, snapshot: pb.StudySnapshot) -> LiveStudy:
@@ -33,6 +36,37 @@ class LiveStudy:
     @property
     def maximize(self) -> bool:
         return maximizes(self.study.spec)
+
+    def objectives(self) -> list[tuple[str, bool]]:
+        """(metric, maximize) per objective; one (val_loss, minimise) when none is given."""
+        out = [(o.metric or "val_loss", o.direction == pb.DIRECTION_MAXIMIZE or (
+            o.direction == pb.DIRECTION_UNSPECIFIED and o.metric == "val_accuracy")) for o in self.study.spec.objectives]
+        return out or [("val_loss", False)]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives()) > 1
+
+    def pareto_numbers(self) -> set[int]:
+        """Completed trials no other completed trial beats on every objective (Optuna's
+        best_trials for several objectives)."""
+        signs = [-1.0 if maximize else 1.0 for _, maximize in self.objectives()]
+        done = [(n, tuple(s * v for s, v in zip(signs, t.values))) for n, t in self.trials.items()
+                if t.state == pb.TRIAL_STATE_COMPLETE and len(t.values) == len(signs)
+                and all(math.isfinite(v) for v in t.values)]
+        return {n for n, k in done
+                if not any(all(a <= b for a, b in zip(o, k)) and o != k for _, o in done)}
+
+    def pareto_points(self, x: int = 0, y: int = 1) -> list[tuple[int, float, float, bool]]:
+        """(trial, objective x, objective y, Pareto-optimal) per completed trial."""
+        best = self.pareto_numbers()
+        return [(n, t.values[x], t.values[y], n in best) for n, t in sorted(self.trials.items())
+                if t.state == pb.TRIAL_STATE_COMPLETE and len(t.values) > max(x, y)]
+
+    def contour_points(self, x_param: str, y_param: str) -> list[tuple[str, str, float, int]]:
+        return [(self.trials[n].params[x_param], self.trials[n].params[y_param], v, n)
+                for n, v in self.completed_values()
+                if x_param in self.trials[n].params and y_param in self.trials[n].params]
 
     def trial(self, number: int) -> pb.Trial:
         if number not in self.trials:
@@ -57,6 +91,8 @@ class LiveStudy:
             t = self.trial(p.trial)
             if t.state in (pb.TRIAL_STATE_QUEUED, pb.TRIAL_STATE_UNSPECIFIED):
                 t.state = pb.TRIAL_STATE_RUNNING
+            if p.epoch > len(t.val_loss_curve):
+                self.gaps[p.trial] = max(self.gaps.get(p.trial, 0), p.epoch)
             _set_at(t.val_loss_curve, p.epoch, p.val_loss)
             _set_at(t.train_loss_curve, p.epoch, p.train_loss)
             t.epochs_done = max(t.epochs_done, p.epoch + 1)
@@ -88,6 +124,27 @@ class LiveStudy:
         if kind and kind.startswith("trial_") or kind == "epoch_completed":
             self._recount()
         return kind or ""
+
+    def has_holes(self) -> bool:
+        """True while some curve misses epochs: those that ended between the snapshot's
+        last storage write and the start of the stream (the worker writes curves every
+        second or so, events go out at once)."""
+        return bool(self.gaps)
+
+    def fill_holes(self, trials) -> None:
+        """Fills missing epochs from a later ListTrials (with curves); what the live
+        events brought is kept."""
+        for fresh in trials:
+            t = self.trials.get(fresh.number)
+            if t is None:
+                continue
+            for mine, theirs in ((t.val_loss_curve, fresh.val_loss_curve), (t.train_loss_curve, fresh.train_loss_curve)):
+                for i, value in enumerate(theirs):
+                    if i >= len(mine) or math.isnan(mine[i]):
+                        _set_at(mine, i, value)
+            t.epochs_done = max(t.epochs_done, fresh.epochs_done)
+            if len(fresh.val_loss_curve) >= self.gaps.get(fresh.number, 0):
+                self.gaps.pop(fresh.number, None)
 
     def _recount(self) -> None:
         states = [t.state for t in self.trials.values()]
@@ -159,20 +216,22 @@ class LiveStudy:
 
     def table_rows(self) -> list[dict]:
         best = self.best_trial()
+        pareto = self.pareto_numbers() if self.multi_objective else set()
         rows = []
         for n, t in sorted(self.trials.items(), reverse=True):
             state = TRIAL_STATES.get(t.state, "unknown")
             rows.append({
                 "number": n,
                 "state": state,
-                "value": number(t.values[0]) if t.values else "–",
+                "value": " / ".join(number(v) for v in t.values) if t.values else "–",
                 "epochs": t.epochs_done,
                 "val_loss": number(t.val_loss_curve[-1]) if t.val_loss_curve else "–",
                 "params": ", ".join(f"{k}={v}" for k, v in sorted(t.params.items())),
                 "duration": duration(t.started_at, t.finished_at) if t.started_at.seconds else "",
                 "worker": t.worker,
                 "reason": t.reason,
-                "best": best is not None and best.number == n,
+                "best": n in pareto if pareto else best is not None and best.number == n,
+                "best_tip": "Pareto-optimal" if pareto else "best",
                 "run_id": t.mlflow_run_id,
             })
         return rows

@@ -22,6 +22,14 @@ def _version(mv: ModelVersion) -> VersionRecord:
     )
 
 
+def _with_versions(model: ModelRecord, versions: list[VersionRecord]) -> ModelRecord:
+    model.versions = versions
+    # MLflow's version search leaves aliases out; the model knows them.
+    for version in versions:
+        version.aliases = sorted(set(version.aliases) | {a for a, v in model.aliases.items() if v == version.version})
+    return model
+
+
 @mlflow_calls(server="MLflow registry")
 class MlflowRegistryStore(RegistryStore):
     def __init__(self, uri: str):
@@ -77,10 +85,12 @@ class MlflowRegistryStore(RegistryStore):
             clauses.append(f"run_id = {_quote(run_id)}")
         if tag:
             clauses.append(f"tags.`{tag[0]}` = {_quote(tag[1])}")
+        return self._search_versions(" AND ".join(clauses) or None)
+
+    def _search_versions(self, filter_string: str | None) -> list[VersionRecord]:
         out, token = [], None
         while True:
-            page = self.client.search_model_versions(" AND ".join(clauses) or None, max_results=10_000,
-                                                     page_token=token)
+            page = self.client.search_model_versions(filter_string, max_results=10_000, page_token=token)
             out += [_version(mv) for mv in page]
             token = page.token
             if not token:
@@ -123,15 +133,17 @@ class MlflowRegistryStore(RegistryStore):
             out += [self._model(m) for m in page]
             token = page.token
             if not token:
-                return sorted(out, key=lambda m: m.name)
+                break
+        # One version search for every model listed, not one per model.
+        by_name: dict[str, list[VersionRecord]] = {}
+        for version in self._search_versions(filter_string):
+            by_name.setdefault(version.name, []).append(version)
+        for model in out:
+            _with_versions(model, by_name.get(model.name, []))
+        return sorted(out, key=lambda m: m.name)
 
     def get_model(self, name: str) -> ModelRecord:
-        model = self._model(self.client.get_registered_model(name))
-        model.versions = self.versions(name=name)
-        # MLflow's version search leaves aliases out; the model knows them.
-        for version in model.versions:
-            version.aliases = sorted(set(version.aliases) | {a for a, v in model.aliases.items() if v == version.version})
-        return model
+        return _with_versions(self._model(self.client.get_registered_model(name)), self.versions(name=name))
 
     @staticmethod
     def _model(m: RegisteredModel) -> ModelRecord:

@@ -197,8 +197,9 @@ class Registry:
             dataset_version=run.tags.get(lineage.TAG_DATASET, "")))
         return record
 
-    async def list_models(self, name_contains: str = "") -> list[ModelRecord]:
-        return await self._call(self.store.list_models, name_contains)
+    async def list_models(self, name_contains: str = "") -> list[tuple[ModelRecord, list[Version]]]:
+        models = await self._call(self.store.list_models, name_contains)
+        return [(m, [version_view(v) for v in m.versions]) for m in models]
 
     async def get_model(self, name: str) -> tuple[ModelRecord, list[Version]]:
         check_name(name)

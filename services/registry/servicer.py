@@ -64,7 +64,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     async def ListModels(self, request, context):
         models = await self.registry.list_models(request.name_contains)
-        return pb.ListModelsResponse(models=[model_message(m) for m in models])
+        return pb.ListModelsResponse(models=[model_message(m, versions) for m, versions in models])
 
     async def GetModel(self, request, context):
         model, versions = await self.registry.get_model(request.name)

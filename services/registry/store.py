@@ -93,7 +93,7 @@ class RegistryStore(abc.ABC):
 
     @abc.abstractmethod
     def list_models(self, name_contains: str = "") -> list[ModelRecord]:
-        """Registered models without their versions, by name."""
+        """Registered models with every version (newest first), by name."""
 
     @abc.abstractmethod
     def get_model(self, name: str) -> ModelRecord:

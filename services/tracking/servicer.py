@@ -101,7 +101,7 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             sort_kind=_KIND.get(request.sort_kind, "?"), sort_key=request.sort_key, descending=request.descending,
             page_size=request.page_size, page_token=request.page_token, columns=list(request.columns),
             trials_only=request.trials_only, since_ms=_ms(request.since, request.HasField("since"), "since"),
-            until_ms=_ms(request.until, request.HasField("until"), "until"),
+            until_ms=_ms(request.until, request.HasField("until"), "until"), skip=request.skip,
         )
         return pb.ListRunsResponse(runs=[run_message(r) for r in page.runs], next_page_token=token,
                                    total=page.total)

@@ -250,7 +250,7 @@ class Tracking:
     async def list_runs(
         self, *, experiment_ids=(), study_id: str = "", filters=(), sort_kind: str = "", sort_key: str = "",
         descending: bool = False, page_size: int = 0, page_token: str = "", columns=(),
-        trials_only: bool = False, since_ms=None, until_ms=None,
+        trials_only: bool = False, since_ms=None, until_ms=None, skip: int = 0,
     ) -> tuple[RunPage, str]:
         """A page of runs and the token of the next page ('' after the last)."""
         checked = [check_filter(f) for f in filters]
@@ -272,12 +272,14 @@ class Tracking:
             raise InvalidArgument(f"sort attribute {sort_key!r}: one of {', '.join(ATTRIBUTES)}")
         if page_size < 0 or page_size > MAX_PAGE:
             raise InvalidArgument(f"page_size {page_size}: 1 to {MAX_PAGE} (0 means {DEFAULT_PAGE})")
+        if skip < 0:
+            raise InvalidArgument(f"skip {skip}: the number of runs to skip, 0 or more", field="skip")
         query = RunQuery(
             experiment_ids=tuple(experiment_ids), filters=tuple(checked), sort_kind=sort_kind,
             sort_key=summary_key(sort_kind, sort_key), descending=descending, page_size=page_size or DEFAULT_PAGE,
             columns=parse_columns(list(columns)), since_ms=since_ms, until_ms=until_ms,
         )
-        offset = PageTokens.decode(query, page_token)
+        offset = PageTokens.decode(query, page_token) + skip
         query = RunQuery(**{**query.__dict__, "offset": offset})
         page = await self._call(self.store.list_runs, query)
         asked = {c.partition(":")[2] for c in columns if c.startswith("metric:")}

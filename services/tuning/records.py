@@ -42,6 +42,9 @@ T_SEQUENCE = "kubetune:sequence"
 T_WORKER = "kubetune:worker"
 T_RUN = "kubetune:mlflow_run_id"
 T_REASON = "kubetune:reason"
+# Per-epoch curves, {"train_loss": [...], "val_loss": [...]}: one attribute, one write.
+T_CURVES = "kubetune:curves"
+# Before T_CURVES: written only for completed trials; still read for old studies.
 T_TRAIN_CURVE = "kubetune:train_loss_curve"
 T_VAL_CURVE = "kubetune:val_loss_curve"
 T_EPOCHS = "kubetune:epochs_done"
@@ -118,6 +121,18 @@ def spec_to_json(spec: pb.StudySpec) -> str:
 
 def spec_from_attrs(attrs: dict) -> pb.StudySpec:
     return json_format.Parse(attrs[SPEC], pb.StudySpec())
+
+
+def curves_value(train_loss: list[float], val_loss: list[float]) -> dict[str, list[float]]:
+    return {"train_loss": list(train_loss), "val_loss": list(val_loss)}
+
+
+def curves_of(t: FrozenTrial) -> tuple[list[float], list[float]]:
+    """(train_loss, val_loss) per epoch, as far as the trial's worker has written them."""
+    stored = t.user_attrs.get(T_CURVES)
+    if stored:
+        return stored.get("train_loss", []), stored.get("val_loss", [])
+    return t.user_attrs.get(T_TRAIN_CURVE, []), t.user_attrs.get(T_VAL_CURVE, [])
 
 
 def counts(trials: list[FrozenTrial]) -> dict[str, int]:

@@ -45,13 +45,14 @@ def _trial_ts(message, when: dt.datetime | None) -> None:
 
 
 def trial_to_pb(study_id: str, t: FrozenTrial, curves: bool = False) -> pb.Trial:
+    train_curve, val_curve = records.curves_of(t)
     out = pb.Trial(
         study_id=study_id,
         number=t.number,
         state=records.TRIAL_STATE_PB.get(t.state, pb.TRIAL_STATE_UNSPECIFIED),
         params={k: space.format_value(v) for k, v in t.params.items()},
         values=t.values or [],
-        epochs_done=int(t.user_attrs.get(records.T_EPOCHS, len(t.intermediate_values))),
+        epochs_done=max(len(val_curve), int(t.user_attrs.get(records.T_EPOCHS, 0)), len(t.intermediate_values)),
         mlflow_run_id=t.user_attrs.get(records.T_RUN, ""),
         worker=t.user_attrs.get(records.T_WORKER, ""),
         reason=t.user_attrs.get(records.T_REASON, ""),
@@ -60,9 +61,8 @@ def trial_to_pb(study_id: str, t: FrozenTrial, curves: bool = False) -> pb.Trial
     _trial_ts(out.started_at, t.datetime_start)
     _trial_ts(out.finished_at, t.datetime_complete)
     if curves:
-        out.val_loss_curve.extend(t.user_attrs.get(records.T_VAL_CURVE)
-                                  or [t.intermediate_values[k] for k in sorted(t.intermediate_values)])
-        out.train_loss_curve.extend(t.user_attrs.get(records.T_TRAIN_CURVE, []))
+        out.val_loss_curve.extend(val_curve)
+        out.train_loss_curve.extend(train_curve)
     return out
 
 

@@ -71,6 +71,24 @@ def test_the_main_job_from_the_command_line(platform, tmp_path):
     assert len(predictions) == 10 and all(float(p["prediction"]) == float(p["prediction"]) for p in predictions)
 
 
+def test_model_list_counts_versions(platform, gateway):
+    """Issue 16.4: `model list` showed 0 versions for a model that had some."""
+    from kubetune.registry.v1 import registry_pb2
+    from kubetune.tuning.v1 import tuning_pb2 as pb
+    from tests.studies import run_study, small_spec
+
+    study = run_study(gateway, small_spec(trials=2, epochs=2, name="cli-versions", pruner=pb.PRUNER_NONE))
+    runs = [t.mlflow_run_id for t in gateway.ListTrials(pb.ListTrialsRequest(study_id=study.id)).trials]
+    for run_id in runs:
+        gateway.RegisterModel(registry_pb2.RegisterModelRequest(run_id=run_id, name="cli-versions"), timeout=120)
+    listed = as_json(cli(platform, "model", "list", "--json"))
+    (model,) = [m for m in listed["models"] if m["name"] == "cli-versions"]
+    assert [v["version"] for v in model["versions"]] == ["2", "1"]
+    assert sorted(v["run_id"] for v in model["versions"]) == sorted(runs)
+    table = cli(platform, "model", "list").stdout.splitlines()
+    assert any(line.split()[:2] == ["cli-versions", "2"] for line in table), table
+
+
 def test_errors_are_one_line_and_non_zero(platform):
     bad_range = cli(platform, "study", "create", "--dataset", "sample", "--lr", "1e-1..1e-5", check=False)
     assert bad_range.returncode != 0 and bad_range.stderr.count("\n") == 1

@@ -146,6 +146,11 @@ async def test_models_aliases_tags_lineage_and_delete(env):
     assert model.versions[0].task_kind == "classification"
     listed = (await stub.ListModels(pb.ListModelsRequest(name_contains=name[:12]))).models
     assert [m.name for m in listed] == [name]
+    # The list carries each model's versions (newest first, aliases on them), as GetModel does.
+    assert [(v.version, list(v.aliases)) for v in listed[0].versions] == [("2", ["challenger"]), ("1", [])]
+    assert listed[0].versions[1].run_id == env["best"] and listed[0].versions[1].tags["checked"] == "yes"
+    everything = (await stub.ListModels(pb.ListModelsRequest())).models
+    assert [len(m.versions) for m in everything if m.name == name] == [2]
     by_run = (await stub.GetLineage(pb.GetLineageRequest(run_id=env["best"]))).versions
     assert name in {v.name for v in by_run}
     by_data = (await stub.GetLineage(pb.GetLineageRequest(dataset_version="seed@1"))).versions

@@ -265,16 +265,26 @@ async def test_queries_validate_and_page(stub):
     study_id, study = await new_study(stub, dataset="paging")
     for t in range(5):
         await new_trial(stub, study_id, study, t)
-    seen, token = [], ""
+    seen, token, walked = [], "", []
     while True:
         page = await stub.ListRuns(pb.ListRunsRequest(study_id=study_id, page_size=2, page_token=token,
                                                       sort_kind=pb.FIELD_KIND_PARAM, sort_key="units"))
         seen += [r.trial for r in page.runs if r.study_id == study_id and r.tags.get(lineage.TAG_KIND) == "trial"]
+        walked.append([r.run_id for r in page.runs])
         assert page.total == 6
         token = page.next_page_token
         if not token:
             break
     assert sorted(seen) == list(range(5))
+    # skip (AIP-158): any page in one call, the same rows as walking the tokens there.
+    for n, rows in enumerate(walked):
+        jumped = await stub.ListRuns(pb.ListRunsRequest(study_id=study_id, page_size=2, skip=2 * n,
+                                                        sort_kind=pb.FIELD_KIND_PARAM, sort_key="units"))
+        assert [r.run_id for r in jumped.runs] == rows and jumped.total == 6
+        assert bool(jumped.next_page_token) == (n < len(walked) - 1)
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.ListRuns(pb.ListRunsRequest(study_id=study_id, skip=-1))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "skip -1" in err.value.details()
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await stub.ListRuns(pb.ListRunsRequest(study_id=study_id, page_token=token or "bogus"))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

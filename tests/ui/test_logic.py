@@ -81,6 +81,60 @@ def test_live_study_epoch_before_start_and_gaps():
     assert live.trials[4].state == pb.TRIAL_STATE_RUNNING
 
 
+def test_epochs_missed_between_snapshot_and_stream_are_filled():
+    """The snapshot had epochs 0-1 of trial 0; the stream starts at epoch 4: the page reads
+    the curves again and fills 2-3, keeping what the events brought."""
+    snap = snapshot()
+    snap.trials.append(pb.Trial(number=0, state=pb.TRIAL_STATE_RUNNING, val_loss_curve=[1.0, 0.9],
+                                train_loss_curve=[1.1, 1.0], epochs_done=2))
+    live = LiveStudy.from_snapshot(snap)
+    assert not live.has_holes()
+    live.apply(event(epoch_completed=ev.EpochCompleted(study_id="s", trial=0, epoch=4, val_loss=0.5, train_loss=0.6)))
+    assert live.has_holes() and math.isnan(live.trials[0].val_loss_curve[2])
+    early = pb.Trial(number=0, val_loss_curve=[1.0, 0.9, 0.8], train_loss_curve=[1.1, 1.0, 0.9], epochs_done=3)
+    live.fill_holes([early])  # the worker has not written epoch 3 yet
+    assert live.has_holes() and live.trials[0].val_loss_curve[2] == 0.8
+    later = pb.Trial(number=0, val_loss_curve=[1.0, 0.9, 0.8, 0.7, 0.5], train_loss_curve=[1.1, 1.0, 0.9, 0.8, 0.6],
+                     epochs_done=5)
+    live.fill_holes([later])
+    assert not live.has_holes()
+    assert list(live.trials[0].val_loss_curve) == [1.0, 0.9, 0.8, 0.7, 0.5] and live.trials[0].epochs_done == 5
+    assert live.curves("train_loss")["trial 0"] == pytest.approx([1.1, 1.0, 0.9, 0.8, 0.6])
+
+
+def test_pareto_set_of_two_objectives():
+    spec = pb.StudySpec(objectives=[pb.Objective(metric="val_loss", direction=pb.DIRECTION_MINIMIZE),
+                                    pb.Objective(metric="val_accuracy", direction=pb.DIRECTION_MAXIMIZE)])
+    snap = pb.StudySnapshot(study=pb.Study(id="s", spec=spec))
+    values = {0: [0.5, 0.8], 1: [0.4, 0.7], 2: [0.6, 0.7], 3: [0.4, 0.7], 4: [0.3, 0.6]}
+    for n, v in values.items():
+        snap.trials.append(pb.Trial(number=n, state=pb.TRIAL_STATE_COMPLETE, values=v))
+    snap.trials.append(pb.Trial(number=5, state=pb.TRIAL_STATE_PRUNED))
+    live = LiveStudy.from_snapshot(snap)
+    assert live.multi_objective and live.objectives() == [("val_loss", False), ("val_accuracy", True)]
+    # 2 is beaten by 0 on both; 1 and 3 tie (neither beats the other): both stay.
+    assert live.pareto_numbers() == {0, 1, 3, 4}
+    rows = {r["number"]: r for r in live.table_rows()}
+    assert {n for n, r in rows.items() if r["best"]} == {0, 1, 3, 4} and rows[0]["value"] == "0.5 / 0.8"
+    opts = charts.pareto_front(live.pareto_points(), "val_loss", "val_accuracy")
+    assert sorted(p[2] for p in opts["series"][0]["data"]) == [0, 1, 3, 4]
+    assert [p[2] for p in opts["series"][1]["data"]] == [2]
+
+
+def test_contour_interpolates_between_trials():
+    points = [("0.001", "1", 1.0, 0), ("0.1", "3", 3.0, 1), ("0.01", "2", 2.0, 2)]
+    opts = charts.contour(points, "learning_rate", "n_layers", "val_loss")
+    surface, trials = opts["series"]
+    assert opts["yAxis"]["data"] == ["1", "2", "3"] and len(opts["xAxis"]["data"]) == charts.CONTOUR_CELLS
+    assert len(surface["data"]) == charts.CONTOUR_CELLS * 3
+    assert all(1.0 <= c[2] <= 3.0 for c in surface["data"])
+    corner = {(c[0], c[1]): c[2] for c in surface["data"]}
+    assert corner[(0, 0)] < corner[(charts.CONTOUR_CELLS - 1, 2)]  # near trial 0 low, near trial 1 high
+    assert sorted(p[3] for p in trials["data"]) == [0, 1, 2]
+    assert opts["visualMap"]["min"] == 1.0 and opts["visualMap"]["max"] == 3.0
+    assert "needs two completed trials" in charts.contour(points[:1], "learning_rate", "n_layers", "v")["title"]["subtext"]
+
+
 def test_best_for_maximized_objective():
     live = LiveStudy.from_snapshot(snapshot(maximize=True))
     run_trial(live, 0, [0.5], "0.01", value=0.7)
@@ -136,6 +190,20 @@ def test_space_size_counts_discrete_spaces():
     assert size_text(rows) == "3 hyperparameters searched; 30 distinct combinations."
 
 
+def test_space_size_counts_every_ticked_row():
+    """Issue 16.10: the count is the number of ticked rows, a row being edited included."""
+    rows = {r.name: r for r in default_rows()}
+    ticked = [r for r in rows.values() if r.enabled]
+    assert len(ticked) == 4 and size_text(list(rows.values())).startswith("4 hyperparameters searched;")
+    rows["units"].high = None  # the max field cleared while typing
+    assert size_text(list(rows.values())) == "4 hyperparameters searched; fix units to see the size of the space."
+    rows["weight_decay"].enabled = True
+    assert size_text(list(rows.values())).startswith("5 hyperparameters searched;")
+    for r in rows.values():
+        r.enabled = r.name == "n_layers"
+    assert size_text(list(rows.values())) == "1 hyperparameter searched; 5 distinct combinations."
+
+
 def test_whole_spec_checks_sampler_against_space():
     spec = pb.StudySpec(dataset="sample", n_trials=4, sampler=pb.SAMPLER_CMAES, search_space=[
         pb.ParamSpec(name="optimizer", categorical=pb.Categorical(choices=["adam"]))])
@@ -153,25 +221,23 @@ def test_health_summary():
     assert not ok and text == "gateway unreachable"
 
 
-async def test_pager_walks_to_a_far_page_in_big_steps():
+async def test_pager_reaches_any_page_in_one_call():
     calls = []
 
     async def fake(request: tpb.ListRunsRequest):
-        offset = int(request.page_token or 0)
-        calls.append((offset, request.page_size, list(request.columns)))
+        offset = int(request.page_token or 0) + request.skip
+        calls.append((offset, request.page_size))
         end = min(offset + request.page_size, 10_000)
         return tpb.ListRunsResponse(runs=[tpb.Run(run_id=str(i)) for i in range(offset, end)],
                                     next_page_token=str(end) if end < 10_000 else "", total=10_000)
 
     pager = Pager(RunQuery(page_size=50))
     first = await pager.page(fake, 1)
-    assert first.runs[0].run_id == "0" and pager.tokens[2] == "50"
+    assert first.runs[0].run_id == "0" and calls == [(0, 50)]
     last = await pager.page(fake, 200)
-    assert last.runs[0].run_id == "9950" and len(last.runs) == 50
-    walks = [c for c in calls if c[2]]
-    assert len(walks) == 10 and all(c[1] <= 1000 for c in walks)
-    await pager.page(fake, 199)  # from the nearest known token, not from the start
-    assert calls[-2][0] == 9000 or calls[-1][0] == 9900
+    assert last.runs[0].run_id == "9950" and len(last.runs) == 50 and calls[-1] == (9950, 50)
+    await pager.page(fake, 7)
+    assert len(calls) == 3 and calls[-1] == (300, 50) and pager.total == 10_000
 
 
 def test_run_query_request():

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from nicegui import ui
@@ -17,6 +21,7 @@ from tests.conftest import SEED
 from tests.studies import completed, small_spec, wait_for_study
 
 pytestmark = pytest.mark.slow
+KUBETUNE = str(Path(sys.executable).parent / "kubetune")
 
 
 async def eventually(check, timeout: float = 120, every: float = 0.2):
@@ -94,6 +99,42 @@ async def test_tune_validates_inline_and_starts_a_study(user, gw):
     wait_for_study(gw, name, completed, timeout=300)
 
 
+async def test_several_objectives_from_tune_and_the_pareto_front(user, gw, ui_platform):
+    """Issue 16.12: minimise val_loss and n_params with NSGA-II from the Tune page; the study
+    page draws the Pareto front and marks the same trials Optuna calls best."""
+    import optuna
+
+    await user.open("/tune")
+    await user.should_see("Search space")
+    user.find(marker="objectives").elements.pop().value = ["val_loss", "n_params"]
+    await user.should_see("Several objectives: pruning is switched off")
+    await user.should_see("several objectives: the study page shows their Pareto front")
+    form = client_view(user.find(marker="start-study").elements.pop())
+    form.values.update(sampler=pb.SAMPLER_NSGA2)
+    name = f"ui-pareto-{int(time.time())}"
+    user.find(marker="study-name").clear().type(name)
+    for marker, value in (("n-trials", "6"), ("max-parallel", "2"), ("max-epochs", "3")):
+        user.find(marker=marker).clear().type(value)
+    await user.should_see("learning_rate")
+    user.find(marker="start-study").click()
+    await user.should_see(f"Study {name} created", retries=50)
+    study = gw.GetStudy(pb.GetStudyRequest(study_id=name)).study
+    assert [(o.metric, o.direction) for o in study.spec.objectives] == [
+        ("val_loss", pb.DIRECTION_MINIMIZE), ("n_params", pb.DIRECTION_MINIMIZE)]
+    assert study.spec.sampler == pb.SAMPLER_NSGA2 and study.spec.pruner == pb.PRUNER_NONE
+    done = wait_for_study(gw, name, completed, timeout=300)
+    await user.should_see("6/6 trials finished", retries=100)
+    best = {t.number for t in optuna.load_study(study_name=name, storage=ui_platform.optuna_storage).best_trials}
+    pareto = next(e for e in user.find(kind=ui.echart).elements if "pareto-chart" in e.classes)
+    await eventually(lambda: {p[2] for p in pareto.options["series"][0]["data"]} == best, timeout=10)
+    dominated = {p[2] for p in pareto.options["series"][1]["data"]}
+    assert best and not best & dominated and len(best | dominated) == done.counts.complete
+    assert pareto.options["xAxis"]["name"] == "val_loss" and pareto.options["yAxis"]["name"] == "n_params"
+    table = next(e for e in user.find(kind=ui.table).elements if "trials-table" in e.classes)
+    assert {r["number"] for r in table.rows if r["best"]} == best
+    await user.should_see(f"{len(best)} Pareto-optimal trial")
+
+
 async def test_tune_reports_server_side_refusals(user):
     await user.open("/tune")
     await user.should_see("Search space")
@@ -102,7 +143,7 @@ async def test_tune_reports_server_side_refusals(user):
 
 
 async def test_live_study_updates_from_the_stream(user, gw):
-    spec = small_spec(trials=3, epochs=4, parallel=2, name=f"ui-live-{int(time.time())}")
+    spec = small_spec(trials=3, epochs=4, parallel=2, name=f"ui-live-{int(time.time())}", pruner=pb.PRUNER_NONE)
     study = gw.CreateStudy(pb.CreateStudyRequest(spec=spec)).study
     await user.open(f"/study/{study.id}")
     await user.should_see(study.id)
@@ -118,6 +159,15 @@ async def test_live_study_updates_from_the_stream(user, gw):
     assert len(points) == done.counts.complete
     curves = next(e for e in user.find(kind=ui.echart).elements if "curves-chart" in e.classes)
     assert len(curves.options["series"]) == 3
+    # Contour: the first two searched parameters against the objective, every completed trial on it.
+    contour = next(e for e in user.find(kind=ui.echart).elements if "contour-chart" in e.classes)
+    assert (contour.options["xAxis"]["name"], contour.options["yAxis"]["name"]) == ("learning_rate", "n_layers")
+    surface, trials = contour.options["series"]
+    assert sorted(p[3] for p in trials["data"]) == sorted(n for n, _ in view.live.completed_values())
+    values = [v for _, v in view.live.completed_values()]
+    assert surface["data"] and all(min(values) - 1e-9 <= c[2] <= max(values) + 1e-9 for c in surface["data"])
+    user.find(marker="contour-y").elements.pop().value = "units"
+    await eventually(lambda: contour.options["yAxis"]["name"] == "units", timeout=5)
     table = next(e for e in user.find(kind=ui.table).elements if "trials-table" in e.classes)
     assert {r["number"] for r in table.rows} == {0, 1, 2}
     await eventually(lambda: "MLflow" in "".join(texts(user, "mlflow-link")) and view.mlflow_url.endswith(
@@ -147,6 +197,51 @@ async def test_stop_and_resume_buttons(user, gw):
     await eventually(lambda: badge.text == "running", timeout=30)
     user.find("Stop").click()
     await eventually(lambda: badge.text == "stopped", timeout=30)
+
+
+async def test_page_opened_mid_trial_shows_whole_curves_and_stopped_trials_keep_their_epochs(user, gw, ui_platform):
+    """Issue 16.3: the snapshot carries each trial's curve from epoch 0 (the worker writes
+    it while training and when the trial ends), and counts stay true after a stop."""
+    spec = small_spec(trials=2, epochs=10_000, parallel=2, name=f"ui-mid-{int(time.time())}",
+                      pruner=pb.PRUNER_NONE, early_stopping_patience=10_000)
+    study = gw.CreateStudy(pb.CreateStudyRequest(spec=spec)).study
+
+    def epochs_so_far() -> int:
+        trials = gw.ListTrials(pb.ListTrialsRequest(study_id=study.id)).trials
+        return min((t.epochs_done for t in trials), default=0) if len(trials) == 2 else 0
+
+    await eventually(lambda: epochs_so_far() >= 20, timeout=120, every=0.5)
+    await user.open(f"/study/{study.id}")
+    await user.should_see(study.id)
+    curves = next(e for e in user.find(kind=ui.echart).elements if "curves-chart" in e.classes)
+
+    def whole(series) -> bool:
+        # From epoch 0, every epoch a number (a missing one is drawn as null).
+        return all(len(s["data"]) >= 20 and [i for i, _ in s["data"]] == list(range(len(s["data"])))
+                   and all(v is not None for _, v in s["data"]) for s in series)
+
+    await eventually(lambda: len(curves.options["series"]) == 2 and whole(curves.options["series"]), timeout=30)
+    gw.StopStudy(pb.StopStudyRequest(study_id=study.id))
+    await eventually(lambda: all(t.state == pb.TRIAL_STATE_FAIL for t in gw.ListTrials(
+        pb.ListTrialsRequest(study_id=study.id)).trials), timeout=60, every=0.5)
+    stored = {t.number: t for t in gw.ListTrials(pb.ListTrialsRequest(study_id=study.id, with_curves=True)).trials}
+    for t in stored.values():
+        assert t.epochs_done >= 20 and t.epochs_done == len(t.val_loss_curve) == len(t.train_loss_curve), t
+        assert "study stopped" in t.reason
+    # The page, live all along, drew the same whole curves as the storage now holds.
+    view = client_view(curves)
+    await eventually(lambda: not view.live.has_holes(), timeout=10)
+    for n, t in stored.items():
+        assert list(view.live.trials[n].val_loss_curve) == list(t.val_loss_curve)
+    table = next(e for e in user.find(kind=ui.table).elements if "trials-table" in e.classes)
+    await eventually(lambda: {r["number"]: r["epochs"] for r in table.rows} == {n: t.epochs_done for n, t in stored.items()},
+                     timeout=10)
+    # A page opened afterwards, and the CLI, count the same epochs.
+    await user.open(f"/study/{study.id}")
+    await user.should_see("stopped", retries=30)
+    shown = json.loads(subprocess.run([KUBETUNE, "study", "show", study.id, "--json", "--gateway", ui_platform.gateway],
+                                      capture_output=True, text=True, timeout=60, check=True).stdout)
+    assert {t.get("number", 0): t["epochs_done"] for t in shown["trials"]} == {n: t.epochs_done for n, t in stored.items()}
 
 
 async def test_unknown_study_is_explained(user):
@@ -321,8 +416,12 @@ async def test_models_register_alias_and_predict(user, gw, done_study):
     other = next(t for t in gw.ListTrials(pb.ListTrialsRequest(study_id=done_study.id)).trials
                  if t.mlflow_run_id != run_id and t.state == pb.TRIAL_STATE_COMPLETE)
     gw.RegisterModel(registry_pb2.RegisterModelRequest(run_id=other.mlflow_run_id, name="ui-model"), timeout=120)
+    gw.RegisterModel(registry_pb2.RegisterModelRequest(run_id=run_id, name="ui-model-one"), timeout=120)
     await user.open("/models?name=ui-model")
     await user.should_see("Versions", retries=50)
+    # The list counts every model's versions, the ones not opened too (ListModels carries them).
+    await user.should_see("2 versions")
+    await user.should_see("1 version")
     versions = user.find(marker="versions-table").elements.pop()
     await eventually(lambda: len(versions.rows) == 2, timeout=10)
     assert versions.rows[0]["study_id"] == done_study.id and versions.rows[0]["dataset"].startswith("sample@")

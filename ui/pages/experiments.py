@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import date, timedelta
 
-from nicegui import ui
+from nicegui import background_tasks, ui
 
 from kubetune.registry.v1 import registry_pb2
 from kubetune.tracking.v1 import tracking_pb2 as tpb
@@ -153,6 +153,10 @@ class ExperimentsPage:
             self.study_select.set_options({s.id: f"{study_name(s)} · {s.dataset_version}" for s in studies.studies},
                                           value=self.query.study_id or None)
             self.show_quality()
+
+    async def load_choices_in(self, slot) -> None:
+        with slot:  # a background task has no slot of its own: notifications need one
+            await self.load_choices()
 
     async def load(self, page: int = 1) -> None:
         try:
@@ -360,5 +364,7 @@ async def page(study: str = ""):
     view = ExperimentsPage(study)
     view.build()
     ui.context.client.page_view = view  # for tests
-    # Runs first: the choices only label them (study names), and the table is what people wait for.
-    await asyncio.gather(view.load(1), view.load_choices())
+    # The page goes out with its first rows; the choices (experiments, studies) follow over the
+    # open connection: they only label the runs, and listing studies costs more than the rows.
+    await view.load(1)
+    background_tasks.create(view.load_choices_in(view.root), name="experiments choices")

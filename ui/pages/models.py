@@ -10,7 +10,7 @@ from kubetune.registry.v1 import registry_pb2 as rpb
 from services.common.prediction_input import BOOLEAN, NUMERIC, BadTable, Column, columns_of
 from ui.calls import attempt
 from ui.context import ctx
-from ui.formatting import number, when
+from ui.formatting import number, plural, when
 from ui.layout import layout, section
 from ui.predict_rows import feature_rows, form_row, parse_rows, result_rows, to_csv
 from ui.session import show_if
@@ -165,7 +165,7 @@ class ModelsPage:
                     with ui.item_section():
                         ui.item_label(name).classes("text-weight-medium")
                         champion = m.aliases.get("champion")
-                        ui.item_label(f"{len(m.versions)} versions" + (f" · champion v{champion}" if champion else "")
+                        ui.item_label(plural(len(m.versions), "version") + (f" · champion v{champion}" if champion else "")
                                       ).props("caption")
 
     async def open(self, name: str) -> None:

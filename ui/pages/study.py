@@ -16,7 +16,7 @@ from services.common import quality
 from ui import charts
 from ui.calls import attempt
 from ui.context import ctx
-from ui.formatting import STATE_COLORS, STUDY_STATES, number, study_name, when
+from ui.formatting import STATE_COLORS, STUDY_STATES, number, plural, study_name, when
 from ui.gateway_client import error_text
 from ui.layout import layout
 from ui.study_state import LiveStudy
@@ -37,6 +37,10 @@ TRIAL_COLUMNS = [
 ]
 RECONNECT_S = 2.0
 SUMMARY_CATCH_UP = 5  # retries, a second apart, while the summary lags the events
+# Workers write a running trial's curves every second (KUBETUNE_WORKER_CURVE_EVERY_S):
+# epochs missing between a snapshot and the stream are read again this much later.
+FILL_AFTER_S = 1.5
+FILL_TRIES = 5
 CHART_H = "h-80"
 
 
@@ -50,9 +54,11 @@ class StudyView:
         self.study_id = study_id
         self.live: LiveStudy | None = None
         self.slice_param: str | None = None
+        self.contour_params: list[str | None] = [None, None]
         self.curve_metric = "val_loss"
         self.summary_task: asyncio.Task | None = None
         self.summary_again = False
+        self.fill_task: asyncio.Task | None = None
         self.updates = 0  # events applied; the benchmark and tests read it
 
     # Skeleton, filled in by render() once the snapshot is in.
@@ -102,6 +108,20 @@ class StudyView:
                     self.slice_select = ui.select([], label="Parameter", on_change=self.set_slice_param).props(
                         "dense outlined").classes("w-48")
                     self.slice_chart = ui.echart(charts.slice_plot("", [], "value")).classes(f"w-full {CHART_H} slice-chart")
+                with ui.card():
+                    with ui.row().classes("gap-2"):
+                        self.contour_selects = [
+                            ui.select([], label=label, on_change=lambda e, i=i: self.set_contour_param(i, e.value)
+                                      ).props("dense outlined").classes("w-48").mark(f"contour-{axis}")
+                            for i, (axis, label) in enumerate((("x", "x parameter"), ("y", "y parameter")))]
+                    self.contour_chart = ui.echart(charts.contour([], "", "", "value")).classes(
+                        f"w-full {CHART_H} contour-chart")
+                self.pareto_card = ui.card()
+                with self.pareto_card:
+                    self.pareto_chart = ui.echart(charts.pareto_front([], "", "")).classes(
+                        f"w-full {CHART_H} pareto-chart")
+                    self.pareto_note = ui.label("").classes("text-caption text-grey-7")
+                self.pareto_card.set_visibility(False)
             with ui.card().classes("w-full"):
                 ui.label("Trials").classes("text-subtitle1 text-weight-medium")
                 self.table = ui.table(columns=TRIAL_COLUMNS, rows=[], row_key="number",
@@ -111,7 +131,7 @@ class StudyView:
                     <q-td :props="props">
                       <q-badge :color="{running:'primary',complete:'positive',pruned:'warning',failed:'negative',
                                         queued:'grey'}[props.value] || 'grey'" :label="props.value" />
-                      <q-icon v-if="props.row.best" name="star" color="amber" class="q-ml-xs"><q-tooltip>best</q-tooltip></q-icon>
+                      <q-icon v-if="props.row.best" name="star" color="amber" class="q-ml-xs"><q-tooltip>{{ props.row.best_tip }}</q-tooltip></q-icon>
                       <q-tooltip v-if="props.row.reason">{{ props.row.reason }}</q-tooltip>
                     </q-td>""")
 
@@ -133,8 +153,8 @@ class StudyView:
         self.state_badge.text = state
         self.state_badge.props(f"color={STATE_COLORS.get(state, 'grey')}")
         spec = s.spec
-        self.subtitle.text = (f"dataset {s.dataset_version} · {live.metric} "
-                              f"({'maximize' if live.maximize else 'minimize'}) · created {when(s.created_at)} · "
+        objectives = ", ".join(f"{m} ({'maximize' if up else 'minimize'})" for m, up in live.objectives())
+        self.subtitle.text = (f"dataset {s.dataset_version} · {objectives} · created {when(s.created_at)} · "
                               f"{spec.max_parallel or 1} at a time · id {s.id}")
         self.stop_button.set_visibility(s.state == pb.STUDY_STATE_RUNNING and self.can_edit)
         self.resume_button.set_visibility(s.state == pb.STUDY_STATE_STOPPED and self.can_edit)
@@ -144,6 +164,10 @@ class StudyView:
         live = self.live
         self.progress.value = live.finished / live.total if live.total else 0
         self.progress_label.text = live.progress_text()
+        if live.multi_objective:
+            pareto = live.pareto_numbers()
+            self.best_label.text = plural(len(pareto), "Pareto-optimal trial") if pareto else ""
+            return
         best = live.best_trial()
         if best is not None:
             self.best_label.text = f"best {live.metric} {number(best.values[0])} (trial {best.number})"
@@ -173,6 +197,37 @@ class StudyView:
         if self.slice_param:
             _replace(self.slice_chart, charts.slice_plot(self.slice_param, live.slice_points(self.slice_param),
                                                          live.metric))
+        self.render_contour()
+        self.render_pareto()
+
+    def render_contour(self) -> None:
+        live = self.live
+        params = live.searched_params()
+        for i in (0, 1):
+            if self.contour_params[i] not in params:
+                taken = {p for j, p in enumerate(self.contour_params) if j != i}
+                self.contour_params[i] = next((p for p in params if p not in taken), None)
+            self.contour_selects[i].set_options(params, value=self.contour_params[i])
+        x, y = self.contour_params
+        points = live.contour_points(x, y) if x and y and x != y else []
+        _replace(self.contour_chart, charts.contour(points, x or "", y or "", live.metric, live.maximize))
+
+    def set_contour_param(self, i: int, value: str | None) -> None:
+        if value and value != self.contour_params[i] and self.live:
+            self.contour_params[i] = value
+            self.render_contour()
+
+    def render_pareto(self) -> None:
+        live = self.live
+        objectives = live.objectives()
+        self.pareto_card.set_visibility(len(objectives) > 1)
+        if len(objectives) < 2:
+            return
+        (x, _), (y, _) = objectives[0], objectives[1]
+        _replace(self.pareto_chart, charts.pareto_front(live.pareto_points(0, 1), x, y))
+        directions = ", ".join(f"{'maximize' if m else 'minimize'} {name}" for name, m in objectives)
+        self.pareto_note.text = (f"{directions}; marked: no other trial is at least as good on every objective"
+                                 + (" (the first two objectives drawn)" if len(objectives) > 2 else ""))
 
     def set_slice_param(self, e) -> None:
         if e.value and e.value != self.slice_param and self.live:
@@ -192,6 +247,7 @@ class StudyView:
         if kind == "epoch_completed":
             self.render_curves()
             self.render_table()
+            self.fill_holes()
         elif kind == "trial_started":
             self.render_table()
             self.render_progress()
@@ -224,6 +280,7 @@ class StudyView:
                         self.live = LiveStudy.from_snapshot(message.snapshot)
                         self.render()
                         self.refresh_summary()
+                        self.fill_holes()
                         if warned:
                             ui.notify("Live updates are back.", type="positive")
                             warned = False
@@ -242,6 +299,30 @@ class StudyView:
             finally:
                 await call.aclose()
             await asyncio.sleep(RECONNECT_S)
+
+    def fill_holes(self) -> None:
+        """Reads the trials' curves again while some miss epochs; one request at a time."""
+        if self.live is None or not self.live.has_holes():
+            return
+        if self.fill_task is not None and not self.fill_task.done():
+            return
+        self.fill_task = background_tasks.create(self._fill(), name=f"fill curves {self.study_id}")
+
+    async def _fill(self) -> None:
+        with self.root:
+            for _ in range(FILL_TRIES):
+                await asyncio.sleep(FILL_AFTER_S)
+                try:
+                    response = await ctx.gateway.call("ListTrials", pb.ListTrialsRequest(
+                        study_id=self.study_id, with_curves=True))
+                except Exception:  # noqa: BLE001 - the curves stay as they are; the next event tries again
+                    log.info("could not read the curves of study %s again", self.study_id, exc_info=True)
+                    return
+                self.live.fill_holes(response.trials)
+                self.render_curves()
+                self.render_table()
+                if not self.live.has_holes():
+                    return
 
     def refresh_summary(self) -> None:
         """Importances come from the tracking service's summary; one request at a time."""

@@ -26,15 +26,17 @@ class TuneForm:
         self.datasets = datasets
         self.values = {"dataset": dataset, "name": "", "sampler": pb.SAMPLER_TPE, "pruner": pb.PRUNER_MEDIAN,
                        "n_trials": 20, "max_parallel": 2, "max_epochs": 20, "patience": 5, "seed": 42, "cv_folds": 0,
-                       "metric": "val_loss", "maximize": False, "warmup": 1}
+                       "metrics": ["val_loss"], "warmup": 1}
+        # Each metric's direction, kept when the metric is taken out and put back.
+        self.maximize = {m: m == "val_accuracy" for m in METRICS}
         self.row_errors: dict[str, ui.label] = {}
 
     def spec(self) -> pb.StudySpec:
         v = self.values
         return pb.StudySpec(
             name=(v["name"] or "").strip(), dataset=v["dataset"] or "", search_space=search_space(self.rows),
-            objectives=[pb.Objective(metric=v["metric"],
-                                     direction=pb.DIRECTION_MAXIMIZE if v["maximize"] else pb.DIRECTION_MINIMIZE)],
+            objectives=[pb.Objective(metric=m, direction=pb.DIRECTION_MAXIMIZE if self.maximize[m] else
+                                     pb.DIRECTION_MINIMIZE) for m in v["metrics"] or []],
             sampler=v["sampler"], pruner=v["pruner"], n_trials=int(v["n_trials"] or 0),
             max_parallel=int(v["max_parallel"] or 0), max_epochs=int(v["max_epochs"] or 0),
             early_stopping_patience=int(v["patience"] or 0), seed=int(v["seed"] or 0),
@@ -46,6 +48,8 @@ class TuneForm:
         v = self.values
         if not v["dataset"]:
             out.append("dataset: pick a dataset")
+        if not v["metrics"]:
+            out.append("objectives: pick at least one metric")
         for key, label in (("n_trials", "trials"), ("max_parallel", "trials at once"), ("max_epochs", "epochs")):
             if not v[key] or v[key] < 1:
                 out.append(f"{label}: must be at least 1")
@@ -65,9 +69,10 @@ class TuneForm:
                     ui.input("Study name (optional)", placeholder="made up when empty", on_change=self.check
                              ).bind_value(self.values, "name").classes("w-72").props("outlined").mark("study-name")
                     with ui.column().classes("gap-0"):
-                        ui.select(METRICS, label="Objective", on_change=self.check).bind_value(
-                            self.values, "metric").classes("w-64").props("outlined dense")
-                        ui.switch("maximize", on_change=self.check).bind_value(self.values, "maximize")
+                        ui.select(METRICS, label="Objectives", multiple=True, on_change=self.objectives_changed
+                                  ).bind_value(self.values, "metrics").classes("w-80").props(
+                            "outlined dense use-chips").mark("objectives")
+                        self.directions()
             with section("Search space", "ticked hyperparameters are searched; the rest keep their defaults"):
                 with ui.grid(columns="auto 160px 1fr 1fr auto").classes("w-full items-center gap-x-4 gap-y-1"):
                     for text in ("", "hyperparameter", "min / choices", "max", "log scale"):
@@ -96,6 +101,31 @@ class TuneForm:
                                                           ).props("size=lg").mark("start-study"))
                 ui.label("The study's live page opens once it is created.").classes("text-grey-7")
         self.ready = True
+        self.check()
+
+    @ui.refreshable_method
+    def directions(self) -> None:
+        """Minimise or maximise, per chosen objective; several objectives draw a Pareto front."""
+        for metric in self.values["metrics"] or []:
+            with ui.row().classes("items-center gap-2"):
+                ui.label(metric).classes("text-caption w-24")
+                ui.toggle({False: "minimize", True: "maximize"}, value=self.maximize[metric],
+                          on_change=lambda e, m=metric: self.set_direction(m, e.value)).props(
+                    "dense no-caps size=sm").mark(f"direction-{metric}")
+        if len(self.values["metrics"] or []) > 1:
+            ui.label("several objectives: the study page shows their Pareto front").classes(
+                "text-caption text-grey-7")
+
+    def set_direction(self, metric: str, maximize: bool) -> None:
+        self.maximize[metric] = bool(maximize)
+        self.check()
+
+    def objectives_changed(self, *_args) -> None:
+        if len(self.values["metrics"] or []) > 1 and self.values["pruner"] != pb.PRUNER_NONE:
+            # Optuna prunes single-objective studies only.
+            self.values["pruner"] = pb.PRUNER_NONE
+            ui.notify("Several objectives: pruning is switched off (Optuna prunes single-objective studies only).")
+        self.directions.refresh()
         self.check()
 
     def param_row(self, row: ParamRow) -> None:
@@ -171,5 +201,6 @@ async def page(dataset: str = ""):
     chosen = dataset or next((d for d in ("diabetes", "sample") if d in options), options[0] if options else None)
     form = TuneForm(options, chosen)
     form.build()
+    ui.context.client.page_view = form  # for tests
     if not options:
         ui.notify("No datasets yet: register one on the Data page first.", type="warning")

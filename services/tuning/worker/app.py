@@ -221,7 +221,8 @@ async def start(settings: Settings) -> Server:
             crash_point=CrashPoints(settings.crash_at, settings.crash_flags),
         )
         return TrialRunner(storage, ports, cache, settings.name, settings.mlflow_uri,
-                           heartbeat_s=settings.heartbeat_s, grace_s=settings.trial_grace_s)
+                           heartbeat_s=settings.heartbeat_s, grace_s=settings.trial_grace_s,
+                           curve_every_s=settings.curve_every_s)
 
     worker = Worker(settings, bus, runner_factory)
     await worker.watch_studies()

@@ -30,3 +30,5 @@ class Settings(PartSettings):
     trial_grace_s: float = trial_grace_s()
     crash_at: str = Field("", description="TEST HOOK (crash_points.py), empty in production: steps at which to exit.")
     crash_flags: str = Field("", description="TEST HOOK: folder remembering which crash steps already fired.")
+    curve_every_s: float = Field(1.0, gt=0, description="How often a training trial's curves are written to the "
+                                 "Optuna storage (and always when it ends): what a study page opened mid-trial shows.")

@@ -30,6 +30,7 @@ from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import lineage
 from services.tuning import records, space
 from services.tuning.worker import baseline, metrics, tabular_model
+from services.tuning.worker.curves import CurveLog
 from services.tuning.worker.datasets import DatasetCache
 from services.tuning.worker.heartbeat import Heartbeat
 from services.tuning.worker.training import EpochEndPruning, EpochResult, TabularData, TrainResult, train
@@ -111,7 +112,7 @@ def _announced(run: _RunWhileTraining | None) -> str:
 class TrialRunner:
     def __init__(self, storage: optuna.storages.BaseStorage, ports: Ports, cache: DatasetCache,
                  worker: str, mlflow_uri: str, patience_default: int = 5, *,
-                 heartbeat_s: float = 5.0, grace_s: float = 30.0):
+                 heartbeat_s: float = 5.0, grace_s: float = 30.0, curve_every_s: float = 1.0):
         self.storage = storage
         self.ports = ports
         self.cache = cache
@@ -122,6 +123,7 @@ class TrialRunner:
         self.heartbeat_s = heartbeat_s
         self.grace_s = grace_s
         self._beat: Heartbeat | None = None
+        self.curve_every_s = curve_every_s
         # Creates each trial's MLflow run while the trial trains, notes its curves while
         # its model uploads.
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-run")
@@ -262,6 +264,7 @@ class TrialRunner:
     def _run_trial(self, study: optuna.Study, trial: optuna.Trial, spec: pb.StudySpec, attrs: dict) -> str:
         study_id = study.study_name
         run: _RunWhileTraining | None = None
+        curves = CurveLog(trial.storage, trial._trial_id, self._background, self.curve_every_s)
         try:
             dists = space.distributions(spec)
             params = space.suggest(trial, spec, dists)
@@ -306,6 +309,7 @@ class TrialRunner:
             run = _RunWhileTraining(self._background.submit(create_run), started, epoch_done)
 
             def on_epoch(e: EpochResult) -> None:
+                curves.add(e)
                 run.epoch(e)
                 if e.epoch == 1:
                     self.ports.crash_point("mid_epoch")
@@ -314,7 +318,8 @@ class TrialRunner:
             run_id = run.announce()
         except optuna.TrialPruned as pruned:
             run_id = _announced(run)
-            epochs = len(trial.storage.get_trial(trial._trial_id).intermediate_values)
+            curves.flush()
+            epochs = len(curves.val_loss)
             return self._end(study, trial, "trial_pruned", ev.TrialPruned(
                 study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epochs_done=epochs, reason=str(pruned)),
                 reason=str(pruned))
@@ -324,6 +329,7 @@ class TrialRunner:
             if isinstance(exc, UpdateFinishedTrialError):
                 raise  # finished elsewhere: nothing of ours to report
             log.warning("trial %s/%d failed: %s", study_id, trial.number, reason, exc_info=True)
+            curves.flush()
             return self._end(study, trial, "trial_failed", ev.TrialFailed(
                 study_id=study_id, trial=trial.number, mlflow_run_id=run_id, reason=reason[:1000]), reason=reason[:1000])
 
@@ -332,26 +338,25 @@ class TrialRunner:
             return Outcome.DROPPED
         if result.stopped_by_request:
             why = "worker shutting down" if self.ports.shutting_down() else "study stopped"
+            curves.flush()
             self._finish_abandoned(trial._trial_id, trial.number, study_id, run_id, f"{why} at epoch {len(result.history) - 1}")
             return Outcome.ABANDONED if self.ports.shutting_down() else Outcome.DONE
 
         values = self._objective_values(spec, result)
         summary = self._final_metrics(result, data)
         # The curves go into the storage while the model uploads; both before the tell.
-        curves = self._background.submit(self._note_curves, trial, result, summary)
+        stored = self._background.submit(self._note_results, trial, curves, summary)
         log_model(self.mlflow, run_id, result, data)
         self.ports.crash_point("after_model_logged")
-        curves.result()
+        stored.result()
         return self._end(study, trial, "trial_completed", ev.TrialCompleted(
             study_id=study_id, trial=trial.number, mlflow_run_id=run_id, values=values, metrics=summary,
             epochs_done=len(result.history), best_epoch=result.best_epoch))
 
     @staticmethod
-    def _note_curves(trial: optuna.Trial, result: TrainResult, summary: dict[str, float]) -> None:
+    def _note_results(trial: optuna.Trial, curves: CurveLog, summary: dict[str, float]) -> None:
         trial.set_user_attr(records.T_METRICS, {k: v for k, v in summary.items() if math.isfinite(v)})
-        trial.set_user_attr(records.T_EPOCHS, len(result.history))
-        trial.set_user_attr(records.T_TRAIN_CURVE, [h.train_loss for h in result.history])
-        trial.set_user_attr(records.T_VAL_CURVE, [h.val_loss for h in result.history])
+        curves.flush()
 
     def _train(self, trial: optuna.Trial, spec: pb.StudySpec, params: dict, data: TabularData,
                on_epoch: Callable[[EpochResult], None]) -> tuple[TrainResult, TabularData]:

@@ -239,7 +239,7 @@ class RunFilter(_message.Message):
     def __init__(self, kind: _Optional[_Union[FieldKind, str]] = ..., key: _Optional[str] = ..., op: _Optional[_Union[FilterOp, str]] = ..., value: _Optional[str] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
-    __slots__ = ("experiment_ids", "study_id", "filters", "sort_kind", "sort_key", "descending", "page_size", "page_token", "columns", "trials_only", "since", "until")
+    __slots__ = ("experiment_ids", "study_id", "filters", "sort_kind", "sort_key", "descending", "page_size", "page_token", "columns", "trials_only", "since", "until", "skip")
     EXPERIMENT_IDS_FIELD_NUMBER: _ClassVar[int]
     STUDY_ID_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
@@ -252,6 +252,7 @@ class ListRunsRequest(_message.Message):
     TRIALS_ONLY_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
+    SKIP_FIELD_NUMBER: _ClassVar[int]
     experiment_ids: _containers.RepeatedScalarFieldContainer[str]
     study_id: str
     filters: _containers.RepeatedCompositeFieldContainer[RunFilter]
@@ -264,7 +265,8 @@ class ListRunsRequest(_message.Message):
     trials_only: bool
     since: _timestamp_pb2.Timestamp
     until: _timestamp_pb2.Timestamp
-    def __init__(self, experiment_ids: _Optional[_Iterable[str]] = ..., study_id: _Optional[str] = ..., filters: _Optional[_Iterable[_Union[RunFilter, _Mapping]]] = ..., sort_kind: _Optional[_Union[FieldKind, str]] = ..., sort_key: _Optional[str] = ..., descending: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., trials_only: _Optional[bool] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    skip: int
+    def __init__(self, experiment_ids: _Optional[_Iterable[str]] = ..., study_id: _Optional[str] = ..., filters: _Optional[_Iterable[_Union[RunFilter, _Mapping]]] = ..., sort_kind: _Optional[_Union[FieldKind, str]] = ..., sort_key: _Optional[str] = ..., descending: _Optional[bool] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., trials_only: _Optional[bool] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., skip: _Optional[int] = ...) -> None: ...
 
 class ListRunsResponse(_message.Message):
     __slots__ = ("runs", "next_page_token", "total")

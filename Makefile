@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(DEPS_HASH)
 TEST_STAMP := $(VENV)/.installed-test-$(DEPS_HASH)
 PROTOS := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: up test proto install install-test system-deps lint bench clean lock images base-image
+.PHONY: up test test-containers proto install install-test system-deps lint bench clean lock images base-image
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -64,8 +64,15 @@ base-image:
 up: install
 	$(VENV)/bin/kubetune up $(UP_ARGS)
 
+# tests/containers build every image with podman (a cold build is tens of minutes on 2
+# cores): `make test-containers` runs them. They stay out of `make test` until their
+# platform journey passes (issue 14 is open).
+PYTEST_ARGS ?= -m "not containers"
 test: install-test
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-containers: install-test
+	$(PY) -m pytest tests/containers $(CONTAINER_PYTEST_ARGS)
 
 proto: $(TEST_STAMP)
 	$(PY) -m services.common.protogen gen

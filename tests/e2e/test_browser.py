@@ -128,7 +128,7 @@ async def journey(base, page, screenshots):
     await field(page, "Model").click()
     await page.get_by_role("option", name="journey-model@champion").click()
     await page.get_by_label(re.compile("Rows to predict")).fill("x0,x1,x2,x3,x4\n0.1,-0.2,0.3,0.5,-1\n1,1,1,1,1")
-    await page.get_by_role("button", name="Predict").click()
+    await page.get_by_role("button", name="Predict", exact=True).click()
     await page.get_by_text(re.compile(r"^2 predictions from journey-model@champion \(version \d+\)")).wait_for(timeout=PREDICT_TIMEOUT_MS)
     cells = await page.locator(".q-table").last.locator("tbody tr").count()
     assert cells == 2

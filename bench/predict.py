@@ -43,7 +43,9 @@ async def measure(args) -> dict:
             x, _ = seed_data()
             rng = np.random.default_rng(0)
             data = x.to_numpy()[rng.integers(0, len(x), args.rows)]
-            request = pb.PredictRequest(model="bench@champion", rows=[pb.FeatureRow(values=r) for r in data.tolist()])
+            # By column name, as text: the bench model has a categorical input besides numbers.
+            request = pb.PredictRequest(model="bench@champion", columns=list(x.columns),
+                                        rows=[pb.FeatureRow(text_values=[str(v) for v in r]) for r in data.tolist()])
             t = time.perf_counter()
             await stub.Predict(request)
             out["first_predict_ms"] = (time.perf_counter() - t) * 1000  # loads torch and the model

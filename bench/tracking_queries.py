@@ -57,10 +57,10 @@ def seed(backend_uri: str, experiment_id: str, n_runs: int, steps: int) -> list[
             latest.append(dict(run_uuid=rid, key=key, value=value, timestamp=start + steps - 1, step=steps - 1,
                                is_nan=False))
         # The saved epoch's summary, as a worker records it: what sorting by val_loss ranks by.
-        best = base + 0.05 + 1.0 / steps
-        for row in (metrics, latest):
-            row.append(dict(run_uuid=rid, key="val/loss", value=best, timestamp=start + steps, step=steps - 1,
-                            is_nan=False))
+        for key, best in (("train/loss", base + 1.0 / steps), ("val/loss", base + 0.05 + 1.0 / steps)):
+            for row in (metrics, latest):
+                row.append(dict(run_uuid=rid, key=key, value=best, timestamp=start + steps, step=steps - 1,
+                                is_nan=False))
     with engine.begin() as conn:
         for model, rows in ((SqlRun, runs), (SqlParam, params), (SqlTag, tags), (SqlMetric, metrics),
                             (SqlLatestMetric, latest)):

@@ -107,7 +107,8 @@ def test_stop_then_resume_finishes_exactly_n_trials(gateway):
 def test_resuming_a_timed_out_study_gives_it_a_new_budget(gateway):
     """The time budget counts from the resume: before, the study completed again at once
     with no new trial, though the resume had answered success."""
-    spec = small_spec(trials=8, epochs=40, parallel=1, pruner=pb.PRUNER_NONE, early_stopping_patience=40,
+    # Long trials (150 epochs, no early stop), so a 2 s budget cannot hold all 8 even on a fast machine.
+    spec = small_spec(trials=8, epochs=150, parallel=1, pruner=pb.PRUNER_NONE, early_stopping_patience=150,
                       timeout_seconds=2)
     study = run_study(gateway, spec)
     before = finished(study)

@@ -1,3 +1,5 @@
+# Named to run before the page tests: NiceGUI's simulated user gives each test its own event loop, and a
+# gateway channel cached by an earlier test in this process can fail the WhoAmI call (seen only in the harness).
 """The UI with auth off (the shared platform has no tokens, as `make up`): no sign-in,
 the header says so, every control is there. The signed-in side is in
 tests/e2e/test_auth.py, against `kubetune up` with tokens."""

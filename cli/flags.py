@@ -79,12 +79,16 @@ def in_flag_terms(message: str) -> str:
     return _NAMED_INSIDE.sub(lambda hit: flag_for(hit.group(1)) or hit.group(1), message)
 
 
-def count(text: str) -> int:
-    """A whole number of 1 or more (argparse type)."""
+def _whole(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def count(text: str) -> int:
+    """A whole number of 1 or more (argparse type)."""
+    value = _whole(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 1 or more (got {value}); leave the flag out for its default")
     return value
@@ -92,10 +96,7 @@ def count(text: str) -> int:
 
 def zero_or_more(text: str) -> int:
     """A whole number of 0 or more, for flags whose --help says what 0 means."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = _whole(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more (got {value})")
     return value

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import mlflow
+import psutil
 
 from cli.platform import health
 from kubetune.gateway.v1 import gateway_pb2_grpc
@@ -30,6 +31,15 @@ def retrying(call, *args, timeout: float = 90, **kwargs):
             if exc.code() not in TRANSIENT or time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
+
+
+def rss_mb(proc) -> float:
+    """A part's resident memory (VmRSS), its children included (MLflow serves from a child)."""
+    try:
+        p = psutil.Process(proc.pid)
+        return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)]) / 2**20
+    except psutil.NoSuchProcess:
+        return float("nan")
 
 
 def wait_for(study_id: str, gateway, until, timeout: float = 300) -> pb.Study:

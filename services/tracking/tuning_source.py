@@ -36,7 +36,8 @@ def study_view(study: tuning_pb2.Study) -> StudyView:
         c.queued, c.running, c.complete, c.pruned, c.fail, study.state,
         ",".join(repr(v) for v in study.best_values), study.finished_at.seconds,
     ))
-    return StudyView(study.id, directions, search_space(study.spec), revision)
+    return StudyView(study.id, directions, search_space(study.spec), revision,
+                     running=study.state == tuning_pb2.STUDY_STATE_RUNNING)
 
 
 def trial_view(t: tuning_pb2.Trial) -> TrialView:

@@ -27,12 +27,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 TRIALS = int(os.environ.get("KUBETUNE_SOAK_TRIALS", "500"))
 EPOCHS = 2
 SESSIONS = 20
-AT_ONCE = 5  # sessions with a page open at one time: 2 cores also run the study
+AT_ONCE = 3  # sessions with a page open at one time: 2 cores also run the study
 WARM_TRIALS = max(1, TRIALS // 10)  # warm-up: this many trials and one round of every session
 MAX_GROWTH = 0.10
 SAMPLE_EVERY_S = 2.0
-# A closed page's client is deleted NiceGUI's reconnect_timeout (3 s) after its socket goes.
-QUIET_S = 8.0
+# A closed page's client is deleted NiceGUI's reconnect_timeout (3 s) after its socket goes,
+# and collected 3 s later (ui/memory.py).
+QUIET_S = 10.0
 PAGE_TIMEOUT_MS = 60_000
 DWELL_MS = 1_500  # on each page, receiving its live updates
 
@@ -99,10 +100,10 @@ async def session(browser, base: str, study_id: str, errors: list[str]) -> None:
 
 
 async def visit(page, base: str, study_id: str) -> None:
-    await page.goto(f"{base}/study/{study_id}")
+    await page.goto(f"{base}/study/{study_id}", timeout=PAGE_TIMEOUT_MS)
     await page.get_by_text(re.compile(rf"\d+/{TRIALS} trials finished")).wait_for(timeout=PAGE_TIMEOUT_MS)
     await page.wait_for_timeout(DWELL_MS)
-    await page.goto(f"{base}/experiments")
+    await page.goto(f"{base}/experiments", timeout=PAGE_TIMEOUT_MS)
     await page.get_by_text(re.compile(r"[\d,]+ runs · showing")).wait_for(timeout=PAGE_TIMEOUT_MS)
     await page.wait_for_timeout(DWELL_MS)
 

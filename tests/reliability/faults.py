@@ -1,6 +1,7 @@
 """What the fault tests share: calls that ride out a restarting gateway, a watcher
-that reconnects, waiting for a killed part to come back, and the MLflow audit of a
-finished study (every metric once, every model loadable, no run left RUNNING)."""
+that reconnects, waiting for a killed part to come back, a part's resident memory, and
+the MLflow audit of a finished study (every metric once, every model loadable, no run
+left RUNNING)."""
 
 from __future__ import annotations
 

@@ -13,14 +13,23 @@ import pytest
 
 from cli.platform import SAMPLE
 from kubetune.data.v1 import data_pb2, data_pb2_grpc
+from kubetune.tuning.v1 import tuning_pb2 as tpb
+from kubetune.tuning.v1 import tuning_pb2_grpc
 from services.common.clients import channel
 from services.data.app import start as start_data
 from services.data.store import open_store
+from services.tracking.app import start as start_tracking
+from services.tracking.config import Settings as TrackingSettings
+from services.tuning import records
+from services.tuning.app import start as start_tuning
+from services.tuning.config import Settings as TuningSettings
 from tests.data.conftest import make_settings
 from tests.reliability.outage import Seen, once_each, stored
 from tests.servers import RestartableNats
+from tests.studies import small_spec
 
 DATASET_EVENTS = "kubetune.data.dataset.*"
+STUDY_EVENTS = "kubetune.tuning.study.*"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -95,4 +104,65 @@ async def test_data_events_survive_nats_down_at_the_commit(tmp_path, catalog_url
             assert {e.dataset_registered.version for e in seen.kinds("dataset_registered")} == {a.version, c.version}
             assert once_each(await stored(nats.url, DATASET_EVENTS), seen.count)
         finally:
-            await bus.close()
+            await seen.close()
+
+
+@pytest.mark.slow
+async def test_study_events_survive_nats_down_at_the_commit(tmp_path, mlflow_uri):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    with RestartableNats(tmp_path / "nats") as nats:
+        seen, bus = await Seen.on(nats.url, STUDY_EVENTS)
+        async with DataPart(tmp_path / "home", nats.url, f"sqlite:///{tmp_path / 'catalog.db'}") as data:
+            await data.register("sample")
+            tracking = await start_tracking(TrackingSettings(port=0, nats_url=nats.url, mlflow_uri=mlflow_uri,
+                                                             consume_events=False, home=tmp_path / "home"))
+
+            async def start_tuning_part():
+                server = await start_tuning(TuningSettings(
+                    port=0, home=tmp_path / "home", nats_url=nats.url, storage_url=storage,
+                    data_address=f"127.0.0.1:{data.server.port}", tracking_address=f"127.0.0.1:{tracking.port}"))
+                ch = channel(f"127.0.0.1:{server.port}")
+                return server, ch, tuning_pb2_grpc.TuningServiceStub(ch)
+
+            tuning, ch, stub = await start_tuning_part()
+            try:
+                # Created, stopped and resumed with NATS down: each command succeeds.
+                nats.stop()
+                spec = small_spec(trials=2, epochs=2, parallel=1, timeout_seconds=12)
+                study = (await stub.CreateStudy(tpb.CreateStudyRequest(spec=spec), timeout=60)).study
+                await stub.StopStudy(tpb.StopStudyRequest(study_id=study.id), timeout=30)
+                await stub.ResumeStudy(tpb.ResumeStudyRequest(study_id=study.id), timeout=30)
+                assert len(records.StudyOutbox(records.make_storage(storage)).pending(100)) == 3
+                nats.start()
+                await seen.wait(lambda: len(seen.count) >= 3, what="created, stopped, resumed")
+
+                # Completed (its time budget spent, no worker) with NATS down, and the
+                # tuning service stopped before it could send that: its next start does.
+                nats.stop()
+                deadline = time.monotonic() + 60
+                while (await stub.GetStudy(tpb.GetStudyRequest(study_id=study.id), timeout=10)).study.state \
+                        != tpb.STUDY_STATE_COMPLETED:
+                    assert time.monotonic() < deadline, "the study never completed"
+                    await asyncio.sleep(0.3)
+            finally:
+                await ch.close()
+                await tuning.stop(0)
+            assert len(records.StudyOutbox(records.make_storage(storage)).pending(100)) == 1
+            nats.start()
+            tuning, ch, stub = await start_tuning_part()
+            try:
+                await seen.wait(lambda: len(seen.count) >= 4, what="the completion left unsent")
+                assert records.StudyOutbox(records.make_storage(storage)).pending(100) == []
+            finally:
+                await ch.close()
+                await tuning.stop(0)
+                await tracking.stop(0)
+        try:
+            kinds = sorted(e.WhichOneof("payload") for e in seen.events.values())
+            assert kinds == ["study_completed", "study_created", "study_resumed", "study_stopped"]
+            assert all(e.study_created.study_id == study.id or e.WhichOneof("payload") != "study_created"
+                       for e in seen.events.values())
+            assert all(n == 1 for n in seen.count.values()), seen.count
+            assert once_each(await stored(nats.url, STUDY_EVENTS), seen.count)
+        finally:
+            await seen.close()

@@ -135,6 +135,7 @@ class Relay:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task | None = None
+        self._stopping = False
         self.sent = 0  # read by tests and logs
 
     def wake(self) -> None:
@@ -160,14 +161,15 @@ class Relay:
     async def stop(self, grace_s: float = 2.0) -> None:
         """Stops, first sending what is pending if NATS takes it within grace_s; what is
         left stays stored for the next start."""
-        if self._task is None:
+        task, self._task = self._task, None
+        if task is None:
             return
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
-        self._task = None
+        self._stopping = True
+        # Cancelled until it is done: a cancel that lands as a wait inside it ends can be
+        # swallowed on Python 3.11 (seen here: the relay stuck, its task "cancelling").
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)
         try:
             await asyncio.wait_for(self.drain(), grace_s)
         except Exception:  # noqa: BLE001 - stopping anyway; nothing is lost
@@ -175,11 +177,14 @@ class Relay:
 
     async def _run(self) -> None:
         wait = FIRST_WAIT_S
-        while True:
+        while not self._stopping:
+            # Not asyncio.wait_for: on 3.11 a cancel landing as the wake fires can leave the
+            # task waiting for ever (seen here stopping the relay right after a wake).
+            waiter = asyncio.ensure_future(self._wake.wait())
             try:
-                await asyncio.wait_for(self._wake.wait(), self.sweep_s)
-            except asyncio.TimeoutError:
-                pass
+                await asyncio.wait({waiter}, timeout=self.sweep_s)
+            finally:
+                waiter.cancel()
             self._wake.clear()
             try:
                 await self.drain()

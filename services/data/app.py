@@ -1,5 +1,5 @@
-"""Builds the data service: store, blobs, sources, catalog, event bus, reference
-consumer and gRPC server, with every cleanup registered on the server."""
+"""Builds the data service: store, blobs, sources, catalog, event bus, outbox relay,
+reference consumer and gRPC server, with every cleanup registered on the server."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import asyncio
 from kubetune.data.v1 import data_pb2, data_pb2_grpc
 from kubetune.events.v1 import events_pb2
 from services.common.events import EventBus
+from services.common.outbox import OutboxEvent, Relay
 from services.common.server import Server, make_server
 from services.data.blobs import BlobStore, LocalBlobs, S3Blobs
 from services.data.catalog import Catalog
@@ -22,21 +23,24 @@ SERVICE_NAME = data_pb2.DESCRIPTOR.services_by_name["DataService"].full_name
 
 
 class BusNotifier:
-    """The catalog's facts, published as kubetune.data.* events."""
+    """The catalog's facts as kubetune.data.* events: a change's, stored with it and sent
+    by the outbox relay; progress, published live."""
 
-    def __init__(self, bus: EventBus):
+    def __init__(self, bus: EventBus, relay: Relay):
         self.bus = bus
+        self.relay = relay
 
-    async def registered(self, version: DatasetVersion) -> None:
-        await self.bus.publish(
-            dataset_registered=events_pb2.DatasetRegistered(
-                name=version.name, version=version.version,
-                content_sha256=version.content_sha256, row_count=version.row_count,
-            )
-        )
+    def registered(self, version: DatasetVersion) -> OutboxEvent:
+        return OutboxEvent.of(dataset_registered=events_pb2.DatasetRegistered(
+            name=version.name, version=version.version,
+            content_sha256=version.content_sha256, row_count=version.row_count,
+        ))
 
-    async def deleted(self, name: str, version: str) -> None:
-        await self.bus.publish(dataset_deleted=events_pb2.DatasetDeleted(name=name, version=version))
+    def deleted(self, name: str, version: str) -> OutboxEvent:
+        return OutboxEvent.of(dataset_deleted=events_pb2.DatasetDeleted(name=name, version=version))
+
+    def stored(self) -> None:
+        self.relay.wake()
 
     async def progressed(self, name: str, uri: str, done: int, total: int) -> None:
         await self.bus.publish(
@@ -77,12 +81,13 @@ async def start(settings: Settings) -> Server:
         allow_local=settings.allow_local_paths,
     )
     bus = await EventBus.open(settings.nats_url, "data")
+    relay = await Relay(store.outbox, bus.send, name="data").start()
     catalog = Catalog(
         store, blobs, sources,
         work_dir=settings.home / "data" / "tmp",
         min_rows=settings.min_rows,
         max_bytes=settings.max_bytes,
-        notifier=BusNotifier(bus),
+        notifier=BusNotifier(bus, relay),
     )
     consumer = await ReferenceConsumer(bus, catalog).start()
 
@@ -94,6 +99,7 @@ async def start(settings: Settings) -> Server:
         server = await make_server(settings.address, register)
     except BaseException:
         await consumer.stop()
+        await relay.stop()
         await bus.close()
         await asyncio.to_thread(store.close)
         raise
@@ -101,6 +107,6 @@ async def start(settings: Settings) -> Server:
     async def close_store():
         await asyncio.to_thread(store.close)
 
-    # Run in reverse: the consumer stops, then NATS drains, then the store closes.
-    server.on_stop.extend([close_store, bus.close, consumer.stop])
+    # Run in reverse: the consumer and the relay stop, then NATS drains, then the store closes.
+    server.on_stop.extend([close_store, bus.close, relay.stop, consumer.stop])
     return server

@@ -16,6 +16,7 @@ from services.common import subjects
 from services.common.clients import channel
 from services.common.errors import NotFound, Unavailable
 from services.common.events import EventBus
+from services.common.outbox import Relay
 from services.common.server import Server, make_server
 from services.common.watch import EventHub
 from services.tuning import records
@@ -42,6 +43,7 @@ async def start(settings: Settings) -> Server:
     # Created here, once, before any worker touches it (two creators of one SQLite file race).
     storage = await asyncio.to_thread(records.make_storage, storage_url)
     bus = await EventBus.open(settings.nats_url, "tuning")
+    relay = await Relay(records.StudyOutbox(storage), bus.send, name="tuning").start()
     data_channel = channel(settings.data_address)
     tracking_channel = channel(settings.tracking_address)
     data = data_pb2_grpc.DataServiceStub(data_channel)
@@ -74,7 +76,7 @@ async def start(settings: Settings) -> Server:
 
     studies = StudyManager(
         storage,
-        StudyPorts(get_dataset, create_study_run, publish, send_ticket, purge_tickets),
+        StudyPorts(get_dataset, create_study_run, publish, send_ticket, purge_tickets, events_stored=relay.wake),
         max_trials=settings.max_trials,
         max_parallel=settings.max_parallel,
         trial_grace_s=settings.trial_grace_s,
@@ -107,6 +109,6 @@ async def start(settings: Settings) -> Server:
         with contextlib.suppress(asyncio.CancelledError):
             await reconciler
 
-    server.on_stop += [bus.close, data_channel.close, tracking_channel.close, stop_reconciler]
+    server.on_stop += [bus.close, data_channel.close, tracking_channel.close, relay.stop, stop_reconciler]
     log.info("optuna storage %s", storage_url.split("@")[-1])
     return server

@@ -1,6 +1,7 @@
 """Studies: create, watch over, stop, resume. Keeps each running study's trial queue
 topped up to its parallelism. No grpc, no nats: the dataset lookup, the parent
-MLflow run, events and tickets come in as `StudyPorts`."""
+MLflow run, events and tickets come in as `StudyPorts`. A lifecycle event is stored
+with the state it reports (records.set_study_attrs) and sent by the outbox relay."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from kubetune.data.v1 import data_pb2
 from kubetune.events.v1 import events_pb2 as ev
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.common.outbox import OutboxEvent
 from services.tuning import records, space
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ class StudyPorts:
     publish: Callable[..., Awaitable[None]]
     send_ticket: Callable[[pb.TrialTicket], Awaitable[None]]
     purge_tickets: Callable[[str], Awaitable[None]]
+    # Told after events were stored with a change: the relay sends them at once.
+    events_stored: Callable[[], None] = lambda: None
 
 
 def _ts(message, iso: str | None) -> None:
@@ -88,6 +92,8 @@ class StudyManager:
         self.max_trials = max_trials
         self.max_parallel = max_parallel
         self._locks: dict[str, asyncio.Lock] = {}
+        # Studies whose tickets could not all be sent (NATS down): the reconcile resends.
+        self._unsent: set[str] = set()
 
     def _lock(self, study_id: str) -> asyncio.Lock:
         return self._locks.setdefault(study_id, asyncio.Lock())
@@ -130,7 +136,9 @@ class StudyManager:
             # Nothing half-made: no study without its MLflow run.
             await self._io(self.storage.delete_study, key)
             raise
-        for attr, value in {
+        created = OutboxEvent.of(f"{study_id}.created", study_created=ev.StudyCreated(
+            study_id=study_id, dataset_version=dataset_ref, n_trials=spec.n_trials))
+        await self._io(records.set_study_attrs, self.storage, key, {
             records.SPEC: records.spec_to_json(spec),
             records.DATASET: dataset_ref,
             records.TASK: task,
@@ -139,9 +147,8 @@ class StudyManager:
             records.RUN: run_id,
             records.ISSUED: 0,
             records.STATE: records.RUNNING,
-        }.items():
-            await self._io(self.storage.set_study_user_attr, key, attr, value)
-        await self.ports.publish(study_created=ev.StudyCreated(study_id=study_id, dataset_version=dataset_ref, n_trials=spec.n_trials))
+        }, [created])
+        self.ports.events_stored()
         log.info("study %s created on %s: %d trials", study_id, dataset_ref, spec.n_trials, extra={"study_id": study_id})
         await self.top_up(study_id)
         return await self.get(study_id)
@@ -230,10 +237,15 @@ class StudyManager:
             attrs = await self._io(self.storage.get_study_user_attrs, key)
             if attrs.get(records.STATE) != records.RUNNING:
                 raise FailedPrecondition(f"study {study_id} is {attrs.get(records.STATE, 'unknown').lower()}, not running")
-            await self._io(self.storage.set_study_user_attr, key, records.STATE, records.STOPPED)
-            await self.ports.purge_tickets(study_id)
-            await self._io(self.storage.set_study_user_attr, key, records.VOID_BELOW, int(attrs.get(records.ISSUED, 0)))
-            await self.ports.publish(study_stopped=ev.StudyStopped(study_id=study_id))
+            # Void from here: tickets already issued never run (the purge removes them).
+            await self._io(records.set_study_attrs, self.storage, key,
+                           {records.STATE: records.STOPPED, records.VOID_BELOW: int(attrs.get(records.ISSUED, 0))},
+                           [OutboxEvent.of(study_stopped=ev.StudyStopped(study_id=study_id))])
+            self.ports.events_stored()
+            try:
+                await self.ports.purge_tickets(study_id)
+            except Exception:  # noqa: BLE001 - NATS down: a worker drops a stopped study's tickets
+                log.warning("study %s: its queued tickets could not be purged", study_id, exc_info=True)
         log.info("study %s stopped", study_id, extra={"study_id": study_id})
         return await self.get(study_id)
 
@@ -248,10 +260,12 @@ class StudyManager:
                 raise FailedPrecondition(f"study {study_id} already finished its {spec.n_trials} trials")
             # A time budget counts from the resume: else a study that ran out of time
             # would complete again at once, with no new trial.
-            await self._io(self.storage.set_study_user_attr, key, records.RESUMED, records.now_iso())
-            await self._io(self.storage.set_study_user_attr, key, records.STATE, records.RUNNING)
-            await self._io(self.storage.set_study_user_attr, key, records.VOID_BELOW, int(attrs.get(records.ISSUED, 0)))
-            await self.ports.publish(study_resumed=ev.StudyResumed(study_id=study_id))
+            await self._io(records.set_study_attrs, self.storage, key, {
+                records.RESUMED: records.now_iso(),
+                records.STATE: records.RUNNING,
+                records.VOID_BELOW: int(attrs.get(records.ISSUED, 0)),
+            }, [OutboxEvent.of(study_resumed=ev.StudyResumed(study_id=study_id))])
+            self.ports.events_stored()
         log.info("study %s resumed", study_id, extra={"study_id": study_id})
         await self.top_up(study_id)
         return await self.get(study_id)
@@ -272,19 +286,26 @@ class StudyManager:
             if (remaining <= 0 or timed_out) and c["running"] == 0:
                 await self._complete(study_id, key, attrs, directions, trials, c)
                 return
-            if resend:
-                for seq in records.untaken_sequences(attrs, trials):
-                    await self.ports.send_ticket(pb.TrialTicket(study_id=study_id, ticket_id=records.ticket_id(study_id, seq), sequence=seq))
+            if resend or study_id in self._unsent:
+                self._unsent.discard(study_id)
+                await self._send_tickets(study_id, records.untaken_sequences(attrs, trials))
             if timed_out:
                 return
             want = min(spec.max_parallel or 1, remaining) - c["running"] - records.queued(attrs, trials)
             if want <= 0:
                 return
             first = int(attrs.get(records.ISSUED, 0))
-            # Counted before sent: a crash in between leaves a ticket the next `resend` sends.
+            # Counted before sent: a ticket that could not be sent is sent again by a resend.
             await self._io(self.storage.set_study_user_attr, key, records.ISSUED, first + want)
-            for seq in range(first, first + want):
+            await self._send_tickets(study_id, range(first, first + want))
+
+    async def _send_tickets(self, study_id: str, sequences) -> None:
+        try:
+            for seq in sequences:
                 await self.ports.send_ticket(pb.TrialTicket(study_id=study_id, ticket_id=records.ticket_id(study_id, seq), sequence=seq))
+        except Exception:  # noqa: BLE001 - NATS down: the reconcile resends the untaken ones (ids dedupe)
+            log.warning("study %s: tickets not sent; the next reconcile sends them", study_id, exc_info=True)
+            self._unsent.add(study_id)
 
     async def _reclaim(self, study_id: str, key: int, trials: list[FrozenTrial]) -> bool:
         """RUNNING trials whose worker stopped beating (died at any instant, even on its
@@ -314,8 +335,6 @@ class StudyManager:
         return bool(stale)
 
     async def _complete(self, study_id, key, attrs, directions, trials, c) -> None:
-        await self._io(self.storage.set_study_user_attr, key, records.STATE, records.COMPLETED)
-        await self._io(self.storage.set_study_user_attr, key, records.FINISHED, records.now_iso())
         best = best_trial(trials, [d.name.lower() for d in directions])
         event = ev.StudyCompleted(study_id=study_id, mlflow_run_id=attrs.get(records.RUN, ""),
                                   complete=c["complete"], pruned=c["pruned"], fail=c["fail"], best_trial=-1)
@@ -323,7 +342,10 @@ class StudyManager:
             event.best_trial = best.number
             event.best_values.extend(best.values)
             event.best_params.update({k: space.format_value(v) for k, v in best.params.items()})
-        await self.ports.publish(study_completed=event)
+        await self._io(records.set_study_attrs, self.storage, key,
+                       {records.STATE: records.COMPLETED, records.FINISHED: records.now_iso()},
+                       [OutboxEvent.of(study_completed=event)])
+        self.ports.events_stored()
         log.info("study %s completed: %d complete, %d pruned, %d failed", study_id,
                  c["complete"], c["pruned"], c["fail"], extra={"study_id": study_id})
 

@@ -342,7 +342,8 @@ def _train_epoch(module: TabularModule, optimizer: torch.optim.Optimizer, batche
                  autocast_dtype: torch.dtype | None, scaler: torch.amp.GradScaler | None) -> float:
     """One pass over the training batches; the mean training loss, read once per epoch
     (a float() per step would wait for the device at every step)."""
-    module.train()
+    if not module.training:  # evaluate() leaves it training; nn.Module.train() walks every layer
+        module.train()
     device_type = batches.tensors[0].device.type
     losses = []
     for i, batch in enumerate(batches):
@@ -363,9 +364,9 @@ def _train_epoch(module: TabularModule, optimizer: torch.optim.Optimizer, batche
                 scaler.update()
         losses.append(loss.detach())
     # Every batch is full but the last: weight each by its rows.
-    sizes = torch.full((len(losses),), float(batches.batch_size), device=losses[0].device)
-    sizes[-1] = batches.n - batches.batch_size * (len(losses) - 1)
-    return float(torch.stack(losses).float() @ sizes) / batches.n
+    values = torch.stack(losses).tolist()
+    last = batches.n - batches.batch_size * (len(values) - 1)
+    return (sum(values[:-1]) * batches.batch_size + values[-1] * last) / batches.n
 
 
 def train(

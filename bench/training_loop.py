@@ -18,7 +18,7 @@ import time
 import pandas as pd
 import torch
 
-from services.tuning.worker.training import TabularModule, TensorBatches, prepare, train
+from services.tuning.worker.training import AUTOCAST, TabularModule, TensorBatches, prepare, train
 from tests.conftest import SEED
 
 PARAMS = dict(learning_rate=1e-3, dropout=0.1, weight_decay=0.0, momentum=0.9, n_layers=3, units=64,
@@ -34,28 +34,42 @@ def load():
     return prepare(x, {c: "numeric" for c in x.columns}, y, seed=42)
 
 
-def plain_loop(data, params, seed: int) -> None:
-    """What a script would write: the same model, optimizer and batches, a validation
-    loss per epoch, nothing else."""
+def plain_loop(data, params, seed: int, device: str = "cpu") -> None:
+    """What a script would write: the same model, optimizer and batches (tensors already
+    on `device`), autocast when the params ask for mixed precision, a validation loss per
+    epoch, nothing else. bench/gpu.py runs it on a GPU."""
     torch.manual_seed(seed)
-    module = TabularModule(data, params)
+    data = data.on(torch.device(device))
+    module = TabularModule(data, params).to(device)
     opt = module.configure_optimizers()
     batches = TensorBatches(data.split("train"), params["batch_size"], shuffle=True, seed=seed)
     val_num, val_cat, val_y = data.split("val")
+    dtype = AUTOCAST[params.get("precision", "32")]
+    device_type = torch.device(device).type
+    scaler = torch.amp.GradScaler(device_type) if dtype is torch.float16 else None
     for _ in range(params["max_epochs"]):
         module.train()
         for x_num, x_cat, y in batches:
             opt.zero_grad()
-            loss = module.loss_fn(module(x_num, x_cat), y)
-            loss.backward()
-            opt.step()
+            if dtype is None:  # fp32: no autocast context at all, as a script would write it
+                loss = module.loss_fn(module(x_num, x_cat), y)
+            else:
+                with torch.autocast(device_type, dtype=dtype):
+                    loss = module.loss_fn(module(x_num, x_cat), y)
+            if scaler is None:
+                loss.backward()
+                opt.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
         module.eval()
         with torch.no_grad():
             module.loss_fn(module(val_num, val_cat), val_y).item()
 
 
-def worker_loop(data, params, seed: int) -> None:
-    result = train(data, params, seed=seed, patience=10_000)  # no early stop: every epoch runs
+def worker_loop(data, params, seed: int, device: str = "cpu") -> None:
+    result = train(data, params, seed=seed, patience=10_000, device=device)  # no early stop: every epoch runs
     assert len(result.history) == params["max_epochs"]
 
 
@@ -65,17 +79,17 @@ def timed(fn, *args) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def measure(data, params: dict, repeats: int) -> dict:
+def measure(data, params: dict, repeats: int, device: str = "cpu") -> dict:
     """Per-epoch medians (ms) of `repeats` alternating pairs, and the median of the
     pairs' ratios."""
     epochs = params["max_epochs"]
-    worker_loop(data, {**params, "max_epochs": 2}, 0)  # warm up kernels and allocator
-    plain_loop(data, {**params, "max_epochs": 2}, 0)
+    worker_loop(data, {**params, "max_epochs": 2}, 0, device)  # warm up kernels and allocator
+    plain_loop(data, {**params, "max_epochs": 2}, 0, device)
     runs = {"plain": [], "worker": []}
     for s in range(repeats):
         order = (("plain", plain_loop), ("worker", worker_loop))
         for name, fn in order if s % 2 == 0 else order[::-1]:
-            runs[name].append(timed(fn, data, params, s))
+            runs[name].append(timed(fn, data, params, s, device))
     out = {}
     for i, clock in enumerate(("wall", "cpu")):
         plain = [r[i] for r in runs["plain"]]

@@ -107,3 +107,20 @@ def test_keda_component_scales_the_workers(tmp_path):
     assert (meta["stream"], meta["consumer"], meta["account"]) == ("KUBETUNE_WORK", "workers", "$G")
     assert meta["natsServerMonitoringEndpoint"].split(".")[0] == "nats"
     assert meta["natsServerMonitoringEndpoint"].endswith(":8222")
+
+
+def test_gpu_component_gives_each_worker_a_gpu(tmp_path):
+    up = os.path.relpath(K8S, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources:\n  - {up}/overlays/prod/tuning-worker\n"
+        f"components:\n  - {up}/components/gpu-workers\n")
+    docs = render(tmp_path)
+    assert validate(docs, VERSIONS[-1]) == []
+    worker = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "tuning-worker")
+    pod = worker["spec"]["template"]["spec"]
+    limits = pod["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "1" and limits["cpu"] == "4"  # the overlay's limits kept
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "tuning-worker-config")
+    assert config["data"]["KUBETUNE_WORKER_DEVICE"] == "cuda"

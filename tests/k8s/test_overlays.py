@@ -90,14 +90,20 @@ def test_prod_replicates_and_guards_the_services():
     assert not [d for d in docs if d["kind"] == "Secret"], "prod Secrets are created by hand"
 
 
-def test_keda_component_scales_the_workers(tmp_path):
+def prod_workers_with(component: str, tmp_path) -> list[dict]:
+    """The prod tuning-worker with an optional component added, rendered and validated."""
     up = os.path.relpath(K8S, tmp_path)  # kustomize takes relative folders only
     (tmp_path / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
         f"resources:\n  - {up}/overlays/prod/tuning-worker\n"
-        f"components:\n  - {up}/components/keda-workers\n")
+        f"components:\n  - {up}/components/{component}\n")
     docs = render(tmp_path)
     assert validate(docs, VERSIONS[-1]) == []
+    return docs
+
+
+def test_keda_component_scales_the_workers(tmp_path):
+    docs = prod_workers_with("keda-workers", tmp_path)
     scaled = next(d for d in docs if d["kind"] == "ScaledObject")
     assert scaled["spec"]["scaleTargetRef"]["name"] == "tuning-worker"
     assert any(d["kind"] == "Deployment" and d["metadata"]["name"] == "tuning-worker" for d in docs)
@@ -110,13 +116,7 @@ def test_keda_component_scales_the_workers(tmp_path):
 
 
 def test_gpu_component_gives_each_worker_a_gpu(tmp_path):
-    up = os.path.relpath(K8S, tmp_path)
-    (tmp_path / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        f"resources:\n  - {up}/overlays/prod/tuning-worker\n"
-        f"components:\n  - {up}/components/gpu-workers\n")
-    docs = render(tmp_path)
-    assert validate(docs, VERSIONS[-1]) == []
+    docs = prod_workers_with("gpu-workers", tmp_path)
     worker = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "tuning-worker")
     pod = worker["spec"]["template"]["spec"]
     limits = pod["containers"][0]["resources"]["limits"]

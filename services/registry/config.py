@@ -3,7 +3,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.config import PORTS, PartSettings, address_of, mlflow_uri
+from services.common.config import PORTS, PartSettings, mlflow_uri
 
 
 class Settings(PartSettings):
@@ -13,7 +13,6 @@ class Settings(PartSettings):
 
     port: int = PORTS["registry"]
     mlflow_uri: str = mlflow_uri()
-    tracking_address: str = address_of("tracking")
     model_cache_size: int = Field(8, description="Models kept loaded for Predict (LRU).")
     max_predict_rows: int = Field(100_000, description="Most rows one Predict call may send.")
     resolve_ttl_s: float = Field(

@@ -30,12 +30,9 @@ async def start(settings: Settings) -> Server:
     store = await asyncio.to_thread(make_store, settings)
     from services.tracking.recorder import EventRecorder
     from services.tracking.servicer import TrackingServicer
-    from services.tracking.summary import SummaryCache
     from services.tracking.tracking import Tracking
-    from services.tracking.tuning_source import TuningStudySource
 
-    source = TuningStudySource(settings.tuning_address)
-    tracking = Tracking(store, SummaryCache(source, settings.summary_cache_size))
+    tracking = Tracking(store)
 
     def register(server) -> list[str]:
         tracking_pb2_grpc.add_TrackingServiceServicer_to_server(TrackingServicer(tracking), server)
@@ -62,7 +59,6 @@ async def start(settings: Settings) -> Server:
             await consumer.stop(settings.grace_s)
         if bus is not None:
             await bus.close()
-        await source.close()
         await asyncio.to_thread(store.close)
 
     server.on_stop.append(cleanup)

@@ -129,15 +129,3 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             same_params={k: pb.ValuesByRun(values=v) for k, v in same.items()},
             metrics={k: pb.MetricsByRun(values=v) for k, v in metrics.items()},
         )
-
-    async def StudySummary(self, request, context):
-        s = await self.tracking.study_summary(request.study_id)
-        return pb.StudySummaryResponse(
-            study_id=s.study_id, revision=s.revision,
-            history=[pb.HistoryPoint(trial=h.trial, value=h.value, best_so_far=h.best_so_far, state=h.state)
-                     for h in s.history],
-            counts_by_state=s.counts_by_state,
-            importances=[pb.ParamImportance(param=k, importance=v) for k, v in s.importances],
-            parallel_coordinates=[pb.ParallelCoordinate(trial=n, params=p, value=v)
-                                  for n, p, v in s.parallel_coordinates],
-        )

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from services.common import lineage
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.tracking.downsample import downsample
 from services.tracking.records import (
     ALL_COLUMNS,
@@ -30,7 +30,6 @@ from services.tracking.records import (
     check_string_comparison,
 )
 from services.tracking.store import TrackingStore
-from services.tracking.summary import Summary, SummaryCache
 
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 MAX_SERIES = 10_000  # runs x keys in one GetMetricHistories
@@ -142,9 +141,8 @@ class PageTokens:
 
 
 class Tracking:
-    def __init__(self, store: TrackingStore, summaries: SummaryCache | None = None):
+    def __init__(self, store: TrackingStore):
         self.store = store
-        self.summaries = summaries
         # Creation is idempotent per key across replicas (`one_run`); within one
         # replica, concurrent retries also wait for the first instead of racing it.
         self._locks: dict[tuple, asyncio.Lock] = {}
@@ -331,12 +329,3 @@ class Tracking:
         for key in sorted({k for r in runs for k in r.metrics}):
             metrics[key] = {r.run_id: r.metrics[key] for r in runs if key in r.metrics}
         return runs, differing, same, metrics
-
-    async def study_summary(self, study_id: str) -> Summary:
-        if not study_id:
-            raise InvalidArgument("study_id is required")
-        if self.summaries is None:
-            raise FailedPrecondition("study summaries need the tuning service, which is not configured")
-        return await self.summaries.get(study_id)
-
-

@@ -22,6 +22,7 @@ from services.tuning import records
 from services.tuning.config import Settings
 from services.tuning.servicer import TuningServicer, study_id_of
 from services.tuning.studies import StudyManager, StudyPorts
+from services.tuning.summary import ManagedStudies, SummaryCache
 
 log = logging.getLogger(__name__)
 CALL_TIMEOUT_S = 30
@@ -80,6 +81,7 @@ async def start(settings: Settings) -> Server:
         trial_grace_s=settings.trial_grace_s,
     )
     hub = EventHub(bus, "kubetune.tuning.*.*")
+    summaries = SummaryCache(ManagedStudies(studies), settings.summary_cache_size)
 
     async def on_trial_event(event):
         if event.WhichOneof("payload") in FINISHING:
@@ -97,7 +99,7 @@ async def start(settings: Settings) -> Server:
     reconciler = asyncio.create_task(reconcile_forever())
 
     def register(server):
-        tuning_pb2_grpc.add_TuningServiceServicer_to_server(TuningServicer(studies, hub), server)
+        tuning_pb2_grpc.add_TuningServiceServicer_to_server(TuningServicer(studies, hub, summaries), server)
         return [tuning_pb2.DESCRIPTOR.services_by_name["TuningService"].full_name]
 
     server = await make_server(settings.address, register)

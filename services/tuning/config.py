@@ -31,3 +31,4 @@ class Settings(PartSettings):
     data_address: str = address_of("data")
     tracking_address: str = address_of("tracking")
     trial_grace_s: float = trial_grace_s()
+    summary_cache_size: int = Field(64, description="Study summaries kept, each recomputed only when its study changes.")

@@ -35,8 +35,7 @@ def tracking_process(tracking_mlflow, nats_url, home):
     port = servers.free_port()
     env = {**os.environ, "KUBETUNE_HOME": str(home), "KUBETUNE_TRACKING_PORT": str(port),
            "KUBETUNE_TRACKING_MLFLOW_URI": url, "KUBETUNE_TRACKING_BACKEND_STORE_URI": backend,
-           "KUBETUNE_NATS_URL": nats_url, "KUBETUNE_TRACKING_CONSUME_EVENTS": "false",
-           "KUBETUNE_TRACKING_TUNING_ADDRESS": "127.0.0.1:1"}
+           "KUBETUNE_NATS_URL": nats_url, "KUBETUNE_TRACKING_CONSUME_EVENTS": "false"}
     log = open(home / f"tracking-{port}.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "services.tracking"], env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)

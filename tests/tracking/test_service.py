@@ -30,7 +30,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 def settings(tracking_mlflow, nats_url, consumer="tracking", **kw) -> Settings:
     url, backend = tracking_mlflow
     return Settings(port=0, mlflow_uri=url, backend_store_uri=backend, nats_url=nats_url,
-                    consumer_name=consumer, tuning_address="127.0.0.1:1", **{"batch_wait_s": 0.05, **kw})
+                    consumer_name=consumer, **{"batch_wait_s": 0.05, **kw})
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

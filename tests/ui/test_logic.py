@@ -204,6 +204,19 @@ def test_space_size_counts_every_ticked_row():
     assert size_text(list(rows.values())) == "1 hyperparameter searched; 5 distinct combinations."
 
 
+def test_nothing_ticked_says_the_default_space_is_searched():
+    """With nothing ticked the tuning service searches its default space: the page says
+    which, and its rows ticked by default are that space (one default for UI and CLI)."""
+    from services.tuning.space import DEFAULT_SEARCH_SPACE
+
+    rows = default_rows()
+    assert [r.spec() for r in rows if r.enabled] == list(DEFAULT_SEARCH_SPACE)
+    for r in rows:
+        r.enabled = False
+    assert size_text(rows) == ("Nothing ticked: the study searches the default space "
+                               "(learning_rate, dropout, n_layers, units).")
+
+
 def test_whole_spec_checks_sampler_against_space():
     spec = pb.StudySpec(dataset="sample", n_trials=4, sampler=pb.SAMPLER_CMAES, search_space=[
         pb.ParamSpec(name="optimizer", categorical=pb.Categorical(choices=["adam"]))])

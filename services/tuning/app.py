@@ -7,35 +7,24 @@ import contextlib
 import logging
 from pathlib import Path
 
-import grpc
-
-from kubetune.data.v1 import data_pb2, data_pb2_grpc
-from kubetune.tracking.v1 import tracking_pb2, tracking_pb2_grpc
 from kubetune.tuning.v1 import tuning_pb2, tuning_pb2_grpc
 from services.common import subjects
-from services.common.clients import channel
-from services.common.errors import NotFound, Unavailable
+from services.common.clients import Backend, DataClient, TrackingClient
 from services.common.events import EventBus
 from services.common.server import Server, make_server
 from services.common.watch import EventHub
 from services.tuning import records
+from services.tuning.adapters import TicketQueue
 from services.tuning.config import Settings
 from services.tuning.servicer import TuningServicer, study_id_of
 from services.tuning.studies import StudyManager, StudyPorts
 from services.tuning.summary import ManagedStudies, SummaryCache
 
 log = logging.getLogger(__name__)
-CALL_TIMEOUT_S = 30
 RECONCILE_EVERY_S = 3.0
 FINISHING = {"trial_completed", "trial_pruned", "trial_failed"}
-
-
-def _backend_error(backend: str, exc: grpc.aio.AioRpcError) -> Exception:
-    if exc.code() == grpc.StatusCode.NOT_FOUND:
-        return NotFound(exc.details())
-    if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return Unavailable(f"the {backend} service is unavailable: {exc.details()}")
-    return exc
+# No retries: a failed CreateStudy deletes what it made, and the caller tries again.
+CALL_DEADLINE_S = 30.0
 
 
 async def start(settings: Settings) -> Server:
@@ -43,39 +32,13 @@ async def start(settings: Settings) -> Server:
     # Created here, once, before any worker touches it (two creators of one SQLite file race).
     storage = await asyncio.to_thread(records.make_storage, storage_url)
     bus = await EventBus.open(settings.nats_url, "tuning")
-    data_channel = channel(settings.data_address)
-    tracking_channel = channel(settings.tracking_address)
-    data = data_pb2_grpc.DataServiceStub(data_channel)
-    tracking = tracking_pb2_grpc.TrackingServiceStub(tracking_channel)
-
-    async def get_dataset(ref: str):
-        try:
-            return (await data.GetDataset(data_pb2.GetDatasetRequest(ref=ref), timeout=CALL_TIMEOUT_S)).version
-        except grpc.aio.AioRpcError as exc:
-            raise _backend_error("data", exc) from None
-
-    async def create_study_run(study_id, dataset_name, dataset_version, params):
-        try:
-            r = await tracking.CreateStudyRun(tracking_pb2.CreateStudyRunRequest(
-                study_id=study_id, dataset_name=dataset_name, dataset_version=dataset_version, params=params,
-            ), timeout=CALL_TIMEOUT_S)
-        except grpc.aio.AioRpcError as exc:
-            raise _backend_error("tracking", exc) from None
-        return r.experiment_id, r.run_id
-
-    async def send_ticket(ticket: tuning_pb2.TrialTicket):
-        await bus.js.publish(subjects.ticket_subject(ticket.study_id), ticket.SerializeToString(),
-                             headers={"Nats-Msg-Id": ticket.ticket_id})
-
-    async def purge_tickets(study_id: str):
-        await bus.js.purge_stream(subjects.WORK_STREAM, subject=subjects.ticket_subject(study_id))
-
-    async def publish(event_id: str = "", **payload):
-        await bus.publish(event_id, **payload)
+    data = DataClient(Backend("data", settings.data_address, CALL_DEADLINE_S))
+    tracking = TrackingClient(Backend("tracking", settings.tracking_address, CALL_DEADLINE_S))
+    tickets = TicketQueue(bus)
 
     studies = StudyManager(
         storage,
-        StudyPorts(get_dataset, create_study_run, publish, send_ticket, purge_tickets),
+        StudyPorts(data.get_dataset, tracking.create_study_run, bus.publish, tickets.send, tickets.purge),
         max_trials=settings.max_trials,
         max_parallel=settings.max_parallel,
         trial_grace_s=settings.trial_grace_s,
@@ -109,6 +72,6 @@ async def start(settings: Settings) -> Server:
         with contextlib.suppress(asyncio.CancelledError):
             await reconciler
 
-    server.on_stop += [bus.close, data_channel.close, tracking_channel.close, stop_reconciler]
+    server.on_stop += [bus.close, data.close, tracking.close, stop_reconciler]
     log.info("optuna storage %s", storage_url.split("@")[-1])
     return server

@@ -12,15 +12,13 @@ import nats.errors
 import torch
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from kubetune.data.v1 import data_pb2, data_pb2_grpc
-from kubetune.tracking.v1 import tracking_pb2_grpc
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import subjects
-from services.common.clients import channel
+from services.common.clients import Backend, DataClient, TrackingClient
 from services.common.events import EventBus
-from services.common.retry import grpc_transient, retry
 from services.common.server import Server, make_server
 from services.tuning import records
+from services.tuning.worker.adapters import Backends, StoppedStudies
 from services.tuning.worker.config import Settings
 from services.tuning.worker.crash_points import CrashPoints
 from services.tuning.worker.datasets import DatasetCache
@@ -175,10 +173,8 @@ async def start(settings: Settings) -> Server:
     torch.set_num_threads(settings.torch_threads)
     home = Path(settings.home)
     bus = await EventBus.open(settings.nats_url, f"worker-{settings.name}")
-    data_channel = channel(settings.data_address)
-    tracking_channel = channel(settings.tracking_address)
-    data = data_pb2_grpc.DataServiceStub(data_channel)
-    tracking = tracking_pb2_grpc.TrackingServiceStub(tracking_channel)
+    data = DataClient(Backend("data", settings.data_address, CALL_TIMEOUT_S, OUTAGE_BUDGET_S))
+    tracking = TrackingClient(Backend("tracking", settings.tracking_address, CALL_TIMEOUT_S, OUTAGE_BUDGET_S))
     storage = records.make_storage(settings.storage_url or records.default_storage_url(home))
 
     def s3_client():
@@ -189,34 +185,13 @@ async def start(settings: Settings) -> Server:
     cache = DatasetCache(Path(settings.cache_dir) if settings.cache_dir else home / "worker-cache", s3_client)
 
     def runner_factory(worker: Worker) -> TrialRunner:
-        def patiently(make, what: str):
-            # Both calls are safe to repeat: a read, and a run creation keyed by (study, trial).
-            return retry(lambda: worker.call(make), transient=grpc_transient, budget_s=OUTAGE_BUDGET_S, what=what)
-
-        def study_stopped(study_id: str) -> bool:
-            """The set fed by study events is a hint (a core NATS subscription can miss
-            study_resumed): the storage has the last word, and a stale entry is dropped."""
-            if study_id not in worker.stopped_studies:
-                return False
-            try:
-                state = storage.get_study_user_attrs(storage.get_study_id_from_name(study_id)).get(records.STATE)
-            except Exception:  # noqa: BLE001 - the storage unreachable: trust the hint
-                return True
-            if state == records.RUNNING:
-                worker.stopped_studies.discard(study_id)
-                return False
-            return True
-
+        backends = Backends(worker, data, tracking)
         ports = Ports(
-            get_dataset=lambda ref: patiently(
-                lambda: data.GetDataset(data_pb2.GetDatasetRequest(ref=ref), timeout=CALL_TIMEOUT_S),
-                f"getting dataset {ref}").version,
-            create_run=lambda request: patiently(
-                lambda: tracking.CreateTrialRun(request, timeout=CALL_TIMEOUT_S),
-                f"creating the MLflow run of trial {request.study_id}/{request.trial}").run_id,
+            get_dataset=backends.get_dataset,
+            create_run=backends.create_run,
             publish=worker.publish,
             publish_soon=worker.publish_soon,
-            study_stopped=study_stopped,
+            study_stopped=StoppedStudies(worker, storage),
             shutting_down=worker.shutting_down.is_set,
             crash_point=CrashPoints(settings.crash_at, settings.crash_flags),
         )
@@ -228,6 +203,6 @@ async def start(settings: Settings) -> Server:
     await worker.watch_studies()
     server = await make_server(settings.address, lambda s: [])
     worker.task = asyncio.create_task(worker.consume())
-    server.on_stop += [bus.close, data_channel.close, tracking_channel.close, worker.stop]
+    server.on_stop += [bus.close, data.close, tracking.close, worker.stop]
     log.info("worker %s ready (torch threads %d)", settings.name, settings.torch_threads)
     return server

@@ -112,8 +112,13 @@ class EventRecorder:
                 value = getattr(p, key)
                 if not (key == "val_accuracy" and math.isnan(value)):
                     write.metrics.append(MetricValue(key, value, ms, p.epoch))
-        elif kind == "trial_completed":
+            return
+        if kind in ("trial_completed", "trial_pruned", "trial_failed"):
+            # The saved epoch's summary (`val/loss`, test metrics...); a pruned or failed
+            # trial's is its best epoch so far, so what a run table shows under val_loss
+            # is what it sorts and filters by.
             write.metrics.extend(MetricValue(k, v, ms, p.best_epoch) for k, v in sorted(p.metrics.items()))
+        if kind == "trial_completed":
             write.tags[lineage.TAG_STATE] = STATE_COMPLETE
             write.end = ("FINISHED", ms)
         elif kind == "trial_pruned":

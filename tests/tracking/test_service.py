@@ -147,6 +147,35 @@ async def test_a_trials_val_loss_is_its_saved_epochs_not_its_last(stub, bus):
     assert [p.value for p in h.histories[0].points] == curves[0]
 
 
+async def test_a_pruned_or_failed_trial_is_shown_and_sorted_by_its_best_epoch(stub, bus):
+    """A trial that ends early carries its best epoch so far: the run table shows it under
+    val_loss and sorts by the same number (it used to show the last epoch's value and sort
+    as if it had none, below every completed trial)."""
+    study_id, study = await new_study(stub)
+    runs = [await new_trial(stub, study_id, study, t) for t in range(3)]
+    curves = {0: [1.0, 0.5, 0.8], 1: [0.9, 0.4, 0.7], 2: [0.95, 0.45]}
+    events = []
+    for t, curve in curves.items():
+        events += [make_event(epoch_completed=ev.EpochCompleted(
+            study_id=study_id, trial=t, mlflow_run_id=runs[t], epoch=e, train_loss=v + 0.1, val_loss=v,
+            val_accuracy=math.nan)) for e, v in enumerate(curve)]
+    events += [
+        make_event(trial_completed=ev.TrialCompleted(study_id=study_id, trial=0, mlflow_run_id=runs[0], values=[0.5],
+                                                     best_epoch=1, metrics={"val/loss": 0.5, "train/loss": 0.6})),
+        make_event(trial_pruned=ev.TrialPruned(study_id=study_id, trial=1, mlflow_run_id=runs[1], epochs_done=3,
+                                               reason="median", best_epoch=1,
+                                               metrics={"val/loss": 0.4, "train/loss": 0.5})),
+        make_event(trial_failed=ev.TrialFailed(study_id=study_id, trial=2, mlflow_run_id=runs[2], reason="OOM",
+                                               best_epoch=1, metrics={"val/loss": 0.45, "train/loss": 0.55})),
+    ]
+    await publish(bus, events)
+    for run_id, state in zip(runs, ("COMPLETE", "PRUNED", "FAIL")):
+        await eventually(lambda run_id=run_id, state=state: _state(stub, run_id, state))
+    page = await stub.ListRuns(pb.ListRunsRequest(study_id=study_id, trials_only=True, sort_key="val_loss",
+                                                  columns=["metric:val_loss"]))
+    assert [(r.run_id, r.metrics["val_loss"]) for r in page.runs] == [(runs[1], 0.4), (runs[2], 0.45), (runs[0], 0.5)]
+
+
 async def test_events_become_metrics_states_and_study_results(stub, bus):
     study_id, study = await new_study(stub)
     runs = [await new_trial(stub, study_id, study, t) for t in range(3)]

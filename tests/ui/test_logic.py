@@ -321,3 +321,14 @@ def test_prediction_results_to_csv():
 def test_dataset_name_from_file_name():
     assert name_from_filename("My Houses (2024).csv") == "my-houses-2024"
     assert name_from_filename("...csv") == "dataset"
+
+
+def test_the_tune_form_leaves_the_seed_to_the_service():
+    """Issue 16.8: no fixed seed by default (the service draws one per study and records
+    it); a seed typed in is sent as given, for reproducibility."""
+    from ui.pages.tune import TuneForm
+
+    form = TuneForm(["diabetes"], "diabetes")
+    assert form.spec().seed == 0
+    form.values["seed"] = 7
+    assert form.spec().seed == 7

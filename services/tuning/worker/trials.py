@@ -320,9 +320,10 @@ class TrialRunner:
             run_id = _announced(run)
             curves.flush()
             epochs = len(curves.val_loss)
+            best, metrics = curves.best_so_far()
             return self._end(study, trial, "trial_pruned", ev.TrialPruned(
-                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epochs_done=epochs, reason=str(pruned)),
-                reason=str(pruned))
+                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epochs_done=epochs, reason=str(pruned),
+                metrics=metrics, best_epoch=best), reason=str(pruned))
         except Exception as exc:  # noqa: BLE001 - a failed trial is a result, not a crash
             run_id = _announced(run)
             reason = f"{type(exc).__name__}: {exc}"
@@ -330,8 +331,10 @@ class TrialRunner:
                 raise  # finished elsewhere: nothing of ours to report
             log.warning("trial %s/%d failed: %s", study_id, trial.number, reason, exc_info=True)
             curves.flush()
+            best, metrics = curves.best_so_far()
             return self._end(study, trial, "trial_failed", ev.TrialFailed(
-                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, reason=reason[:1000]), reason=reason[:1000])
+                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, reason=reason[:1000], metrics=metrics,
+                best_epoch=best), reason=reason[:1000])
 
         if self._beat is not None and self._beat.taken_over.is_set():
             log.warning("trial %s/%d was finished elsewhere; stopped at epoch %d", study_id, trial.number, len(result.history) - 1)

@@ -12,7 +12,7 @@ from services.common.server import Server, make_server
 from services.data.blobs import BlobStore, LocalBlobs, S3Blobs
 from services.data.catalog import Catalog
 from services.data.config import Settings
-from services.data.model import DatasetVersion
+from services.data.records import DatasetVersion
 from services.data.references import ReferenceConsumer
 from services.data.servicer import DataServicer
 from services.data.sources import Sources, s3_client

@@ -9,7 +9,7 @@ from kubetune.data.v1 import data_pb2, data_pb2_grpc
 from services.common.errors import InvalidArgument, servicer_errors
 from services.data.catalog import Catalog
 from services.data.ingest import label_of
-from services.data.model import DatasetVersion, IngestOptions, Kind, Layout, MissingPolicy, Role, TaskKind
+from services.data.records import DatasetVersion, IngestOptions, Kind, Layout, MissingPolicy, Role, TaskKind
 
 TASK_KINDS = {
     data_pb2.TASK_KIND_UNSPECIFIED: TaskKind.AUTO,

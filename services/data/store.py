@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-from services.data.model import DatasetVersion, Reference
+from services.data.records import DatasetVersion, Reference
 
 
 class Referenced(Exception):

@@ -1,15 +1,14 @@
+"""The tracking service's settings (KUBETUNE_TRACKING_*)."""
+
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from services.common.config import PORTS, PartSettings, mlflow_uri
 
 
-class Settings(PartSettings):
+class Settings(PartSettings, env_prefix="KUBETUNE_TRACKING_"):
     """The tracking service. Env prefix KUBETUNE_TRACKING_."""
-
-    model_config = SettingsConfigDict(env_prefix="KUBETUNE_TRACKING_", extra="ignore", populate_by_name=True)
 
     port: int = PORTS["tracking"]
     mlflow_uri: str = mlflow_uri()

@@ -13,7 +13,7 @@ from services.common.clients import Backend, DataClient, TrackingClient
 from services.common.events import EventBus
 from services.common.server import Server, make_server
 from services.common.watch import EventHub
-from services.tuning import records
+from services.tuning import store
 from services.tuning.adapters import TicketQueue
 from services.tuning.config import Settings
 from services.tuning.servicer import TuningServicer, study_id_of
@@ -28,9 +28,9 @@ CALL_DEADLINE_S = 30.0
 
 
 async def start(settings: Settings) -> Server:
-    storage_url = settings.storage_url or records.default_storage_url(Path(settings.home))
+    storage_url = settings.storage_url or store.default_storage_url(Path(settings.home))
     # Created here, once, before any worker touches it (two creators of one SQLite file race).
-    storage = await asyncio.to_thread(records.make_storage, storage_url)
+    storage = await asyncio.to_thread(store.make_storage, storage_url)
     bus = await EventBus.open(settings.nats_url, "tuning")
     data = DataClient(Backend("data", settings.data_address, CALL_DEADLINE_S))
     tracking = TrackingClient(Backend("tracking", settings.tracking_address, CALL_DEADLINE_S))

@@ -1,7 +1,8 @@
+"""The tuning service's settings (KUBETUNE_TUNING_*), and the two its workers share."""
+
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import SettingsConfigDict
 
 from services.common.config import PORTS, PartSettings, address_of, shared
 
@@ -19,10 +20,8 @@ def trial_grace_s():
                   "finished from its saved end or failed, and its ticket runs again (several heartbeats long).")
 
 
-class Settings(PartSettings):
+class Settings(PartSettings, env_prefix="KUBETUNE_TUNING_"):
     """The tuning service. Env prefix KUBETUNE_TUNING_."""
-
-    model_config = SettingsConfigDict(env_prefix="KUBETUNE_TUNING_", extra="ignore", populate_by_name=True)
 
     port: int = PORTS["tuning"]
     storage_url: str = storage_url()

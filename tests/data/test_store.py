@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from services.data.model import (
+from services.data.records import (
     Column, DatasetVersion, Layout, MissingPolicy, Reference, Role, Stats, TargetStats, TaskKind,
 )
 from services.data.store import PostgresCatalogStore, Referenced, SqliteCatalogStore, open_store

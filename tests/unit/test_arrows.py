@@ -40,7 +40,7 @@ ARROWS = {
 IMPORTS = {
     "data": {"common", "data"},
     "tuning": {"common", "tuning"},
-    "worker": {"common", "tuning"},  # the worker is tuning's: it shares the Optuna records
+    "worker": {"common", "tuning"},  # the worker is tuning's: it shares the Optuna store
     "tracking": {"common", "tracking"},
     "registry": {"common", "registry"},
     "gateway": {"common"},

@@ -8,7 +8,7 @@ from __future__ import annotations
 from kubetune.data.v1 import data_pb2
 from kubetune.tracking.v1 import tracking_pb2
 from services.common.clients import DataClient, TrackingClient
-from services.tuning import records
+from services.tuning import store
 
 
 class Backends:
@@ -41,10 +41,10 @@ class StoppedStudies:
         if study_id not in self.worker.stopped_studies:
             return False
         try:
-            state = self.storage.get_study_user_attrs(self.storage.get_study_id_from_name(study_id)).get(records.STATE)
+            state = self.storage.get_study_user_attrs(self.storage.get_study_id_from_name(study_id)).get(store.STATE)
         except Exception:  # noqa: BLE001 - the storage unreachable: trust the hint
             return True
-        if state == records.RUNNING:
+        if state == store.RUNNING:
             self.worker.stopped_studies.discard(study_id)
             return False
         return True

@@ -17,7 +17,7 @@ from services.common import subjects
 from services.common.clients import Backend, DataClient, TrackingClient
 from services.common.events import EventBus
 from services.common.server import Server, make_server
-from services.tuning import records
+from services.tuning import store
 from services.tuning.worker.adapters import Backends, StoppedStudies
 from services.tuning.worker.config import Settings
 from services.tuning.worker.crash_points import CrashPoints
@@ -175,7 +175,7 @@ async def start(settings: Settings) -> Server:
     bus = await EventBus.open(settings.nats_url, f"worker-{settings.name}")
     data = DataClient(Backend("data", settings.data_address, CALL_TIMEOUT_S, OUTAGE_BUDGET_S))
     tracking = TrackingClient(Backend("tracking", settings.tracking_address, CALL_TIMEOUT_S, OUTAGE_BUDGET_S))
-    storage = records.make_storage(settings.storage_url or records.default_storage_url(home))
+    storage = store.make_storage(settings.storage_url or store.default_storage_url(home))
 
     def s3_client():
         import boto3

@@ -20,17 +20,8 @@ from sqlalchemy import and_, case, column, exists, func, literal, or_, select, t
 from services.common import mlflow_tags
 from services.common.errors import InvalidArgument
 from services.tracking.mlflow_store import MlflowStore, dataset_record, mlflow_calls
-from services.tracking.records import (
-    ALL_COLUMNS,
-    Columns,
-    ExperimentRecord,
-    MetricPoint,
-    RunFilter,
-    RunPage,
-    RunQuery,
-    RunRecord,
-    check_string_comparison,
-)
+from services.tracking.records import (ALL_COLUMNS, Columns, ExperimentRecord, MetricPoint, RunFilter, RunPage,
+                                       RunQuery, RunRecord, check_string_comparison)
 
 runs = table(
     "runs", column("run_uuid"), column("name"), column("status"), column("start_time"),

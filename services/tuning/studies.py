@@ -1,6 +1,7 @@
 """Studies: create, watch over, stop, resume. Keeps each running study's trial queue
 topped up to its parallelism. No grpc, no nats: the dataset lookup, the parent
-MLflow run, events and tickets come in as `StudyPorts`."""
+MLflow run, events and tickets come in through the ports below (Protocols; the
+NATS and gRPC implementations are in adapters.py and services/common/clients.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import asyncio
 import datetime as dt
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from typing import Protocol
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -23,15 +23,25 @@ from services.tuning import space, store
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class StudyPorts:
-    # ref -> DatasetVersion; raises NotFound for an unknown dataset.
-    get_dataset: Callable[[str], Awaitable[data_pb2.DatasetVersion]]
-    # (study_id, dataset name, dataset version, params) -> (experiment_id, run_id)
-    create_study_run: Callable[[str, str, str, dict], Awaitable[tuple[str, str]]]
-    publish: Callable[..., Awaitable[None]]
-    send_ticket: Callable[[pb.TrialTicket], Awaitable[None]]
-    purge_tickets: Callable[[str], Awaitable[None]]
+class Datasets(Protocol):
+    async def get_dataset(self, ref: str) -> data_pb2.DatasetVersion:
+        """Raises NotFound for an unknown dataset."""
+
+
+class StudyRuns(Protocol):
+    async def create_study_run(self, study_id: str, dataset_name: str, dataset_version: str,
+                               params: dict[str, str]) -> tuple[str, str]:
+        """The study's parent MLflow run: (experiment id, run id)."""
+
+
+class Tickets(Protocol):
+    async def send(self, ticket: pb.TrialTicket) -> None: ...
+
+    async def purge(self, study_id: str) -> None: ...
+
+
+class Events(Protocol):
+    async def publish(self, event_id: str = "", **payload) -> object: ...
 
 
 def _ts(message, iso: str | None) -> None:
@@ -80,11 +90,11 @@ def best_trial(trials: list[FrozenTrial], directions: list[str]) -> FrozenTrial 
 
 
 class StudyManager:
-    def __init__(self, storage: optuna.storages.BaseStorage, ports: StudyPorts, *, max_trials: int, max_parallel: int,
-                 trial_grace_s: float = 30.0):
+    def __init__(self, storage: optuna.storages.BaseStorage, *, datasets: Datasets, runs: StudyRuns, tickets: Tickets,
+                 events: Events, max_trials: int, max_parallel: int, trial_grace_s: float = 30.0):
         self.storage = storage
         self.trial_grace_s = trial_grace_s
-        self.ports = ports
+        self.datasets, self.runs, self.tickets, self.events = datasets, runs, tickets, events
         self.max_trials = max_trials
         self.max_parallel = max_parallel
         self._locks: dict[str, asyncio.Lock] = {}
@@ -108,7 +118,7 @@ class StudyManager:
         space.validate(spec, max_trials=self.max_trials, max_parallel=self.max_parallel)
         directions = [d for _, d in space.objectives(spec)]
         try:
-            version = await self.ports.get_dataset(spec.dataset)
+            version = await self.datasets.get_dataset(spec.dataset)
         except NotFound:
             raise InvalidArgument(f"dataset: no dataset {spec.dataset!r}; register it first", field="dataset") from None
         if version.task_kind != data_pb2.TASK_KIND_CLASSIFICATION and any(m == "val_accuracy" for m, _ in space.objectives(spec)):
@@ -121,7 +131,7 @@ class StudyManager:
             raise AlreadyExists(f"name: a study named {study_id!r} already exists", field="name") from None
         task = "classification" if version.task_kind == data_pb2.TASK_KIND_CLASSIFICATION else "regression"
         try:
-            experiment_id, run_id = await self.ports.create_study_run(
+            experiment_id, run_id = await self.runs.create_study_run(
                 study_id, version.name, dataset_ref,
                 {"n_trials": str(spec.n_trials), "sampler": space.SAMPLER_NAMES[spec.sampler],
                  "pruner": space.PRUNER_NAMES[spec.pruner], "max_parallel": str(spec.max_parallel or 1)},
@@ -141,7 +151,7 @@ class StudyManager:
             store.STATE: store.RUNNING,
         }.items():
             await self._io(self.storage.set_study_user_attr, key, attr, value)
-        await self.ports.publish(study_created=ev.StudyCreated(study_id=study_id, dataset_version=dataset_ref, n_trials=spec.n_trials))
+        await self.events.publish(study_created=ev.StudyCreated(study_id=study_id, dataset_version=dataset_ref, n_trials=spec.n_trials))
         log.info("study %s created on %s: %d trials", study_id, dataset_ref, spec.n_trials, extra={"study_id": study_id})
         await self.top_up(study_id)
         return await self.get(study_id)
@@ -231,9 +241,9 @@ class StudyManager:
             if attrs.get(store.STATE) != store.RUNNING:
                 raise FailedPrecondition(f"study {study_id} is {attrs.get(store.STATE, 'unknown').lower()}, not running")
             await self._io(self.storage.set_study_user_attr, key, store.STATE, store.STOPPED)
-            await self.ports.purge_tickets(study_id)
+            await self.tickets.purge(study_id)
             await self._io(self.storage.set_study_user_attr, key, store.VOID_BELOW, int(attrs.get(store.ISSUED, 0)))
-            await self.ports.publish(study_stopped=ev.StudyStopped(study_id=study_id))
+            await self.events.publish(study_stopped=ev.StudyStopped(study_id=study_id))
         log.info("study %s stopped", study_id, extra={"study_id": study_id})
         return await self.get(study_id)
 
@@ -251,7 +261,7 @@ class StudyManager:
             await self._io(self.storage.set_study_user_attr, key, store.RESUMED, store.now_iso())
             await self._io(self.storage.set_study_user_attr, key, store.STATE, store.RUNNING)
             await self._io(self.storage.set_study_user_attr, key, store.VOID_BELOW, int(attrs.get(store.ISSUED, 0)))
-            await self.ports.publish(study_resumed=ev.StudyResumed(study_id=study_id))
+            await self.events.publish(study_resumed=ev.StudyResumed(study_id=study_id))
         log.info("study %s resumed", study_id, extra={"study_id": study_id})
         await self.top_up(study_id)
         return await self.get(study_id)
@@ -274,7 +284,7 @@ class StudyManager:
                 return
             if resend:
                 for seq in store.untaken_sequences(attrs, trials):
-                    await self.ports.send_ticket(pb.TrialTicket(study_id=study_id, ticket_id=store.ticket_id(study_id, seq), sequence=seq))
+                    await self.tickets.send(pb.TrialTicket(study_id=study_id, ticket_id=store.ticket_id(study_id, seq), sequence=seq))
             if timed_out:
                 return
             want = min(spec.max_parallel or 1, remaining) - c["running"] - store.queued(attrs, trials)
@@ -284,7 +294,7 @@ class StudyManager:
             # Counted before sent: a crash in between leaves a ticket the next `resend` sends.
             await self._io(self.storage.set_study_user_attr, key, store.ISSUED, first + want)
             for seq in range(first, first + want):
-                await self.ports.send_ticket(pb.TrialTicket(study_id=study_id, ticket_id=store.ticket_id(study_id, seq), sequence=seq))
+                await self.tickets.send(pb.TrialTicket(study_id=study_id, ticket_id=store.ticket_id(study_id, seq), sequence=seq))
 
     async def _reclaim(self, study_id: str, key: int, trials: list[FrozenTrial]) -> bool:
         """RUNNING trials whose worker stopped beating (died at any instant, even on its
@@ -306,7 +316,7 @@ class StudyManager:
                     saved = ("trial_failed", ev.TrialFailed(study_id=study_id, trial=t.number, reason=reason,
                                                             mlflow_run_id=t.user_attrs.get(store.T_RUN, "")))
                     await self._io(store.save_end, self.storage, t._trial_id, *saved)
-                await self.ports.publish(event_id=store.end_event_id(study_id, t.number), **{saved[0]: saved[1]})
+                await self.events.publish(event_id=store.end_event_id(study_id, t.number), **{saved[0]: saved[1]})
                 await self._io(self.storage.set_trial_state_values, t._trial_id, *store.end_state(*saved))
                 log.warning("trial %s/%d reclaimed as %s", study_id, t.number, saved[0], extra={"study_id": study_id})
             except optuna.exceptions.UpdateFinishedTrialError:
@@ -323,7 +333,7 @@ class StudyManager:
             event.best_trial = best.number
             event.best_values.extend(best.values)
             event.best_params.update({k: space.format_value(v) for k, v in best.params.items()})
-        await self.ports.publish(study_completed=event)
+        await self.events.publish(study_completed=event)
         log.info("study %s completed: %d complete, %d pruned, %d failed", study_id,
                  c["complete"], c["pruned"], c["fail"], extra={"study_id": study_id})
 

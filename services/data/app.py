@@ -1,5 +1,5 @@
-"""Wires the data service: store, blobs, sources, catalog, event bus, reference
-consumer and gRPC server; the NATS side of the catalog's ports (BusNotifier)."""
+"""Wires the data service: store, blobs, sources, catalog, event bus, outbox relay,
+reference consumer and gRPC server; the NATS side of the catalog's ports (BusNotifier)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from kubetune.data.v1 import data_pb2, data_pb2_grpc
 from kubetune.events.v1 import events_pb2
 from services.common.events import EventBus
+from services.common.outbox import OutboxEvent, Relay
 from services.common.server import Service, cleanup_on_failure, make_server
 from services.data.blobs import BlobStore, LocalBlobs, S3Blobs
 from services.data.catalog import Catalog
@@ -24,21 +25,24 @@ SERVICE_NAME = data_pb2.DESCRIPTOR.services_by_name["DataService"].full_name
 
 
 class BusNotifier:
-    """The catalog's facts, published as kubetune.data.* events."""
+    """The catalog's facts as kubetune.data.* events: a change's, stored with it and sent
+    by the outbox relay; progress, published live."""
 
-    def __init__(self, bus: EventBus):
+    def __init__(self, bus: EventBus, relay: Relay):
         self.bus = bus
+        self.relay = relay
 
-    async def registered(self, version: DatasetVersion) -> None:
-        await self.bus.publish(
-            dataset_registered=events_pb2.DatasetRegistered(
-                name=version.name, version=version.version,
-                content_sha256=version.content_sha256, row_count=version.row_count,
-            )
-        )
+    def registered(self, version: DatasetVersion) -> OutboxEvent:
+        return OutboxEvent.of(dataset_registered=events_pb2.DatasetRegistered(
+            name=version.name, version=version.version,
+            content_sha256=version.content_sha256, row_count=version.row_count,
+        ))
 
-    async def deleted(self, name: str, version: str) -> None:
-        await self.bus.publish(dataset_deleted=events_pb2.DatasetDeleted(name=name, version=version))
+    def deleted(self, name: str, version: str) -> OutboxEvent:
+        return OutboxEvent.of(dataset_deleted=events_pb2.DatasetDeleted(name=name, version=version))
+
+    def stored(self) -> None:
+        self.relay.wake()
 
     async def progressed(self, name: str, uri: str, done: int, total: int) -> None:
         await self.bus.publish(
@@ -88,15 +92,17 @@ async def start(settings: Settings) -> DataApp:
         )
         bus = await EventBus.open(settings.nats_url, "data")
         opened.add(bus.close)
+        relay = await Relay(store.outbox, bus.send, name="data").start()
+        opened.add(relay.stop)
         catalog = Catalog(
             store, blobs, sources,
             work_dir=settings.home / "data" / "tmp",
             min_rows=settings.min_rows,
             max_bytes=settings.max_bytes,
-            notifier=BusNotifier(bus),
+            notifier=BusNotifier(bus, relay),
         )
         consumer = await ReferenceConsumer(bus, catalog).start()
-        # Closed in reverse: the consumer stops, then NATS drains, then the store closes.
+        # Closed in reverse: the consumer and the relay stop, then NATS drains, then the store closes.
         opened.add(consumer.stop)
 
         def register(server):

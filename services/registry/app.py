@@ -1,4 +1,4 @@
-"""Wires the registry service: store -> domain -> NATS publisher -> gRPC server.
+"""Wires the registry service: store -> domain -> outbox relay to NATS -> gRPC server.
 Neither mlflow nor torch is imported here: the first Predict loads them, with the model."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 from kubetune.registry.v1 import registry_pb2, registry_pb2_grpc
 from services.common.events import EventBus
+from services.common.outbox import Relay
 from services.common.server import Service, cleanup_on_failure, make_server
 from services.registry.config import Settings
+from services.registry.outbox import RegistryOutbox
 from services.registry.predictor import Predictor
 from services.registry.registry import Registry
 
@@ -31,11 +33,19 @@ async def start(settings: Settings) -> RegistryApp:
     async with cleanup_on_failure() as opened:
         store = MlflowRegistryStore(settings.mlflow_uri)
         opened.add(functools.partial(asyncio.to_thread, store.close))
-        bus = None
+        registry = Registry(store)
         if settings.publish_events:
             bus = await EventBus.open(settings.nats_url, "registry")
             opened.add(bus.close)
-        registry = Registry(store, bus.publish if bus else None)
+            outbox = RegistryOutbox(store)
+            relay = await Relay(outbox, bus.send, name="registry").start()
+            opened.add(relay.stop)
+
+            def announce(name: str) -> None:
+                outbox.touch(name)
+                relay.wake()
+
+            registry.on_change.append(announce)
         predictor = Predictor(registry, cache_size=settings.model_cache_size, max_rows=settings.max_predict_rows,
                               resolve_ttl_s=settings.resolve_ttl_s,
                               loader=functools.partial(load_pyfunc, mlflow_uri=settings.mlflow_uri))

@@ -63,9 +63,9 @@ class MlflowRegistryStore(RegistryStore):
             return ModelSource(f"models:/{newest.model_id}", newest.model_id)
         return None
 
-    def ensure_model(self, name: str, description: str = "") -> None:
+    def ensure_model(self, name: str, description: str = "", tags: dict[str, str] | None = None) -> None:
         try:
-            self.client.create_registered_model(name, description=description or None)
+            self.client.create_registered_model(name, description=description or None, tags=tags)
         except MlflowError as exc:
             if not exc.already_exists:
                 raise

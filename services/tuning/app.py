@@ -12,6 +12,7 @@ from kubetune.tuning.v1 import tuning_pb2, tuning_pb2_grpc
 from services.common import subjects
 from services.common.clients import Backend, DataClient, TrackingClient
 from services.common.events import EventBus
+from services.common.outbox import Relay
 from services.common.server import Service, cleanup_on_failure, make_server
 from services.common.watch import EventHub
 from services.tuning import store
@@ -39,12 +40,14 @@ async def start(settings: Settings) -> TuningApp:
         storage = await asyncio.to_thread(store.make_storage, storage_url)
         bus = await EventBus.open(settings.nats_url, "tuning")
         opened.add(bus.close)
+        relay = await Relay(store.StudyOutbox(storage), bus.send, name="tuning").start()
+        opened.add(relay.stop)
         data = DataClient(Backend("data", settings.data_address, CALL_DEADLINE_S))
         opened.add(data.close)
         tracking = TrackingClient(Backend("tracking", settings.tracking_address, CALL_DEADLINE_S))
         opened.add(tracking.close)
         studies = StudyManager(
-            storage, datasets=data, runs=tracking, tickets=TicketQueue(bus), events=bus,
+            storage, datasets=data, runs=tracking, tickets=TicketQueue(bus), events=bus, relay=relay,
             max_trials=settings.max_trials, max_parallel=settings.max_parallel, trial_grace_s=settings.trial_grace_s,
         )
         hub = EventHub(bus, "kubetune.tuning.*.*")

@@ -1,7 +1,9 @@
 """Studies: create, watch over, stop, resume. Keeps each running study's trial queue
 topped up to its parallelism. No grpc, no nats: the dataset lookup, the parent
 MLflow run, events and tickets come in through the ports below (Protocols; the
-NATS and gRPC implementations are in adapters.py and services/common/clients.py)."""
+NATS and gRPC implementations are in adapters.py and services/common/clients.py).
+A lifecycle event is stored with the state it reports (store.set_study_attrs) and
+sent by the outbox relay."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from kubetune.data.v1 import data_pb2
 from kubetune.events.v1 import events_pb2 as ev
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from services.common.outbox import OutboxEvent
 from services.tuning import space, store
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,11 @@ class Tickets(Protocol):
 
 class Events(Protocol):
     async def publish(self, event_id: str = "", **payload) -> object: ...
+
+
+class EventRelay(Protocol):
+    def wake(self) -> None:
+        """Told after events were stored with a change: sends them at once."""
 
 
 def _ts(message, iso: str | None) -> None:
@@ -91,13 +99,15 @@ def best_trial(trials: list[FrozenTrial], directions: list[str]) -> FrozenTrial 
 
 class StudyManager:
     def __init__(self, storage: optuna.storages.BaseStorage, *, datasets: Datasets, runs: StudyRuns, tickets: Tickets,
-                 events: Events, max_trials: int, max_parallel: int, trial_grace_s: float = 30.0):
+                 events: Events, relay: EventRelay, max_trials: int, max_parallel: int, trial_grace_s: float = 30.0):
         self.storage = storage
         self.trial_grace_s = trial_grace_s
-        self.datasets, self.runs, self.tickets, self.events = datasets, runs, tickets, events
+        self.datasets, self.runs, self.tickets, self.events, self.relay = datasets, runs, tickets, events, relay
         self.max_trials = max_trials
         self.max_parallel = max_parallel
         self._locks: dict[str, asyncio.Lock] = {}
+        # Studies whose tickets could not all be sent (NATS down): the reconcile resends.
+        self._unsent: set[str] = set()
 
     def _lock(self, study_id: str) -> asyncio.Lock:
         return self._locks.setdefault(study_id, asyncio.Lock())
@@ -140,7 +150,9 @@ class StudyManager:
             # Nothing half-made: no study without its MLflow run.
             await self._io(self.storage.delete_study, key)
             raise
-        for attr, value in {
+        created = OutboxEvent.of(f"{study_id}.created", study_created=ev.StudyCreated(
+            study_id=study_id, dataset_version=dataset_ref, n_trials=spec.n_trials))
+        await self._io(store.set_study_attrs, self.storage, key, {
             store.SPEC: store.spec_to_json(spec),
             store.DATASET: dataset_ref,
             store.TASK: task,
@@ -149,9 +161,8 @@ class StudyManager:
             store.RUN: run_id,
             store.ISSUED: 0,
             store.STATE: store.RUNNING,
-        }.items():
-            await self._io(self.storage.set_study_user_attr, key, attr, value)
-        await self.events.publish(study_created=ev.StudyCreated(study_id=study_id, dataset_version=dataset_ref, n_trials=spec.n_trials))
+        }, [created])
+        self.relay.wake()
         log.info("study %s created on %s: %d trials", study_id, dataset_ref, spec.n_trials, extra={"study_id": study_id})
         await self.top_up(study_id)
         return await self.get(study_id)
@@ -240,10 +251,15 @@ class StudyManager:
             attrs = await self._io(self.storage.get_study_user_attrs, key)
             if attrs.get(store.STATE) != store.RUNNING:
                 raise FailedPrecondition(f"study {study_id} is {attrs.get(store.STATE, 'unknown').lower()}, not running")
-            await self._io(self.storage.set_study_user_attr, key, store.STATE, store.STOPPED)
-            await self.tickets.purge(study_id)
-            await self._io(self.storage.set_study_user_attr, key, store.VOID_BELOW, int(attrs.get(store.ISSUED, 0)))
-            await self.events.publish(study_stopped=ev.StudyStopped(study_id=study_id))
+            # Void from here: tickets already issued never run (the purge removes them).
+            await self._io(store.set_study_attrs, self.storage, key,
+                           {store.STATE: store.STOPPED, store.VOID_BELOW: int(attrs.get(store.ISSUED, 0))},
+                           [OutboxEvent.of(study_stopped=ev.StudyStopped(study_id=study_id))])
+            self.relay.wake()
+            try:
+                await self.tickets.purge(study_id)
+            except Exception:  # noqa: BLE001 - NATS down: a worker drops a stopped study's tickets
+                log.warning("study %s: its queued tickets could not be purged", study_id, exc_info=True)
         log.info("study %s stopped", study_id, extra={"study_id": study_id})
         return await self.get(study_id)
 
@@ -258,10 +274,12 @@ class StudyManager:
                 raise FailedPrecondition(f"study {study_id} already finished its {spec.n_trials} trials")
             # A time budget counts from the resume: else a study that ran out of time
             # would complete again at once, with no new trial.
-            await self._io(self.storage.set_study_user_attr, key, store.RESUMED, store.now_iso())
-            await self._io(self.storage.set_study_user_attr, key, store.STATE, store.RUNNING)
-            await self._io(self.storage.set_study_user_attr, key, store.VOID_BELOW, int(attrs.get(store.ISSUED, 0)))
-            await self.events.publish(study_resumed=ev.StudyResumed(study_id=study_id))
+            await self._io(store.set_study_attrs, self.storage, key, {
+                store.RESUMED: store.now_iso(),
+                store.STATE: store.RUNNING,
+                store.VOID_BELOW: int(attrs.get(store.ISSUED, 0)),
+            }, [OutboxEvent.of(study_resumed=ev.StudyResumed(study_id=study_id))])
+            self.relay.wake()
         log.info("study %s resumed", study_id, extra={"study_id": study_id})
         await self.top_up(study_id)
         return await self.get(study_id)
@@ -282,19 +300,26 @@ class StudyManager:
             if (remaining <= 0 or timed_out) and c["running"] == 0:
                 await self._complete(study_id, key, attrs, directions, trials, c)
                 return
-            if resend:
-                for seq in store.untaken_sequences(attrs, trials):
-                    await self.tickets.send(pb.TrialTicket(study_id=study_id, ticket_id=store.ticket_id(study_id, seq), sequence=seq))
+            if resend or study_id in self._unsent:
+                self._unsent.discard(study_id)
+                await self._send_tickets(study_id, store.untaken_sequences(attrs, trials))
             if timed_out:
                 return
             want = min(spec.max_parallel or 1, remaining) - c["running"] - store.queued(attrs, trials)
             if want <= 0:
                 return
             first = int(attrs.get(store.ISSUED, 0))
-            # Counted before sent: a crash in between leaves a ticket the next `resend` sends.
+            # Counted before sent: a ticket that could not be sent is sent again by a resend.
             await self._io(self.storage.set_study_user_attr, key, store.ISSUED, first + want)
-            for seq in range(first, first + want):
+            await self._send_tickets(study_id, range(first, first + want))
+
+    async def _send_tickets(self, study_id: str, sequences) -> None:
+        try:
+            for seq in sequences:
                 await self.tickets.send(pb.TrialTicket(study_id=study_id, ticket_id=store.ticket_id(study_id, seq), sequence=seq))
+        except Exception:  # noqa: BLE001 - NATS down: the reconcile resends the untaken ones (ids dedupe)
+            log.warning("study %s: tickets not sent; the next reconcile sends them", study_id, exc_info=True)
+            self._unsent.add(study_id)
 
     async def _reclaim(self, study_id: str, key: int, trials: list[FrozenTrial]) -> bool:
         """RUNNING trials whose worker stopped beating (died at any instant, even on its
@@ -324,8 +349,6 @@ class StudyManager:
         return bool(stale)
 
     async def _complete(self, study_id, key, attrs, directions, trials, c) -> None:
-        await self._io(self.storage.set_study_user_attr, key, store.STATE, store.COMPLETED)
-        await self._io(self.storage.set_study_user_attr, key, store.FINISHED, store.now_iso())
         best = best_trial(trials, [d.name.lower() for d in directions])
         event = ev.StudyCompleted(study_id=study_id, mlflow_run_id=attrs.get(store.RUN, ""),
                                   complete=c["complete"], pruned=c["pruned"], fail=c["fail"], best_trial=-1)
@@ -333,7 +356,10 @@ class StudyManager:
             event.best_trial = best.number
             event.best_values.extend(best.values)
             event.best_params.update({k: space.format_value(v) for k, v in best.params.items()})
-        await self.events.publish(study_completed=event)
+        await self._io(store.set_study_attrs, self.storage, key,
+                       {store.STATE: store.COMPLETED, store.FINISHED: store.now_iso()},
+                       [OutboxEvent.of(study_completed=event)])
+        self.relay.wake()
         log.info("study %s completed: %d complete, %d pruned, %d failed", study_id,
                  c["complete"], c["pruned"], c["fail"], extra={"study_id": study_id})
 

@@ -22,6 +22,24 @@ COLUMN_TYPES = """() => Object.fromEntries([...document.querySelectorAll('.colum
   .map(cells => [cells[0], {type: cells[1], note: cells[4] || ''}]))"""
 
 
+CURVES = """() => {
+  const el = document.querySelector('.curves-chart');
+  const option = getElement(el.id.replace(/^c/, '')).chart.getOption();
+  return Object.fromEntries(option.series.map(s => [s.name, {first: s.data.length ? s.data[0][0] : -1, n: s.data.length}]));
+}"""
+TRIAL_EPOCHS = """() => {
+  const table = [...document.querySelectorAll('.q-table')].find(t => /Last val_loss/.test(t.innerText));
+  const heads = [...table.querySelectorAll('thead th')].map(th => th.innerText.trim().replace(/^\\W+/, ''));
+  const trial = heads.findIndex(h => h.endsWith('Trial')), epochs = heads.indexOf('Epochs');
+  return Object.fromEntries([...table.querySelectorAll('tbody tr')].map(r => {
+    const td = r.querySelectorAll('td'); return [td[trial].innerText.trim(), parseInt(td[epochs].innerText)]; }));
+}"""
+SERIES_POINTS = """(cls) => {
+  const option = getElement(document.querySelector('.' + cls).id.replace(/^c/, '')).chart.getOption();
+  return option.series.reduce((n, s) => n + s.data.length, 0);
+}"""
+
+
 async def column_types(page) -> dict[str, dict]:
     await page.locator(".column-types tbody tr").first.wait_for()
     return await page.evaluate(COLUMN_TYPES)
@@ -128,6 +146,14 @@ async def test_the_demo_study_from_the_tune_page(ui_platform, page, screenshots)
         assert "baseline (ridge regression)" in text
         r2 = float(re.search(r"R² (-?[\d.]+)", text).group(1))
         assert r2 > 0, text  # the demo has signal: the best trial beats the mean on test
+        # Every trial's curve from its first epoch, as long as its Epochs column says
+        # (pruned ones included); the contour plot drawn from the completed trials.
+        curves = await page.evaluate(CURVES)
+        epochs = await page.evaluate(TRIAL_EPOCHS)
+        assert len(curves) == 10 and all(c["first"] == 0 for c in curves.values()), curves
+        assert {label: c["n"] for label, c in curves.items()} == {f"trial {t}": n for t, n in epochs.items()}
+        assert await page.evaluate(SERIES_POINTS, "contour-chart") > 0
+        await page.locator(".q-notification").first.wait_for(state="hidden", timeout=30_000)  # the toast
         await shot(page, screenshots, "13-demo-study")
         assert not page.errors, page.errors
     except Exception:

@@ -204,7 +204,8 @@ class TabularModule(L.LightningModule):
             "layer_units": [int(u) for u in params["layer_units"]],
             "dropout": float(params["dropout"]),
             "activation": str(params["activation"]),
-            "linear_skip": tabular_model.LINEAR_SKIP,
+            "linear_skip": True,  # see TabularNet
+            "embedding_dims": [tabular_model.embedding_dim(c) for c in data.prep.cardinalities],
         }
         self.net = TabularNet(**self.architecture)
         self.params = params

@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from cli.platform import MLFLOW_SERVER_ENV
+from cli.local_platform import MLFLOW_SERVER_ENV
 
 BIN = Path(sys.executable).parent
 

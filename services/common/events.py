@@ -51,29 +51,16 @@ NATS_TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.
 
 
 def stream_configs() -> list[StreamConfig]:
+    # Both on disk, both refusing oversized messages, both deduplicating by message id.
+    shared = {"storage": StorageType.FILE, "max_msg_size": MAX_PAYLOAD, "duplicate_window": 120}
     return [
-        StreamConfig(
-            name=subjects.EVENTS_STREAM,
-            subjects=list(subjects.EVENT_PATTERNS),
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            max_age=EVENT_RETENTION_S,
-            max_bytes=EVENT_MAX_BYTES,
-            max_msg_size=MAX_PAYLOAD,
-            discard=DiscardPolicy.OLD,
-            duplicate_window=120,
-        ),
-        StreamConfig(
-            name=subjects.WORK_STREAM,
-            subjects=["kubetune.work.>"],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            max_msgs=WORK_MAX_MSGS,
-            max_bytes=WORK_MAX_BYTES,
-            max_msg_size=MAX_PAYLOAD,
-            discard=DiscardPolicy.NEW,
-            duplicate_window=120,
-        ),
+        # Facts: kept for a while, the oldest dropped when full.
+        StreamConfig(name=subjects.EVENTS_STREAM, subjects=list(subjects.EVENT_PATTERNS),
+                     retention=RetentionPolicy.LIMITS, max_age=EVENT_RETENTION_S, max_bytes=EVENT_MAX_BYTES,
+                     discard=DiscardPolicy.OLD, **shared),
+        # Work: each ticket taken once; a full queue refuses new tickets rather than drop one.
+        StreamConfig(name=subjects.WORK_STREAM, subjects=["kubetune.work.>"], retention=RetentionPolicy.WORK_QUEUE,
+                     max_msgs=WORK_MAX_MSGS, max_bytes=WORK_MAX_BYTES, discard=DiscardPolicy.NEW, **shared),
     ]
 
 

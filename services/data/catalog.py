@@ -44,7 +44,7 @@ from services.common.outbox import OutboxEvent
 from services.data.blobs import BlobStore
 from services.data.ingest import ingest
 from services.data.sniff import SourceFile
-from services.data.model import DatasetVersion, IngestOptions, Kind, Layout, Reference, Stats
+from services.data.records import DatasetVersion, IngestOptions, Kind, Layout, Reference, Stats
 from services.data.sources import TABLE_SUFFIXES, Fetched, Sources
 from services.data.store import CatalogStore, Referenced
 

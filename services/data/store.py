@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 
 from services.common import outbox
 from services.common.outbox import OutboxEvent, SqlOutbox
-from services.data.model import DatasetVersion, Reference
+from services.data.records import DatasetVersion, Reference
 
 
 class Referenced(Exception):

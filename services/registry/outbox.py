@@ -16,7 +16,7 @@ import threading
 import time
 
 from kubetune.events.v1 import events_pb2
-from services.common import lineage
+from services.common import mlflow_tags
 from services.common.errors import NotFound
 from services.common.outbox import OutboxEvent, OutboxStore
 from services.registry.store import ModelRecord, RegistryStore
@@ -52,8 +52,8 @@ def unpublished(model: ModelRecord) -> list[tuple[OutboxEvent, dict]]:
             continue
         state["version"] = int(v.version)
         out.append((OutboxEvent.of(f"{prefix}.v{v.version}.registered", model_registered=events_pb2.ModelRegistered(
-            name=model.name, version=v.version, run_id=v.run_id, study_id=v.tags.get(lineage.TAG_STUDY, ""),
-            dataset_version=v.tags.get(lineage.TAG_DATASET, ""))), copy.deepcopy(state)))
+            name=model.name, version=v.version, run_id=v.run_id, study_id=v.tags.get(mlflow_tags.TAG_STUDY, ""),
+            dataset_version=v.tags.get(mlflow_tags.TAG_DATASET, ""))), copy.deepcopy(state)))
     for alias in list(state["aliases"]):
         if alias not in model.aliases:  # deleted: setting it again, even to the same version, is news
             state["aliases"][alias][0] = None

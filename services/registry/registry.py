@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from services.common import lineage
+from services.common import mlflow_tags
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.prediction_input import KINDS, NUMERIC, Column
 from services.registry.outbox import PUBLISHED, nothing_published
@@ -20,12 +20,12 @@ from services.registry.store import ModelRecord, RegistryStore, VersionRecord
 log = logging.getLogger(__name__)
 
 # Version tags kubetune writes at registration: the lineage, read back by GetModel/GetLineage.
-VTAG_STUDY = lineage.TAG_STUDY
-VTAG_TRIAL = lineage.TAG_TRIAL
-VTAG_DATASET = lineage.TAG_DATASET
-VTAG_TASK = lineage.TAG_TASK
-VTAG_FEATURES = lineage.TAG_FEATURES
-VTAG_INPUT_SCHEMA = lineage.TAG_INPUT_SCHEMA
+VTAG_STUDY = mlflow_tags.TAG_STUDY
+VTAG_TRIAL = mlflow_tags.TAG_TRIAL
+VTAG_DATASET = mlflow_tags.TAG_DATASET
+VTAG_TASK = mlflow_tags.TAG_TASK
+VTAG_FEATURES = mlflow_tags.TAG_FEATURES
+VTAG_INPUT_SCHEMA = mlflow_tags.TAG_INPUT_SCHEMA
 VTAG_METRIC_PREFIX = "kubetune.metric."
 LINEAGE_TAGS = (VTAG_STUDY, VTAG_TRIAL, VTAG_DATASET, VTAG_TASK, VTAG_FEATURES, VTAG_INPUT_SCHEMA)
 
@@ -141,18 +141,18 @@ class Registry:
             run = await self._call(self.store.get_run, run_id)
         except NotFound as exc:
             raise NotFound(f"run {run_id} not found") from exc
-        state = run.tags.get(lineage.TAG_STATE, "")
-        trial = run.tags.get(lineage.TAG_TRIAL, "?")
-        if state in ("PRUNED", "FAIL") or run.tags.get(lineage.TAG_KIND) == lineage.KIND_STUDY:
-            what = "a study's parent run" if run.tags.get(lineage.TAG_KIND) == lineage.KIND_STUDY else \
+        state = run.tags.get(mlflow_tags.TAG_STATE, "")
+        trial = run.tags.get(mlflow_tags.TAG_TRIAL, "?")
+        if state in ("PRUNED", "FAIL") or run.tags.get(mlflow_tags.TAG_KIND) == mlflow_tags.KIND_STUDY:
+            what = "a study's parent run" if run.tags.get(mlflow_tags.TAG_KIND) == mlflow_tags.KIND_STUDY else \
                 f"trial {trial} was {'pruned' if state == 'PRUNED' else 'a failure'}" + \
-                (f" ({run.tags[lineage.TAG_REASON]})" if run.tags.get(lineage.TAG_REASON) else "")
+                (f" ({run.tags[mlflow_tags.TAG_REASON]})" if run.tags.get(mlflow_tags.TAG_REASON) else "")
             raise FailedPrecondition(f"run {run_id} has no model to register: {what}; "
                                      "only completed trials log a model")
-        source = await self._call(self.store.model_source, run, run.tags.get(lineage.TAG_MODEL_URI, ""))
+        source = await self._call(self.store.model_source, run, run.tags.get(mlflow_tags.TAG_MODEL_URI, ""))
         if source is None:
             raise FailedPrecondition(
-                f"run {run_id} has no model to register: nothing at {lineage.model_uri(run_id)}"
+                f"run {run_id} has no model to register: nothing at {mlflow_tags.model_uri(run_id)}"
                 + (f" (trial state {state})" if state else "")
             )
         async with self._registering.setdefault((name, run_id), asyncio.Lock()):
@@ -170,7 +170,7 @@ class Registry:
             return min(existing, key=lambda v: int(v.version))
         version_tags = {k: run.tags[k] for k in LINEAGE_TAGS if run.tags.get(k)}
         # The saved epoch's values, as every summary shows them (not the last epoch's).
-        metrics = lineage.summary_metrics(run.metrics)
+        metrics = mlflow_tags.summary_metrics(run.metrics)
         version_tags.update({VTAG_METRIC_PREFIX + k: repr(float(v)) for k, v in metrics.items()})
         version_tags.update(tags or {})
         await self._call(self.store.ensure_model, name, description, {PUBLISHED: nothing_published()})

@@ -11,7 +11,7 @@ import pytest
 
 from kubetune.events.v1.events_pb2 import DatasetDeleted
 from services.common.outbox import OutboxEvent
-from services.data.model import (
+from services.data.records import (
     Column, DatasetVersion, Layout, MissingPolicy, Reference, Role, Stats, TargetStats, TaskKind,
 )
 from services.data.store import PostgresCatalogStore, Referenced, SqliteCatalogStore, open_store

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from cli.platform import SAMPLE
+from cli.local_platform import SAMPLE
 from kubetune.data.v1 import data_pb2, data_pb2_grpc
 from kubetune.tuning.v1 import tuning_pb2 as tpb
 from kubetune.tuning.v1 import tuning_pb2_grpc
@@ -26,7 +26,7 @@ from services.registry.app import start as start_registry
 from services.registry.config import Settings as RegistrySettings
 from services.tracking.app import start as start_tracking
 from services.tracking.config import Settings as TrackingSettings
-from services.tuning import records
+from services.tuning import store as tuning_store
 from services.tuning.app import start as start_tuning
 from services.tuning.config import Settings as TuningSettings
 from tests.data.conftest import make_settings
@@ -140,7 +140,7 @@ async def test_study_events_survive_nats_down_at_the_commit(tmp_path, mlflow_uri
                 study = (await stub.CreateStudy(tpb.CreateStudyRequest(spec=spec), timeout=60)).study
                 await stub.StopStudy(tpb.StopStudyRequest(study_id=study.id), timeout=30)
                 await stub.ResumeStudy(tpb.ResumeStudyRequest(study_id=study.id), timeout=30)
-                assert len(records.StudyOutbox(records.make_storage(storage)).pending(100)) == 3
+                assert len(tuning_store.StudyOutbox(tuning_store.make_storage(storage)).pending(100)) == 3
                 nats.start()
                 await seen.wait(lambda: len(seen.count) >= 3, what="created, stopped, resumed")
 
@@ -155,12 +155,12 @@ async def test_study_events_survive_nats_down_at_the_commit(tmp_path, mlflow_uri
             finally:
                 await ch.close()
                 await tuning.stop(0)
-            assert len(records.StudyOutbox(records.make_storage(storage)).pending(100)) == 1
+            assert len(tuning_store.StudyOutbox(tuning_store.make_storage(storage)).pending(100)) == 1
             nats.start()
             tuning, ch, stub = await start_tuning_part()
             try:
                 await seen.wait(lambda: len(seen.count) >= 4, what="the completion left unsent")
-                assert records.StudyOutbox(records.make_storage(storage)).pending(100) == []
+                assert tuning_store.StudyOutbox(tuning_store.make_storage(storage)).pending(100) == []
             finally:
                 await ch.close()
                 await tuning.stop(0)

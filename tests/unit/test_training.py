@@ -11,7 +11,7 @@ import torch
 from services.tuning.worker import baseline, metrics
 from services.tuning.worker.tabular_model import (FIRST_CATEGORY, UNKNOWN, InputError, Preprocessing, TabularNet,
                                                  embedding_dim)
-from services.common import lineage
+from services.common import mlflow_tags
 from services.tuning.worker.config import Settings
 from services.tuning.worker.training import (EpochEndPruning, TabularModule, prepare, resolve_device, split_indices,
                                              train)
@@ -280,7 +280,7 @@ def test_mixed_precision_trains_and_logs_a_model_that_predicts(seed_data, tmp_pa
     experiment = client.create_experiment("mixed", artifact_location=(tmp_path / "artifacts").as_uri())
     run = client.create_run(experiment)
     log_model(client, run.info.run_id, result, seed_data)
-    model = mlflow.pyfunc.load_model(f"{run.info.artifact_uri}/{lineage.MODEL_ARTIFACT}")
+    model = mlflow.pyfunc.load_model(f"{run.info.artifact_uri}/{mlflow_tags.MODEL_ARTIFACT}")
     rows = pd.read_csv(SEED / "X.csv", header=None).iloc[:5, 1:]
     rows.columns = [f"x{i}" for i in range(5)]
     predicted = model.predict(rows)["prediction"].to_numpy()

@@ -11,7 +11,7 @@ from concurrent.futures import Executor, Future
 
 import optuna
 
-from services.tuning import records
+from services.tuning import store
 from services.tuning.worker.training import EpochResult
 
 log = logging.getLogger(__name__)
@@ -69,5 +69,5 @@ class CurveLog:
             log.warning("the curves of trial %d could not be stored", self.trial_id, exc_info=True)
 
     def _write(self, n: int) -> None:
-        self.storage.set_trial_user_attr(self.trial_id, records.T_CURVES,
-                                         records.curves_value(self.train_loss[:n], self.val_loss[:n]))
+        self.storage.set_trial_user_attr(self.trial_id, store.T_CURVES,
+                                         store.curves_value(self.train_loss[:n], self.val_loss[:n]))

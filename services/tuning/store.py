@@ -1,7 +1,8 @@
-"""What kubetune keeps in the Optuna storage beside Optuna's own data: the study's
-spec and state as study user attributes, the ticket, worker and MLflow run of each
-trial as trial attributes, the study events not yet sent as study system attributes.
-Read by the tuning service and by workers alike."""
+"""The tuning service's store: Optuna's storage (its RDB backends, opened once and
+cached) and what kubetune keeps in it beside Optuna's own data, under the attribute
+keys below: the study's spec and state as study user attributes, the ticket, worker
+and MLflow run of each trial as trial attributes, the study events not yet sent as
+study system attributes (the outbox). Read by the service and by workers."""
 
 from __future__ import annotations
 

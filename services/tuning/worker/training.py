@@ -12,7 +12,6 @@ through a `should_stop` callable, so the trainer can be tested and benchmarked a
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time

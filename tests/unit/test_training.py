@@ -15,7 +15,7 @@ from services.common import mlflow_tags
 from services.tuning.worker.config import Settings
 from services.tuning.worker.training import (EpochEndPruning, TabularModule, prepare, resolve_device, split_indices,
                                              train)
-from services.tuning.worker.trials import log_model, split_metrics
+from services.tuning.worker.trials import TrialRunner, log_model, split_metrics
 from tests.conftest import SEED
 
 PARAMS = dict(learning_rate=1e-2, dropout=0.0, weight_decay=0.0, momentum=0.9, n_layers=2, units=16,
@@ -251,6 +251,12 @@ def test_the_device_setting_is_honoured():
     assert Settings(device="cuda:1").device == "cuda:1"
     with pytest.raises(pydantic.ValidationError, match="device"):
         Settings(device="gpu")
+    # The worker resolves its setting when it starts: a missing GPU stops it there.
+    runner = TrialRunner(None, None, None, "w", "http://127.0.0.1:1", device="cpu")
+    assert runner.device == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device here"):
+            TrialRunner(None, None, None, "w", "http://127.0.0.1:1", device="cuda")
 
 
 def test_data_moves_to_the_device_once(seed_data):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,13 +37,15 @@ import pyarrow.parquet as pq
 
 from services.common.errors import FailedPrecondition
 from services.data.model import IngestOptions, Kind, MissingPolicy, Role, Stats, Table, TargetStats, TaskKind
-from services.data.readers import PARQUET_BATCH_ROWS, Plan, Reader, Replan, read_csv_table, read_parquet_table, read_xy
+from services.data.readers import Plan, Reader, Replan, read_csv_table, read_parquet_table, read_xy
 from services.data.sniff import SourceFile, sha256_file
 
 __all__ = ["SourceFile", "sha256_file", "ingest", "Moments"]
 
-# Rows per Parquet row group: CSV blocks are gathered up to this before they are written.
+# Rows per Parquet row group: CSV blocks are gathered up to this before they are written,
+# unless the group would pass ROW_GROUP_BYTES first (a table of many columns).
 ROW_GROUP_ROWS = 64_000
+ROW_GROUP_BYTES = 16 << 20
 AUTO_MAX_CLASSES = 20
 AUTO_MIN_ROWS_PER_CLASS = 20
 MAX_CLASSES = 1000
@@ -86,23 +89,28 @@ class Moments:
 
 
 class _RowGroupWriter:
-    """A Parquet writer that gathers small batches into row groups of ROW_GROUP_ROWS."""
+    """A Parquet writer that gathers small batches into row groups of ROW_GROUP_ROWS rows,
+    or fewer when they would pass ROW_GROUP_BYTES: the writer holds a whole row group
+    encoded until it closes it, and the second pass reads one back at a time, so a row
+    group's size is what bounds memory however many columns a table has."""
 
     def __init__(self, path: Path, schema: pa.Schema):
         self.writer = pq.ParquetWriter(path, schema)
         self.pending: list[pa.RecordBatch] = []
         self.rows = 0
+        self.bytes = 0
 
     def write_batch(self, batch: pa.RecordBatch) -> None:
         self.pending.append(batch)
         self.rows += batch.num_rows
-        if self.rows >= ROW_GROUP_ROWS:
+        self.bytes += batch.nbytes
+        if self.rows >= ROW_GROUP_ROWS or self.bytes >= ROW_GROUP_BYTES:
             self.flush()
 
     def flush(self) -> None:
         if self.pending:
             self.writer.write_table(pa.Table.from_batches(self.pending), row_group_size=max(self.rows, 1))
-            self.pending, self.rows = [], 0
+            self.pending, self.rows, self.bytes = [], 0, 0
 
     def __enter__(self):
         return self
@@ -436,6 +444,14 @@ def label_of(value) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+def _row_groups(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """A Parquet file we wrote, one row group (bounded by _RowGroupWriter) as one batch at a
+    time: the second pass then holds one group, and writes the same groups back."""
+    pf = pq.ParquetFile(path)
+    for group in range(pf.num_row_groups):
+        yield from pf.read_row_group(group, columns=columns).combine_chunks().to_batches()
+
+
 def _second_pass(staging: Path, out: Path, features, text, booleans, reader: Reader, kind, labels):
     """Rewrites the staged table: the kept features only, boolean words as 0/1, class
     labels as their index. Returns the target's moments and the boolean columns'."""
@@ -448,18 +464,19 @@ def _second_pass(staging: Path, out: Path, features, text, booleans, reader: Rea
         keys = pa.array(labels) if reader.text_target else pa.array(sorted(float(v) for v in labels), pa.float64())
     moments = Moments()
     bool_moments = {name: Moments() for name in booleans}
-    pf = pq.ParquetFile(staging)
+    words = pa.array(list(BOOLEAN_WORDS))
+    numbers = pa.array(list(BOOLEAN_WORDS.values()), pa.float64())
     with _RowGroupWriter(out, schema) as writer:
-        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[*features, reader.target]):
+        for batch in _row_groups(staging, [*features, reader.target]):
             cols = []
             for name in features:
                 values = batch.column(name)
                 if name in bool_moments:
-                    words = pc.utf8_lower(values).to_pylist()
-                    numbers = np.array([np.nan if w is None else BOOLEAN_WORDS[w] for w in words], dtype=np.float64)
-                    bool_moments[name].add(numbers[~np.isnan(numbers)])
-                    bool_moments[name].missing += int(np.isnan(numbers).sum())
-                    values = pa.array(numbers, type=pa.float64())
+                    # Words to 0/1; a missing word becomes NaN (not null), as numbers are stored.
+                    values = pc.take(numbers, pc.index_in(pc.utf8_lower(values), value_set=words)).fill_null(math.nan)
+                    present = values.to_numpy(zero_copy_only=False)
+                    bool_moments[name].add(present[~np.isnan(present)])
+                    bool_moments[name].missing += int(np.isnan(present).sum())
                 cols.append(values)
             target = batch.column(reader.target)
             if classify:

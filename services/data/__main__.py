@@ -1,15 +1,33 @@
 """`python -m services.data`: the data service."""
 
 import os
+import sys
+from importlib.abc import MetaPathFinder
 
 # Before pyarrow loads, which reads these once: every Arrow allocation — the CSV reader's,
 # the Parquet writer's and the compute kernels', which ignore pa.set_memory_pool — goes
 # through jemalloc, returning freed pages at once. With Arrow's default (mimalloc, which
-# keeps freed pages) a 200 MiB CSV peaked ~200 MiB higher (bench/data_register.py).
+# keeps freed pages) a 200 MiB wide CSV peaked at 471 MiB VmHWM (bench/data_register.py).
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "jemalloc")
 os.environ.setdefault("JE_ARROW_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
 
-from services.common.main import main  # noqa: E402 - after the environment above
+
+class _NoPandas(MetaPathFinder):
+    """The data service never uses pandas, but pyarrow imports it (+51 MiB RSS, kept for
+    good) the first time pa.array or pa.scalar is given Python or NumPy values, only to
+    ask whether they are pandas objects. Refused here, pyarrow takes pandas as absent."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError("the data service does not load pandas (services/data/__main__.py)",
+                                      name=name)
+        return None
+
+
+if "pandas" not in sys.modules:
+    sys.meta_path.insert(0, _NoPandas())
+
+from services.common.main import main  # noqa: E402 - after the settings above
 from services.data.app import start  # noqa: E402
 from services.data.config import Settings  # noqa: E402
 

@@ -39,6 +39,7 @@ from services.common.errors import FailedPrecondition
 from services.data.model import IngestOptions, Kind, MissingPolicy, Role, Stats, Table, TargetStats, TaskKind
 from services.data.readers import Plan, Reader, Replan, read_csv_table, read_parquet_table, read_xy
 from services.data.sniff import SourceFile, sha256_file
+from services.data.uniques import SortedUnique
 
 __all__ = ["SourceFile", "sha256_file", "ingest", "Moments"]
 
@@ -396,16 +397,14 @@ def _task_kind(requested, reader, labels, count, all_integer, rows, label) -> Ta
 
 
 class _Distinct:
-    """Exact distinct target values. Numbers: sorted numpy arrays merged as they come
-    (8 bytes a distinct value). Text: a set, given up past MAX_CLASSES (it must be classes)."""
+    """Exact distinct target values. Numbers: a SortedUnique (8 bytes a distinct value).
+    Text: a set, given up past MAX_CLASSES (it must be classes)."""
 
     def __init__(self, text: bool):
         self.text = text
         self.values: set[str] = set()
         self.overflow = False
-        self.merged = np.empty(0, dtype=np.float64)
-        self.pending: list[np.ndarray] = []
-        self.pending_size = 0
+        self.numbers = SortedUnique()
 
     def add(self, target: pa.Array) -> None:
         if self.text:
@@ -413,16 +412,7 @@ class _Distinct:
                 self.values.update(pc.unique(target).to_pylist())
                 self.overflow = len(self.values) > MAX_CLASSES
             return
-        unique = np.unique(target.to_numpy(zero_copy_only=False))
-        self.pending.append(unique)
-        self.pending_size += unique.size
-        if self.pending_size > max(self.merged.size, 65_536):
-            self._merge()
-
-    def _merge(self) -> None:
-        if self.pending:
-            self.merged = np.unique(np.concatenate([self.merged, *self.pending]))
-            self.pending, self.pending_size = [], 0
+        self.numbers.add(target.to_numpy(zero_copy_only=False))
 
     def result(self) -> tuple[list[str], int]:
         """Labels (sorted; empty when there are too many to be classes) and the count."""
@@ -431,11 +421,11 @@ class _Distinct:
                 return [], len(self.values)
             values = sorted(self.values)
             return values, len(values)
-        self._merge()
-        count = int(self.merged.size)
+        merged = self.numbers.values
+        count = int(merged.size)
         if count > MAX_CLASSES:
-            return [label_of(self.merged[0])], count
-        return [label_of(v) for v in self.merged.tolist()], count
+            return [label_of(merged[0])], count
+        return [label_of(v) for v in merged.tolist()], count
 
 
 def label_of(value) -> str:

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.data.model import Column, IngestOptions, Kind, Role
 from services.data.sniff import INDEX_NAMES, CsvShape, SourceFile, is_number, looks_like_index, looks_like_integers, sniff_csv
+from services.data.uniques import SortedUnique
 
 # pyarrow's streaming CSV reader reads ahead several blocks on its threads: small blocks
 # keep that bounded (1 MiB: ~120 MiB peak RSS for any file size, and no slower than 8 MiB).
@@ -211,13 +212,13 @@ class _IndexChecker:
     """Checks, block by block, that a planned index column is one: consecutive integers
     for a named candidate (`index`, `id`), unique integers for an unnamed first column
     (pandas writes its index unnamed, with gaps after a filter or in any order after a
-    shuffle). Uniqueness is checked once every block was seen (8 bytes a row)."""
+    shuffle). Uniqueness is checked once every block was seen (a SortedUnique: 8 bytes a row)."""
 
     def __init__(self, consecutive: bool):
         self.consecutive = consecutive
         self.offset = 0
         self.start = None
-        self.seen: list[np.ndarray] = []
+        self.seen = SortedUnique(np.int64)
 
     def __call__(self, values: np.ndarray) -> None:
         if self.consecutive:
@@ -229,15 +230,12 @@ class _IndexChecker:
         elif not (np.isfinite(values).all() and np.array_equal(values, np.round(values))):
             raise Replan(allow_index=False)
         else:
-            self.seen.append(values.astype(np.int64))
+            self.seen.add(values.astype(np.int64))
         self.offset += values.size
 
     def finish(self) -> None:
-        if self.seen:
-            values = np.concatenate(self.seen)
-            self.seen = []
-            if np.unique(values).size != values.size:
-                raise Replan(allow_index=False)
+        if len(self.seen) != self.seen.added:
+            raise Replan(allow_index=False)
 
 
 def _index_note(name: str, consecutive: bool) -> str:

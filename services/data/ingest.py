@@ -189,7 +189,6 @@ def write_table(reader: Reader, options: IngestOptions, out: Path, *, min_rows: 
     texts = {name: _TextColumn() for name in features if name in text}
     binary = {name: True for name in moments}  # numbers that are all 0 or 1
     target_moments = Moments()
-    distinct = _Distinct(reader.text_target)
     schema = pa.schema(
         [pa.field(f, pa.string() if f in text else pa.float64()) for f in features]
         + [pa.field(reader.target, pa.string() if reader.text_target else pa.float64())]
@@ -270,7 +269,6 @@ def write_table(reader: Reader, options: IngestOptions, out: Path, *, min_rows: 
                     if all_integer and not np.array_equal(target, np.round(target)):
                         all_integer = False
                     target = pa.array(target, type=pa.float64())
-                distinct.add(target)
                 writer.write_batch(pa.RecordBatch.from_arrays([*cols, target], schema=schema))
         if rows_in == 0:
             raise FailedPrecondition(f"{label} has no rows")
@@ -281,7 +279,7 @@ def write_table(reader: Reader, options: IngestOptions, out: Path, *, min_rows: 
                 + f"; the train/validation/test split needs at least {min_rows}"
             )
         columns, final = _decide_columns(reader, options, moments, texts, binary, label)
-        labels, count = distinct.result()
+        labels, count = _distinct_targets(staging, reader)
         if count < 2:
             only = labels[0] if labels else "?"
             raise FailedPrecondition(
@@ -426,6 +424,16 @@ class _Distinct:
         if count > MAX_CLASSES:
             return [label_of(merged[0])], count
         return [label_of(v) for v in merged.tolist()], count
+
+
+def _distinct_targets(staging: Path, reader: Reader) -> tuple[list[str], int]:
+    """The staged target's distinct values, read back one row group at a time once the
+    CSV reader and the Parquet writer are gone: their buffers and the distinct values
+    (8 bytes each, all the rows for a float target) are then never held together."""
+    distinct = _Distinct(reader.text_target)
+    for batch in _row_groups(staging, [reader.target]):
+        distinct.add(batch.column(0))
+    return distinct.result()
 
 
 def label_of(value) -> str:

@@ -113,7 +113,7 @@ def start_data_service(home: Path, nats_url: str, s3_url: str, port: int) -> sub
         "KUBETUNE_DATA_PORT": str(port),
         "KUBETUNE_DATA_S3_ENDPOINT_URL": s3_url,
         "KUBETUNE_DATA_MAX_BYTES": str(2 * 1024**3),
-        "KUBETUNE_LOG_LEVEL": "WARNING",
+        "KUBETUNE_LOG_LEVEL": "ERROR",  # not the "nats disconnected" of every stop
         "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}",
     }
     proc = subprocess.Popen([sys.executable, "-m", "services.data"], cwd=ROOT, env=env, start_new_session=True)

@@ -8,8 +8,7 @@ row after the CSV is read (the float target sorted in place to count its distinc
 values: 8 MiB for the 0.9 M narrow rows). The growth is measured from the process as it
 stands after registering a small table of the same shape the same way (libraries, the
 S3 client and Arrow's threads loaded), so it is what a larger file makes grow: 24-47 MiB
-on the 2-core development machine (upload the most: gRPC's receive window), and 200 MiB
-files in bench/data_register.py grow it no more. Reading the file whole holds its 96
+on the 2-core development machine, upload the most. Reading the file whole holds its 96
 MiB, so BOUND_MIB is two thirds of it: that fails, and so does holding the parsed narrow
 table (6 floats, 48 bytes a row: 41 MiB) beside the working set."""
 

@@ -8,7 +8,7 @@ import sys
 
 BENCHMARKS = [
     "training_loop", "optuna_storage", "footprint", "tuning", "gateway",
-    "data_register", "tracking_queries", "predict", "ui_experiments", "ui_live", "quality",
+    "data_register", "tracking_queries", "predict", "ui_experiments", "ui_live", "quality", "outbox_latency",
 ]
 
 

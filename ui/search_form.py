@@ -111,7 +111,10 @@ def size_text(rows: list[ParamRow]) -> str:
     row being edited (a bound cleared, a min above its max) is still searched once fixed."""
     ticked = [r for r in rows if r.enabled]
     if not ticked:
-        return "No hyperparameters searched: every trial uses the defaults."
+        # An empty search space is filled in by the tuning service with its default space,
+        # which these rows mirror (ticked by default).
+        names = ", ".join(r.name for r in default_rows() if r.enabled)
+        return f"Nothing ticked: the study searches the default space ({names})."
     wrong = [r.name for r in ticked if r.error()]
     if wrong:
         return f"{_count(len(ticked))} searched; fix {', '.join(wrong)} to see the size of the space."

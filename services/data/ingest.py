@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from services.common.errors import FailedPrecondition
-from services.data.model import IngestOptions, Kind, MissingPolicy, Role, Stats, Table, TargetStats, TaskKind
+from services.data.records import IngestOptions, Kind, MissingPolicy, Role, Stats, Table, TargetStats, TaskKind
 from services.data.readers import Plan, Reader, Replan, first_of_each, read_csv_table, read_parquet_table, read_xy
 from services.data.sniff import SourceFile, sha256_file
 

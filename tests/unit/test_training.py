@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from services.tuning.worker import baseline, metrics
-from services.tuning.worker.tabular_model import FIRST_CATEGORY, UNKNOWN, InputError, Preprocessing
+from services.tuning.worker.tabular_model import (FIRST_CATEGORY, UNKNOWN, InputError, Preprocessing, TabularNet,
+                                                 embedding_dim)
 from services.tuning.worker.training import TabularModule, prepare, split_indices, train
 from services.tuning.worker.trials import split_metrics
 from tests.conftest import SEED
@@ -214,3 +215,16 @@ def test_folds_cover_training_and_validation_rows_and_keep_the_test_split():
         shares = np.bincount(labels[f.rows["val"]], minlength=3) / len(f.rows["val"])
         assert np.abs(shares - np.bincount(labels[pool], minlength=3) / len(pool)).max() < 0.05
     assert data.folds(5) is folds  # kept while the data is cached
+
+
+def test_models_saved_before_the_linear_path_and_narrow_embeddings_still_load():
+    """An architecture recorded without `linear_skip` and `embedding_dims` (models
+    registered by earlier versions) builds the network its weights were saved from."""
+    old = {"n_numeric": 3, "cardinalities": [42, 5], "n_outputs": 4, "layer_units": [8], "dropout": 0.0,
+           "activation": "relu"}
+    saved = TabularNet(**old).state_dict()
+    assert saved["embeddings.0.weight"].shape == (42, 13) and not any(k.startswith("skip") for k in saved)
+    again = TabularNet(**old)
+    again.load_state_dict(saved)  # strict: same keys and shapes
+    new = TabularNet(**old, linear_skip=True, embedding_dims=[embedding_dim(c) for c in old["cardinalities"]])
+    assert new.embeddings[0].embedding_dim == 2 and new.skip.in_features == 3 + 2 + 2

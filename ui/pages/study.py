@@ -10,7 +10,6 @@ import logging
 import grpc
 from nicegui import background_tasks, ui
 
-from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import quality
 from ui import charts
@@ -340,7 +339,7 @@ class StudyView:
         while True:
             self.summary_again = False
             try:
-                summary = await ctx.gateway.call("StudySummary", tracking_pb2.StudySummaryRequest(study_id=self.study_id))
+                summary = await ctx.gateway.call("StudySummary", pb.StudySummaryRequest(study_id=self.study_id))
             except Exception as exc:  # noqa: BLE001 - a note on the chart, not an error dialog
                 self.importance_note.text = f"Importances unavailable: {error_text(exc)}"
                 return

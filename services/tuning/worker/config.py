@@ -1,19 +1,18 @@
+"""A tuning worker's settings (KUBETUNE_WORKER_*)."""
+
 from __future__ import annotations
 
 import os
 import socket
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from services.common.config import PORTS, PartSettings, address_of, mlflow_uri
 from services.tuning.config import storage_url, trial_grace_s
 
 
-class Settings(PartSettings):
+class Settings(PartSettings, env_prefix="KUBETUNE_WORKER_"):
     """A tuning worker. Env prefix KUBETUNE_WORKER_."""
-
-    model_config = SettingsConfigDict(env_prefix="KUBETUNE_WORKER_", extra="ignore", populate_by_name=True)
 
     port: int = PORTS["worker"]
     name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", description="Shown on trials.")

@@ -19,6 +19,7 @@ import torch
 from optuna_integration import PyTorchLightningPruningCallback
 from torch import nn
 
+from services.tuning.worker import tabular_model
 from services.tuning.worker.tabular_model import Preprocessing, TabularNet
 
 log = logging.getLogger(__name__)
@@ -203,6 +204,8 @@ class TabularModule(L.LightningModule):
             "layer_units": [int(u) for u in params["layer_units"]],
             "dropout": float(params["dropout"]),
             "activation": str(params["activation"]),
+            "linear_skip": True,  # see TabularNet
+            "embedding_dims": [tabular_model.embedding_dim(c) for c in data.prep.cardinalities],
         }
         self.net = TabularNet(**self.architecture)
         self.params = params

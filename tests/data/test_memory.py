@@ -11,9 +11,9 @@ S3 client and Arrow's threads loaded), so it is what a larger file makes grow: 1
 MiB on the 2-core development machine from S3, 27-80 MiB by upload (the most when the
 machine is loaded; most likely chunks of the stream waiting in gRPC while the process
 writes slower than the client sends — not traced further). Reading the file whole holds
-its 96 MiB on top of the working set, so from S3 the bound is two thirds of the file (holding the parsed
-narrow table, 6 floats at 48 bytes a row, 41 MiB, beside the working set fails it too),
-and by upload the file's size itself."""
+its 96 MiB on top of the working set, so from S3 the bound is two thirds of the file
+(holding the parsed narrow table, 6 floats at 48 bytes a row, 41 MiB, beside the
+working set fails it too), and by upload the file's size itself."""
 
 from __future__ import annotations
 

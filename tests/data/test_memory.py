@@ -50,7 +50,8 @@ def test_registering_a_large_csv_does_not_hold_it_in_memory(shape, tmp_path, nat
             grown[how] = memory_kib(proc.pid)["VmHWM"] / 1024 - warm[how]
         finally:
             servers.stop(proc)
-    print(f"{shape}: VmHWM - warm VmRSS: " + ", ".join(f"{k} {v:.0f} MiB (warm {warm[k]:.0f})" for k, v in grown.items()))
+    figures = ", ".join(f"{k} {v:.0f} MiB (warm {warm[k]:.0f})" for k, v in grown.items())
+    print(f"{shape}: VmHWM - warm VmRSS: {figures}")
     for how, growth in grown.items():
         assert growth < BOUND_MIB[how], (
             f"registering a {LARGE_MIB} MiB {shape} CSV ({how}) took the data service {growth:.0f} MiB above its "

@@ -20,7 +20,7 @@ MODULES = sorted(p.stem for p in (REPO / "bench").glob("*.py") if p.stem not in 
 # at most); the rest (whole studies, repeated) are import-checked only.
 SMALL = {
     "tracking_queries": ["--runs", "40", "--steps", "3", "--repeat", "1", "--mlflow-repeat", "1"],
-    "data_register": ["--mb", "1"],
+    "data_register": ["--mb", "1", "--repeat", "1"],
     "predict": ["--rows", "10", "--repeat", "3"],
     "ui_experiments": ["--runs", "150", "--repeat", "1"],  # 3 pages: Quasar shows "last page" from 3 on
     "ui_live": ["--epochs", "3", "--gap", "0.1"],

@@ -75,7 +75,7 @@ test-containers: install-test
 	$(PY) -m pytest tests/containers $(CONTAINER_PYTEST_ARGS)
 
 proto: $(TEST_STAMP)
-	$(PY) -m services.common.protogen gen
+	$(PY) -m protos.generate gen
 
 bench: install-test
 	$(PY) -m bench

@@ -22,7 +22,7 @@ def client(storage_kind: str, target: str, study_name: str, n: int, out: mp.Queu
         host, port = target.rsplit(":", 1)
         storage = optuna.storages.GrpcStorageProxy(host=host, port=int(port))
     else:
-        from services.tuning.records import make_storage
+        from services.tuning.store import make_storage
 
         storage = make_storage(target)
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=optuna.samplers.RandomSampler())
@@ -37,14 +37,14 @@ def client(storage_kind: str, target: str, study_name: str, n: int, out: mp.Queu
 
 
 def serve_proxy(url: str, port: int) -> None:
-    from services.tuning.records import make_storage
+    from services.tuning.store import make_storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.storages.run_grpc_proxy_server(make_storage(url), host="127.0.0.1", port=port)
 
 
 def run(kind: str, url: str, clients: int = 2) -> float:
-    from services.tuning.records import make_storage
+    from services.tuning.store import make_storage
 
     name = f"bench-{kind}"
     optuna.create_study(study_name=name, storage=make_storage(url))

@@ -29,7 +29,7 @@ from mlflow.entities import Metric, Param
 from kubetune.data.v1 import data_pb2
 from kubetune.gateway.v1 import gateway_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common import lineage
+from services.common import mlflow_tags
 from services.tuning import space
 from services.tuning.worker.datasets import DatasetCache
 from services.tuning.worker.training import train
@@ -67,7 +67,7 @@ def baseline_script(gateway, mlflow_uri: str, spec: pb.StudySpec, cache_dir: Pat
         study.sampler = space.make_sampler(spec, seed_offset=sequence)
         trial = study.ask()
         params = space.suggest(trial, spec, dists)
-        run = client.create_run(experiment.experiment_id, tags={lineage.MLFLOW_PARENT: parent.info.run_id})
+        run = client.create_run(experiment.experiment_id, tags={mlflow_tags.MLFLOW_PARENT: parent.info.run_id})
         client.log_batch(run.info.run_id, params=[Param(k, space.format_value(v)) for k, v in params.items() if k != "layer_units"])
         result = train(data, params, seed=(spec.seed or 42) + trial.number, patience=spec.early_stopping_patience)
         now = int(time.time() * 1000)

@@ -17,7 +17,7 @@ def _port(name: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from cli import commands
-    from cli.platform import DEFAULT_HOME
+    from cli.local_platform import DEFAULT_HOME
 
     parser = argparse.ArgumentParser(prog="kubetune", description="Self-hosted hyperparameter tuning for tabular deep learning.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -43,12 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "up":
-        from cli.platform import run_up
+        from cli.local_platform import run_up
 
         ports = {name: getattr(args, f"{name}_port") for name in PORTS}
         return run_up(args.home, args.workers, ports)
     if args.command == "status":
-        from cli.platform import run_status
+        from cli.local_platform import run_status
 
         return run_status(args.home, args.gateway, args.json)
     return args.handler(args)

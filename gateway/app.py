@@ -1,10 +1,11 @@
-"""The gateway: one long-lived channel per backend, the proxy, its own methods."""
+"""Wires the gateway: one long-lived channel per backend, the proxy, its own methods."""
 
 from __future__ import annotations
 
 import asyncio
 import fnmatch
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -17,9 +18,9 @@ from gateway.proxy import Proxy
 from kubetune.common.v1 import options_pb2
 from kubetune.gateway.v1 import gateway_pb2
 from services.common import subjects
-from services.common.clients import channel, health_status
+from services.common.clients import Backend, channel, health_status
 from services.common.events import EventBus
-from services.common.server import Server, make_server
+from services.common.server import Service, cleanup_on_failure, make_server
 from services.common.watch import EventHub
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,9 @@ def event_filter(request: gateway_pb2.WatchEventsRequest):
 
 
 class LocalMethods:
-    def __init__(self, hub: EventHub, channels: dict[str, grpc.aio.Channel], addresses: dict[str, str], bus: EventBus,
+    def __init__(self, hub: EventHub, channels: dict[str, grpc.aio.Channel], backends: dict[str, Backend], bus: EventBus,
                  auth: Authenticator):
-        self.hub, self.channels, self.addresses, self.bus, self.auth = hub, channels, addresses, bus, auth
+        self.hub, self.channels, self.backends, self.bus, self.auth = hub, channels, backends, bus, auth
 
     async def WhoAmI(self, request, context):
         # The proxy has already checked the token; this only reports what it found.
@@ -69,7 +70,7 @@ class LocalMethods:
         names = list(self.channels)
         statuses = await asyncio.gather(*(health_status(self.channels[n], timeout=1.0) for n in names))
         parts = [gateway_pb2.PartHealth(name="gateway", status="SERVING", address="")]
-        parts += [gateway_pb2.PartHealth(name=n, status=s, address=self.addresses[n]) for n, s in zip(names, statuses)]
+        parts += [gateway_pb2.PartHealth(name=n, status=s, address=self.backends[n].address) for n, s in zip(names, statuses)]
         nats_ok = self.bus.nc.is_connected
         parts.append(gateway_pb2.PartHealth(name="nats", status="SERVING" if nats_ok else "UNAVAILABLE",
                                             address=self.bus.nc.connected_url.netloc if nats_ok and self.bus.nc.connected_url else ""))
@@ -84,44 +85,47 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())])
 
 
-async def start(settings: Settings) -> Server:
-    addresses = {
-        "data": settings.data_address,
-        "tuning": settings.tuning_address,
-        "tracking": settings.tracking_address,
-        "registry": settings.registry_address,
+@dataclass
+class GatewayApp(Service):
+    backends: dict[str, Backend]
+
+
+async def start(settings: Settings) -> GatewayApp:
+    backends = {
+        name: Backend(name, address, settings.deadline_s)
+        for name, address in (("data", settings.data_address), ("tuning", settings.tuning_address),
+                              ("tracking", settings.tracking_address), ("registry", settings.registry_address))
     }
-    channels = {name: channel(address) for name, address in addresses.items()}
     auth = Authenticator.from_settings(settings.tokens, settings.tokens_file)
     if not auth.enabled:
         log.warning("authentication is OFF: no tokens configured (fine on loopback, never on a network)")
     else:
         log.info("authentication on: %d tokens", len(auth.tokens))
-    bus = await EventBus.open(settings.nats_url, "gateway")
-    hub = EventHub(bus, *subjects.EVENT_PATTERNS)
-    local = LocalMethods(hub, channels, addresses, bus, auth)
-    proxy = Proxy(channels, addresses, auth, settings.deadline_s,
-                  {name: getattr(local, name) for name in api.LOCAL}, long_deadline_s=settings.long_deadline_s)
-    handlers = {route.name: proxy.handler(route) for route in api.routes()}
-
-    def register(server):
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(api.GATEWAY.full_name, handlers),))
-        return [api.GATEWAY.full_name]
-
-    options = [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
-    ]
-    server = await make_server(settings.address, register, credentials=server_credentials(settings),
-                               options=options, access_log=False)
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr=settings.host)
-        log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
-
-    async def close_channels():
+    async with cleanup_on_failure() as opened:
+        # Raw channels: the proxy forwards bytes, with the client layer's error policy.
+        channels = {name: channel(b.address) for name, b in backends.items()}
         for ch in channels.values():
-            await ch.close()
+            opened.add(ch.close)
+        bus = await EventBus.open(settings.nats_url, "gateway")
+        opened.add(bus.close)
+        hub = EventHub(bus, *subjects.EVENT_PATTERNS)
+        local = LocalMethods(hub, channels, backends, bus, auth)
+        proxy = Proxy(channels, backends, auth, {name: getattr(local, name) for name in api.LOCAL},
+                      long_deadline_s=settings.long_deadline_s)
+        handlers = {route.name: proxy.handler(route) for route in api.routes()}
 
-    server.on_stop += [bus.close, close_channels]
-    return server
+        def register(server):
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(api.GATEWAY.full_name, handlers),))
+            return [api.GATEWAY.full_name]
+
+        options = [
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = await make_server(settings.address, register, credentials=server_credentials(settings),
+                                   options=options, access_log=False)
+        if settings.metrics_port:
+            start_http_server(settings.metrics_port, addr=settings.host)
+            log.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+        return GatewayApp(opened.serve(server), backends)

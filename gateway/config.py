@@ -1,15 +1,14 @@
+"""The gateway's settings (KUBETUNE_GATEWAY_*)."""
+
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from services.common.config import PORTS, PartSettings, address_of
 
 
-class Settings(PartSettings):
+class Settings(PartSettings, env_prefix="KUBETUNE_GATEWAY_"):
     """The gateway. Env prefix KUBETUNE_GATEWAY_."""
-
-    model_config = SettingsConfigDict(env_prefix="KUBETUNE_GATEWAY_", extra="ignore", populate_by_name=True)
 
     port: int = PORTS["gateway"]
     data_address: str = address_of("data")

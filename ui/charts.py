@@ -266,8 +266,10 @@ def contour(points: list[tuple[str, str, float, int]], x_param: str, y_param: st
                 num, den = num + w * v, den + w
             cells.append([i, j, round(exact if exact is not None else num / den, 6)])
     values = [v for _, _, v, _ in placed]
-    opts["xAxis"].update({"data": xlabels, "scale": False, "axisLabel": {"interval": "auto", "fontSize": 10}})
-    opts["yAxis"].update({"data": ylabels, "scale": False, "axisLabel": {"fontSize": 10}})
+    # About six labels an axis: one per cell would print 24 numbers on top of each other.
+    for axis, labels in (("xAxis", xlabels), ("yAxis", ylabels)):
+        opts[axis].update({"data": labels, "scale": False,
+                           "axisLabel": {"interval": (len(labels) - 1) // 6, "fontSize": 10}})
     opts["visualMap"] = {"min": min(values), "max": max(values), "dimension": 2, "right": 0, "top": "middle",
                          "calculable": True, "itemHeight": 120, "precision": 3, "text": [metric, ""],
                          "seriesIndex": 0, "textStyle": {"fontSize": 11},

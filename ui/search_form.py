@@ -88,6 +88,8 @@ def default_rows() -> list[ParamRow]:
                  options=["relu", "tanh", "gelu", "leaky_relu", "silu", "elu"], help="default relu"),
         ParamRow("weight_decay", FLOAT, False, 1e-6, 1e-2, log=True, help="L2 penalty (default 0)"),
         ParamRow("momentum", FLOAT, False, 0.8, 0.99, help="for sgd (default 0.9)"),
+        ParamRow("precision", CHOICES, False, choices=["bf16-mixed"], options=["32", "bf16-mixed", "16-mixed"],
+                 help="mixed precision, faster on a GPU (default 32)"),
     ]
 
 
@@ -111,7 +113,10 @@ def size_text(rows: list[ParamRow]) -> str:
     row being edited (a bound cleared, a min above its max) is still searched once fixed."""
     ticked = [r for r in rows if r.enabled]
     if not ticked:
-        return "No hyperparameters searched: every trial uses the defaults."
+        # An empty search space is filled in by the tuning service with its default space,
+        # which these rows mirror (ticked by default).
+        names = ", ".join(r.name for r in default_rows() if r.enabled)
+        return f"Nothing ticked: the study searches the default space ({names})."
     wrong = [r.name for r in ticked if r.error()]
     if wrong:
         return f"{_count(len(ticked))} searched; fix {', '.join(wrong)} to see the size of the space."

@@ -1,6 +1,7 @@
-"""Typed settings. Each part subclasses PartSettings with its own env prefix
-(KUBETUNE_DATA_, KUBETUNE_TUNING_, ...); what every part shares is read from
-KUBETUNE_* without a part prefix, so one ConfigMap entry serves all parts."""
+"""Typed settings. Each part subclasses PartSettings with its own env prefix, given as
+a class keyword (`class Settings(PartSettings, env_prefix="KUBETUNE_DATA_")`): the
+rest of the settings boilerplate is written here once. What every part shares is read
+from KUBETUNE_* without a part prefix, so one ConfigMap entry serves all parts."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def shared(name: str, default, description: str):
 
 
 class PartSettings(BaseSettings):
-    """What every kubetune process reads. Subclasses set `env_prefix`."""
+    """What every kubetune process reads. Subclasses name their `env_prefix` as a class keyword."""
 
     model_config = SettingsConfigDict(env_prefix="KUBETUNE_", extra="ignore", populate_by_name=True)
 

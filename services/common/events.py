@@ -4,7 +4,7 @@ subscribe to typed events (kubetune.events.v1.Event)."""
 from __future__ import annotations
 
 import logging
-import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 import nats
@@ -20,6 +20,7 @@ from nats.js.errors import BadRequestError, ServiceUnavailableError
 
 from kubetune.events.v1 import events_pb2
 from services.common import subjects
+from services.common.outbox import OutboxEvent, make_event, subject_of  # noqa: F401 - re-exported
 from services.common.retry import retry_async
 
 log = logging.getLogger(__name__)
@@ -42,35 +43,24 @@ MAX_PAYLOAD = 1024 * 1024
 # How long a publish waits out NATS restarting (the client reconnects, JetStream
 # restores its streams) before it fails. Under the 30 s a worker gives a call.
 PUBLISH_BUDGET_S = 20.0
+# Event ids a live subscriber remembers, to drop a repeat (~100 B each).
+RECENT_IDS = 50_000
 # What a restarting NATS answers: worth publishing again (the message id dedupes).
 NATS_TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError, nats.errors.ConnectionReconnectingError,
                   nats.errors.OutboundBufferLimitError, nats.errors.ConnectionClosedError, ServiceUnavailableError)
 
 
 def stream_configs() -> list[StreamConfig]:
+    # Both on disk, both refusing oversized messages, both deduplicating by message id.
+    shared = {"storage": StorageType.FILE, "max_msg_size": MAX_PAYLOAD, "duplicate_window": 120}
     return [
-        StreamConfig(
-            name=subjects.EVENTS_STREAM,
-            subjects=list(subjects.EVENT_PATTERNS),
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            max_age=EVENT_RETENTION_S,
-            max_bytes=EVENT_MAX_BYTES,
-            max_msg_size=MAX_PAYLOAD,
-            discard=DiscardPolicy.OLD,
-            duplicate_window=120,
-        ),
-        StreamConfig(
-            name=subjects.WORK_STREAM,
-            subjects=["kubetune.work.>"],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            max_msgs=WORK_MAX_MSGS,
-            max_bytes=WORK_MAX_BYTES,
-            max_msg_size=MAX_PAYLOAD,
-            discard=DiscardPolicy.NEW,
-            duplicate_window=120,
-        ),
+        # Facts: kept for a while, the oldest dropped when full.
+        StreamConfig(name=subjects.EVENTS_STREAM, subjects=list(subjects.EVENT_PATTERNS),
+                     retention=RetentionPolicy.LIMITS, max_age=EVENT_RETENTION_S, max_bytes=EVENT_MAX_BYTES,
+                     discard=DiscardPolicy.OLD, **shared),
+        # Work: each ticket taken once; a full queue refuses new tickets rather than drop one.
+        StreamConfig(name=subjects.WORK_STREAM, subjects=["kubetune.work.>"], retention=RetentionPolicy.WORK_QUEUE,
+                     max_msgs=WORK_MAX_MSGS, max_bytes=WORK_MAX_BYTES, discard=DiscardPolicy.NEW, **shared),
     ]
 
 
@@ -107,23 +97,6 @@ async def connect(url: str, name: str, **kwargs) -> nats.NATS:
     )
 
 
-def make_event(event_id: str = "", **payload: Message) -> events_pb2.Event:
-    """`make_event(trial_started=TrialStarted(...))`: an Event with a fresh id (or the
-    given one: a fact that may be published again, deduplicated by it) and time."""
-    (field, message), = payload.items()
-    event = events_pb2.Event(id=event_id or uuid.uuid4().hex)
-    event.time.GetCurrentTime()
-    getattr(event, field).CopyFrom(message)
-    return event
-
-
-def subject_of(event: events_pb2.Event) -> str:
-    field = event.WhichOneof("payload")
-    if field is None:
-        raise ValueError("event has no payload")
-    return subjects.SUBJECT_BY_PAYLOAD[field]
-
-
 def encode(event: events_pb2.Event) -> bytes:
     return event.SerializeToString()
 
@@ -132,6 +105,27 @@ def decode(subject: str, data: bytes) -> events_pb2.Event:
     event = events_pb2.Event.FromString(data)
     event.subject = subject
     return event
+
+
+class RecentIds:
+    """The last RECENT_IDS event ids one subscriber saw: a repeat is dropped. Sized for an
+    outage's backlog of repeats, which comes within seconds of the first sending."""
+
+    def __init__(self, capacity: int = 0):
+        self.capacity = capacity or RECENT_IDS
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def add(self, event_id: str) -> bool:
+        """True the first time an id is seen."""
+        if not event_id:
+            return True
+        if event_id in self._ids:
+            self._ids.move_to_end(event_id)
+            return False
+        self._ids[event_id] = None
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+        return True
 
 
 class EventBus:
@@ -152,21 +146,30 @@ class EventBus:
 
     async def publish(self, event_id: str = "", **payload: Message) -> events_pb2.Event:
         event = make_event(event_id, **payload)
-        subject = subject_of(event)
-        # The event id doubles as the JetStream message id: a retried publish is stored once.
-        await retry_async(lambda: self.js.publish(subject, encode(event), headers={"Nats-Msg-Id": event.id}),
-                          transient=lambda exc: isinstance(exc, NATS_TRANSIENT) and not self.nc.is_closed,
-                          budget_s=PUBLISH_BUDGET_S, what=f"publishing {subject}")
+        await self.send(OutboxEvent(event.id, subject_of(event), encode(event)))
         return event
+
+    async def send(self, event: OutboxEvent) -> None:
+        """Publishes an encoded event, riding out a NATS restart for PUBLISH_BUDGET_S."""
+        # The event id doubles as the JetStream message id: a retried publish is stored once.
+        await retry_async(lambda: self.js.publish(event.subject, event.data, headers={"Nats-Msg-Id": event.id}),
+                          transient=lambda exc: isinstance(exc, NATS_TRANSIENT) and not self.nc.is_closed,
+                          budget_s=PUBLISH_BUDGET_S, what=f"publishing {event.subject}")
 
     async def subscribe(
         self, pattern: str, handler: Callable[[events_pb2.Event], Awaitable[None]]
     ):
-        """Live events only (core NATS): for watchers that start from a snapshot."""
+        """Live events only (core NATS): for watchers that start from a snapshot. Each
+        event reaches `handler` once: a core subscriber gets every publish, and an event
+        is published again when its first ack was lost (or its outbox row not yet marked
+        sent), so the ids seen last are remembered (RELIABILITY.md, "No lost events")."""
+        seen = RecentIds()
 
         async def on_message(msg):
             try:
-                await handler(decode(msg.subject, msg.data))
+                event = decode(msg.subject, msg.data)
+                if seen.add(event.id):
+                    await handler(event)
             except Exception:  # noqa: BLE001 - one bad event must not kill the subscription
                 log.exception("event handler failed for %s", msg.subject)
 

@@ -8,14 +8,16 @@ from collections.abc import Awaitable, Callable
 
 from services.common.config import PartSettings
 from services.common.logs import setup_logging
-from services.common.server import Server, run
+from services.common.server import Service, run
 
 
-def main(part: str, settings_cls: type[PartSettings], start: Callable[[PartSettings], Awaitable[Server]]) -> None:
+def main(part: str, settings_cls: type[PartSettings], start: Callable[[PartSettings], Awaitable[Service]]) -> None:
     settings = settings_cls()
     setup_logging(part, settings.log_level)
     prefix = settings_cls.model_config.get("env_prefix", "KUBETUNE_")
-    code = asyncio.run(
-        run(part, settings.address, f"{prefix}PORT", lambda: start(settings), settings.grace_s)
-    )
+
+    async def build():
+        return (await start(settings)).server
+
+    code = asyncio.run(run(part, settings.address, f"{prefix}PORT", build, settings.grace_s))
     sys.exit(code)

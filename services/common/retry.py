@@ -35,21 +35,10 @@ def _next_wait(exc: Exception, wait: float, deadline: float, transient, what: st
     return wait
 
 
-def retry(fn: Callable[[], T], *, transient: Callable[[BaseException], bool], budget_s: float, what: str) -> T:
-    """Calls `fn` until it succeeds, fails for a lasting reason, or `budget_s` is spent."""
-    deadline = time.monotonic() + budget_s
-    wait = FIRST_WAIT_S
-    while True:
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 - sorted by `transient`
-            time.sleep(_next_wait(exc, wait, deadline, transient, what))
-            wait = min(wait * 2, LONGEST_WAIT_S)
-
-
 async def retry_async(make: Callable[[], Awaitable[T]], *, transient: Callable[[BaseException], bool],
                       budget_s: float, what: str) -> T:
-    """`retry` for coroutines: `make()` builds a fresh one for each try."""
+    """Awaits `make()` until it succeeds, fails for a lasting reason, or `budget_s` is
+    spent; `make()` builds a fresh coroutine for each try."""
     deadline = time.monotonic() + budget_s
     wait = FIRST_WAIT_S
     while True:

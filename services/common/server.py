@@ -1,11 +1,15 @@
 """The one gRPC server bootstrap: health, reflection, access log, graceful stop.
 
 `make_server()` builds without blocking so tests can start a server in a fixture;
-`run()` is the blocking entry point each part's __main__ calls."""
+`run()` is the blocking entry point each part's __main__ calls. Every part's app.py
+wires itself the same way: what it opens goes into `cleanup_on_failure()` (closed in
+reverse if the start fails part way), and it returns a `Service`: the server and the
+parts tests and operators look at."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -115,6 +119,52 @@ class Server:
                 await cleanup()
             except Exception:  # noqa: BLE001 - stop the rest regardless
                 log.exception("cleanup failed during shutdown")
+
+
+@dataclass
+class Service:
+    """What a part's `start()` returns. Subclasses add the parts worth reaching (the
+    domain, a consumer, a cache) as fields, rather than as attributes on the server."""
+
+    server: Server
+
+    @property
+    def port(self) -> int:
+        return self.server.port
+
+    async def stop(self, grace: float) -> None:
+        await self.server.stop(grace)
+
+
+class Opened:
+    """What a starting part has opened, each with its close, in the order opened."""
+
+    def __init__(self) -> None:
+        self.closes: list[Callable[[], Awaitable[None]]] = []
+
+    def add(self, close: Callable[[], Awaitable[None]]) -> None:
+        self.closes.append(close)
+
+    def serve(self, server: Server) -> Server:
+        """Hands the closes to the started server: they run, in reverse, after it stops."""
+        server.on_stop.extend(self.closes)
+        return server
+
+
+@contextlib.asynccontextmanager
+async def cleanup_on_failure():
+    """For a part's start(): if it fails part way (a port in use, a store that will not
+    open), what it opened so far is closed, in reverse, and nothing is left running."""
+    opened = Opened()
+    try:
+        yield opened
+    except BaseException:
+        for close in reversed(opened.closes):
+            try:
+                await close()
+            except Exception:  # noqa: BLE001 - close the rest regardless
+                log.exception("cleanup failed after a failed start")
+        raise
 
 
 async def make_server(

@@ -1,18 +1,21 @@
-"""Builds the data service: store, blobs, sources, catalog, event bus, reference
-consumer and gRPC server, with every cleanup registered on the server."""
+"""Wires the data service: store, blobs, sources, catalog, event bus, outbox relay,
+reference consumer and gRPC server; the NATS side of the catalog's ports (BusNotifier)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+from dataclasses import dataclass
 
 from kubetune.data.v1 import data_pb2, data_pb2_grpc
 from kubetune.events.v1 import events_pb2
 from services.common.events import EventBus
-from services.common.server import Server, make_server
+from services.common.outbox import OutboxEvent, Relay
+from services.common.server import Service, cleanup_on_failure, make_server
 from services.data.blobs import BlobStore, LocalBlobs, S3Blobs
 from services.data.catalog import Catalog
 from services.data.config import Settings
-from services.data.model import DatasetVersion
+from services.data.records import DatasetVersion
 from services.data.references import ReferenceConsumer
 from services.data.servicer import DataServicer
 from services.data.sources import Sources, s3_client
@@ -22,21 +25,24 @@ SERVICE_NAME = data_pb2.DESCRIPTOR.services_by_name["DataService"].full_name
 
 
 class BusNotifier:
-    """The catalog's facts, published as kubetune.data.* events."""
+    """The catalog's facts as kubetune.data.* events: a change's, stored with it and sent
+    by the outbox relay; progress, published live."""
 
-    def __init__(self, bus: EventBus):
+    def __init__(self, bus: EventBus, relay: Relay):
         self.bus = bus
+        self.relay = relay
 
-    async def registered(self, version: DatasetVersion) -> None:
-        await self.bus.publish(
-            dataset_registered=events_pb2.DatasetRegistered(
-                name=version.name, version=version.version,
-                content_sha256=version.content_sha256, row_count=version.row_count,
-            )
-        )
+    def registered(self, version: DatasetVersion) -> OutboxEvent:
+        return OutboxEvent.of(dataset_registered=events_pb2.DatasetRegistered(
+            name=version.name, version=version.version,
+            content_sha256=version.content_sha256, row_count=version.row_count,
+        ))
 
-    async def deleted(self, name: str, version: str) -> None:
-        await self.bus.publish(dataset_deleted=events_pb2.DatasetDeleted(name=name, version=version))
+    def deleted(self, name: str, version: str) -> OutboxEvent:
+        return OutboxEvent.of(dataset_deleted=events_pb2.DatasetDeleted(name=name, version=version))
+
+    def stored(self) -> None:
+        self.relay.wake()
 
     async def progressed(self, name: str, uri: str, done: int, total: int) -> None:
         await self.bus.publish(
@@ -66,41 +72,42 @@ def release_memory_promptly() -> None:
         pass
 
 
-async def start(settings: Settings) -> Server:
+@dataclass
+class DataApp(Service):
+    catalog: Catalog
+    consumer: ReferenceConsumer
+
+
+async def start(settings: Settings) -> DataApp:
     release_memory_promptly()
-    store = await asyncio.to_thread(open_store, settings.catalog_url, settings.home)
-    blobs = await asyncio.to_thread(make_blobs, settings)
-    sources = Sources(
-        s3_endpoint_url=settings.s3_endpoint_url,
-        s3_region=settings.s3_region,
-        max_bytes=settings.max_bytes,
-        allow_local=settings.allow_local_paths,
-    )
-    bus = await EventBus.open(settings.nats_url, "data")
-    catalog = Catalog(
-        store, blobs, sources,
-        work_dir=settings.home / "data" / "tmp",
-        min_rows=settings.min_rows,
-        max_bytes=settings.max_bytes,
-        notifier=BusNotifier(bus),
-    )
-    consumer = await ReferenceConsumer(bus, catalog).start()
+    async with cleanup_on_failure() as opened:
+        store = await asyncio.to_thread(open_store, settings.catalog_url, settings.home)
+        opened.add(functools.partial(asyncio.to_thread, store.close))
+        blobs = await asyncio.to_thread(make_blobs, settings)
+        sources = Sources(
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
+            max_bytes=settings.max_bytes,
+            allow_local=settings.allow_local_paths,
+        )
+        bus = await EventBus.open(settings.nats_url, "data")
+        opened.add(bus.close)
+        relay = await Relay(store.outbox, bus.send, name="data").start()
+        opened.add(relay.stop)
+        catalog = Catalog(
+            store, blobs, sources,
+            work_dir=settings.home / "data" / "tmp",
+            min_rows=settings.min_rows,
+            max_bytes=settings.max_bytes,
+            notifier=BusNotifier(bus, relay),
+        )
+        consumer = await ReferenceConsumer(bus, catalog).start()
+        # Closed in reverse: the consumer and the relay stop, then NATS drains, then the store closes.
+        opened.add(consumer.stop)
 
-    def register(server):
-        data_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(catalog), server)
-        return [SERVICE_NAME]
+        def register(server):
+            data_pb2_grpc.add_DataServiceServicer_to_server(DataServicer(catalog), server)
+            return [SERVICE_NAME]
 
-    try:
         server = await make_server(settings.address, register)
-    except BaseException:
-        await consumer.stop()
-        await bus.close()
-        await asyncio.to_thread(store.close)
-        raise
-
-    async def close_store():
-        await asyncio.to_thread(store.close)
-
-    # Run in reverse: the consumer stops, then NATS drains, then the store closes.
-    server.on_stop.extend([close_store, bus.close, consumer.stop])
-    return server
+        return DataApp(opened.serve(server), catalog, consumer)

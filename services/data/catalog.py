@@ -1,7 +1,8 @@
 """The dataset catalog: register, look up, preview and delete immutable dataset versions.
 
 Knows nothing of gRPC or NATS: the servicer calls it, and it tells a `Notifier` what
-happened. Blocking work (downloads, parsing, hashing, the store) runs in threads.
+happened: a change's event is stored with the change, in its transaction (the store's
+outbox), and the notifier's relay sends it. Blocking work (downloads, parsing, hashing, the store) runs in threads.
 
 Versions. A version id is the first 12 hex digits of a sha256 over the source bytes'
 digests, the layout and format, and the ingest options that change the stored table
@@ -39,10 +40,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.outbox import OutboxEvent
 from services.data.blobs import BlobStore
 from services.data.ingest import ingest
 from services.data.sniff import SourceFile
-from services.data.model import DatasetVersion, IngestOptions, Kind, Layout, Reference, Stats
+from services.data.records import DatasetVersion, IngestOptions, Kind, Layout, Reference, Stats
 from services.data.sources import TABLE_SUFFIXES, Fetched, Sources
 from services.data.store import CatalogStore, Referenced
 
@@ -57,20 +59,27 @@ UPLOAD_SOURCE = "upload:"
 
 
 class Notifier(Protocol):
-    """What the catalog tells the world; the app publishes these as events."""
+    """What the catalog tells the world. `registered` and `deleted` build the event the
+    store writes with the change; `stored` is told after the commit, to send it at once.
+    Progress is live only: nothing is stored, and a lost one is superseded by the next."""
 
-    async def registered(self, version: DatasetVersion) -> None: ...
+    def registered(self, version: DatasetVersion) -> OutboxEvent | None: ...
 
-    async def deleted(self, name: str, version: str) -> None: ...
+    def deleted(self, name: str, version: str) -> OutboxEvent | None: ...
+
+    def stored(self) -> None: ...
 
     async def progressed(self, name: str, uri: str, done: int, total: int) -> None: ...
 
 
 class SilentNotifier:
-    async def registered(self, version):
-        pass
+    def registered(self, version):
+        return None
 
-    async def deleted(self, name, version):
+    def deleted(self, name, version):
+        return None
+
+    def stored(self):
         pass
 
     async def progressed(self, name, uri, done, total):
@@ -301,14 +310,15 @@ class Catalog:
                     rows_missing_target=table.rows_missing_target,
                 )
                 try:
-                    stored, created = await asyncio.to_thread(self.store.add_version, version)
+                    stored, created = await asyncio.to_thread(
+                        self.store.add_version, version, self.notifier.registered(version))
                 except BaseException:
                     if not await asyncio.to_thread(self.store.content_in_use, table.sha256):
                         await asyncio.to_thread(self.blobs.delete, table.sha256)
                     raise
         if created:
             log.info("registered %s", stored.ref, extra={"dataset": stored.ref, "rows": stored.row_count})
-            await self._notify(self.notifier.registered(stored))
+            self.notifier.stored()
         return stored, created
 
     def _progress(self, name: str, uri: str):
@@ -331,7 +341,7 @@ class Catalog:
         task.add_done_callback(self._tasks.discard)
 
     async def _notify(self, coro) -> None:
-        # The catalog is the truth; a lost event must not fail (or undo) the command.
+        # A progress report is live only: one that cannot be published is skipped.
         try:
             await coro
         except Exception:  # noqa: BLE001
@@ -379,7 +389,8 @@ class Catalog:
                 if found is None:
                     raise NotFound(f"dataset {name!r} has no version {version!r}")
                 try:
-                    await asyncio.to_thread(self.store.delete_version, name, version)
+                    deleted = await asyncio.to_thread(
+                        self.store.delete_version, name, version, self.notifier.deleted(name, version))
                 except Referenced as exc:
                     raise FailedPrecondition(
                         f"{name}@{version} is referenced by {', '.join(map(str, exc.references))}; "
@@ -388,7 +399,8 @@ class Catalog:
                 if not await asyncio.to_thread(self.store.content_in_use, found.content_sha256):
                     await asyncio.to_thread(self.blobs.delete, found.content_sha256)
         log.info("deleted %s", ref, extra={"dataset": ref})
-        await self._notify(self.notifier.deleted(name, version))
+        if deleted:
+            self.notifier.stored()
 
     async def add_reference(self, dataset_version: str, reference: Reference) -> bool:
         """Records that a study or model uses `name@version`; False when the ref is malformed."""

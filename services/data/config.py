@@ -1,15 +1,14 @@
+"""The data service's settings (KUBETUNE_DATA_*)."""
+
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from services.common.config import PORTS, PartSettings
 
 
-class Settings(PartSettings):
+class Settings(PartSettings, env_prefix="KUBETUNE_DATA_"):
     """The data service. Env prefix KUBETUNE_DATA_."""
-
-    model_config = SettingsConfigDict(env_prefix="KUBETUNE_DATA_", extra="ignore", populate_by_name=True)
 
     port: int = PORTS["data"]
     catalog_url: str = Field("", description="Catalog database URL; empty: SQLite under the data home.")

@@ -16,7 +16,7 @@ from kubetune.events.v1 import events_pb2
 from services.common import subjects
 from services.common.events import EventBus, decode
 from services.data.catalog import Catalog
-from services.data.model import Reference
+from services.data.records import Reference
 
 log = logging.getLogger(__name__)
 

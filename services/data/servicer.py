@@ -9,7 +9,7 @@ from kubetune.data.v1 import data_pb2, data_pb2_grpc
 from services.common.errors import InvalidArgument, servicer_errors
 from services.data.catalog import Catalog
 from services.data.ingest import label_of
-from services.data.model import DatasetVersion, IngestOptions, Kind, Layout, MissingPolicy, Role, TaskKind
+from services.data.records import DatasetVersion, IngestOptions, Kind, Layout, MissingPolicy, Role, TaskKind
 
 TASK_KINDS = {
     data_pb2.TASK_KIND_UNSPECIFIED: TaskKind.AUTO,
@@ -22,11 +22,7 @@ POLICIES = {
     data_pb2.MISSING_POLICY_DROP_ROWS: MissingPolicy.DROP_ROWS,
     data_pb2.MISSING_POLICY_REFUSE: MissingPolicy.REFUSE,
 }
-POLICY_TO_PROTO = {
-    MissingPolicy.IMPUTE: data_pb2.MISSING_POLICY_IMPUTE,
-    MissingPolicy.DROP_ROWS: data_pb2.MISSING_POLICY_DROP_ROWS,
-    MissingPolicy.REFUSE: data_pb2.MISSING_POLICY_REFUSE,
-}
+POLICY_TO_PROTO = {policy: code for code, policy in POLICIES.items() if code != data_pb2.MISSING_POLICY_UNSPECIFIED}
 KINDS = {
     Kind.NONE: data_pb2.COLUMN_KIND_UNSPECIFIED,
     Kind.NUMERIC: data_pb2.COLUMN_KIND_NUMERIC,

@@ -26,7 +26,7 @@ from services.common.errors import (
     Unavailable,
 )
 from services.data.sniff import SourceFile
-from services.data.model import Layout
+from services.data.records import Layout
 
 CHUNK = 1 << 20
 TABLE_SUFFIXES = (".csv", ".parquet")

@@ -4,7 +4,8 @@ One abstract base, two implementations (SQLite on one machine, PostgreSQL when s
 replicas share a catalog), one contract test suite over both. Methods are blocking; the
 catalog calls them in threads. Inserting a version is idempotent and atomic (a primary
 key on name + version with ON CONFLICT DO NOTHING), which is what makes two concurrent
-registrations of the same bytes end in one version."""
+registrations of the same bytes end in one version. The event a change announces is
+written to the outbox table in the change's own transaction (services/common/outbox.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-from services.data.model import DatasetVersion, Reference
+from services.common import outbox
+from services.common.outbox import OutboxEvent, SqlOutbox
+from services.data.records import DatasetVersion, Reference
 
 
 class Referenced(Exception):
@@ -28,9 +31,13 @@ class Referenced(Exception):
 
 
 class CatalogStore(abc.ABC):
+    # The events not yet sent: the relay reads and marks them.
+    outbox: outbox.OutboxStore
+
     @abc.abstractmethod
-    def add_version(self, version: DatasetVersion) -> tuple[DatasetVersion, bool]:
-        """Stores `version` unless name@version exists; returns the stored one and whether it is new."""
+    def add_version(self, version: DatasetVersion, event: OutboxEvent | None = None) -> tuple[DatasetVersion, bool]:
+        """Stores `version` unless name@version exists; returns the stored one and whether it
+        is new. `event` is stored with a new version, in the same transaction, and only then."""
 
     @abc.abstractmethod
     def get_version(self, name: str, version: str) -> DatasetVersion | None: ...
@@ -44,8 +51,9 @@ class CatalogStore(abc.ABC):
         """Every version whose name starts with the prefix, by name, newest first within a name."""
 
     @abc.abstractmethod
-    def delete_version(self, name: str, version: str) -> bool:
-        """Deletes unless referenced (raises Referenced); False when there was nothing to delete."""
+    def delete_version(self, name: str, version: str, event: OutboxEvent | None = None) -> bool:
+        """Deletes unless referenced (raises Referenced); False when there was nothing to
+        delete. `event` is stored in the same transaction when a version was deleted."""
 
     @abc.abstractmethod
     def add_reference(self, name: str, version: str, reference: Reference) -> None:
@@ -77,6 +85,7 @@ SCHEMA = [
         kind TEXT NOT NULL,
         ref_id TEXT NOT NULL,
         PRIMARY KEY (name, version, kind, ref_id))""",
+    outbox.SCHEMA,
 ]
 
 
@@ -94,11 +103,12 @@ class SqlCatalogStore(CatalogStore):
         return text.replace("?", self.placeholder)
 
     def _create(self) -> None:
+        self.outbox = SqlOutbox(self._transaction, self._sql)
         with self._transaction() as cur:
             for statement in SCHEMA:
                 cur.execute(statement)
 
-    def add_version(self, version):
+    def add_version(self, version, event=None):
         record = json.dumps(version.to_json(), sort_keys=True)
         with self._transaction() as cur:
             cur.execute(self._sql("SELECT COALESCE(MAX(seq), 0) + 1 FROM dataset_versions"))
@@ -112,6 +122,7 @@ class SqlCatalogStore(CatalogStore):
             )
             created = cur.rowcount == 1
             if created:
+                self.outbox.write(cur, [event])
                 return version, True
             cur.execute(
                 self._sql("SELECT record FROM dataset_versions WHERE name = ? AND version = ?"),
@@ -150,7 +161,7 @@ class SqlCatalogStore(CatalogStore):
             rows = cur.fetchall()
         return [DatasetVersion.from_json(json.loads(r[0])) for r in rows]
 
-    def delete_version(self, name, version):
+    def delete_version(self, name, version, event=None):
         with self._transaction() as cur:
             refs = self._references(cur, name, version)
             if refs:
@@ -158,7 +169,10 @@ class SqlCatalogStore(CatalogStore):
             cur.execute(
                 self._sql("DELETE FROM dataset_versions WHERE name = ? AND version = ?"), (name, version)
             )
-            return cur.rowcount == 1
+            deleted = cur.rowcount == 1
+            if deleted:
+                self.outbox.write(cur, [event])
+            return deleted
 
     def add_reference(self, name, version, reference):
         with self._transaction() as cur:

@@ -1,19 +1,17 @@
+"""The registry service's settings (KUBETUNE_REGISTRY_*)."""
+
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
-from services.common.config import PORTS, PartSettings, address_of, mlflow_uri
+from services.common.config import PORTS, PartSettings, mlflow_uri
 
 
-class Settings(PartSettings):
+class Settings(PartSettings, env_prefix="KUBETUNE_REGISTRY_"):
     """The registry service. Env prefix KUBETUNE_REGISTRY_."""
-
-    model_config = SettingsConfigDict(env_prefix="KUBETUNE_REGISTRY_", extra="ignore", populate_by_name=True)
 
     port: int = PORTS["registry"]
     mlflow_uri: str = mlflow_uri()
-    tracking_address: str = address_of("tracking")
     model_cache_size: int = Field(8, description="Models kept loaded for Predict (LRU).")
     max_predict_rows: int = Field(100_000, description="Most rows one Predict call may send.")
     resolve_ttl_s: float = Field(

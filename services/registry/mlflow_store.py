@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from services.common import lineage
+from services.common import mlflow_tags
 from services.common.errors import NotFound
 from services.common.mlflow_rest import MlflowError, MlflowRest, ModelVersion, RegisteredModel, mlflow_calls
 from services.registry.store import ModelRecord, ModelSource, RegistryStore, RunInfo, VersionRecord
@@ -49,23 +49,23 @@ class MlflowRegistryStore(RegistryStore):
             model_id = model_uri_hint.removeprefix("models:/")
             return ModelSource(model_uri_hint, model_id)
         # The worker's way (and MLflow 2's): the model's files as run artifacts.
-        artifacts = self.client.list_artifacts(run.run_id, lineage.MODEL_ARTIFACT)
+        artifacts = self.client.list_artifacts(run.run_id, mlflow_tags.MODEL_ARTIFACT)
         if any(a.path.endswith(MLMODEL) for a in artifacts):
             artifact_uri = self.client.get_run(run.run_id).artifact_uri.rstrip("/")
-            return ModelSource(f"{artifact_uri}/{lineage.MODEL_ARTIFACT}")
+            return ModelSource(f"{artifact_uri}/{mlflow_tags.MODEL_ARTIFACT}")
         # MLflow 3's way: a logged model whose source is the run.
         models = self.client.search_logged_models(
             [run.experiment_id],
-            filter_string=f"source_run_id = '{run.run_id}' AND name = '{lineage.MODEL_ARTIFACT}'",
+            filter_string=f"source_run_id = '{run.run_id}' AND name = '{mlflow_tags.MODEL_ARTIFACT}'",
         )
         if models:
             newest = max(models, key=lambda m: m.creation_timestamp)
             return ModelSource(f"models:/{newest.model_id}", newest.model_id)
         return None
 
-    def ensure_model(self, name: str, description: str = "") -> None:
+    def ensure_model(self, name: str, description: str = "", tags: dict[str, str] | None = None) -> None:
         try:
-            self.client.create_registered_model(name, description=description or None)
+            self.client.create_registered_model(name, description=description or None, tags=tags)
         except MlflowError as exc:
             if not exc.already_exists:
                 raise

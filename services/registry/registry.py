@@ -1,5 +1,6 @@
 """The registry domain: versions from trial runs with their lineage, aliases, tags.
-Knows no gRPC and no NATS: events go out through the `publish` it is given."""
+Knows no gRPC and no NATS: its changes are announced by the outbox (outbox.py), which
+`on_change` tells."""
 
 from __future__ import annotations
 
@@ -7,31 +8,30 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kubetune.events.v1 import events_pb2
-from services.common import lineage
+from services.common import mlflow_tags
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.prediction_input import KINDS, NUMERIC, Column
+from services.registry.outbox import PUBLISHED, nothing_published
 from services.registry.store import ModelRecord, RegistryStore, VersionRecord
 
 log = logging.getLogger(__name__)
 
 # Version tags kubetune writes at registration: the lineage, read back by GetModel/GetLineage.
-VTAG_STUDY = lineage.TAG_STUDY
-VTAG_TRIAL = lineage.TAG_TRIAL
-VTAG_DATASET = lineage.TAG_DATASET
-VTAG_TASK = lineage.TAG_TASK
-VTAG_FEATURES = lineage.TAG_FEATURES
-VTAG_INPUT_SCHEMA = lineage.TAG_INPUT_SCHEMA
+VTAG_STUDY = mlflow_tags.TAG_STUDY
+VTAG_TRIAL = mlflow_tags.TAG_TRIAL
+VTAG_DATASET = mlflow_tags.TAG_DATASET
+VTAG_TASK = mlflow_tags.TAG_TASK
+VTAG_FEATURES = mlflow_tags.TAG_FEATURES
+VTAG_INPUT_SCHEMA = mlflow_tags.TAG_INPUT_SCHEMA
 VTAG_METRIC_PREFIX = "kubetune.metric."
 LINEAGE_TAGS = (VTAG_STUDY, VTAG_TRIAL, VTAG_DATASET, VTAG_TASK, VTAG_FEATURES, VTAG_INPUT_SCHEMA)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,254}$")
 ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
 
-Publish = Callable[..., Awaitable[object]]
 
 
 @dataclass
@@ -115,9 +115,8 @@ def parse_model_ref(ref: str) -> tuple[str, str | None, str | None]:
 
 
 class Registry:
-    def __init__(self, store: RegistryStore, publish: Publish | None = None):
+    def __init__(self, store: RegistryStore):
         self.store = store
-        self._publish = publish
         # One registration of a run as a model at a time in this process; across replicas
         # the versions made concurrently are reconciled after the fact (see _register_once).
         self._registering: dict[tuple[str, str], asyncio.Lock] = {}
@@ -131,14 +130,6 @@ class Registry:
     async def _call(self, fn, *args):
         return await asyncio.to_thread(fn, *args)
 
-    async def _emit(self, **payload) -> None:
-        if self._publish is None:
-            return
-        try:
-            await self._publish(**payload)
-        except Exception:  # noqa: BLE001 - the registry's write stands; the event is logged as lost
-            log.exception("publishing %s failed", next(iter(payload)))
-
     async def register(self, run_id: str, name: str, description: str = "", tags: dict[str, str] | None = None,
                        alias: str = "") -> Version:
         check_name(name)
@@ -150,18 +141,18 @@ class Registry:
             run = await self._call(self.store.get_run, run_id)
         except NotFound as exc:
             raise NotFound(f"run {run_id} not found") from exc
-        state = run.tags.get(lineage.TAG_STATE, "")
-        trial = run.tags.get(lineage.TAG_TRIAL, "?")
-        if state in ("PRUNED", "FAIL") or run.tags.get(lineage.TAG_KIND) == lineage.KIND_STUDY:
-            what = "a study's parent run" if run.tags.get(lineage.TAG_KIND) == lineage.KIND_STUDY else \
+        state = run.tags.get(mlflow_tags.TAG_STATE, "")
+        trial = run.tags.get(mlflow_tags.TAG_TRIAL, "?")
+        if state in ("PRUNED", "FAIL") or run.tags.get(mlflow_tags.TAG_KIND) == mlflow_tags.KIND_STUDY:
+            what = "a study's parent run" if run.tags.get(mlflow_tags.TAG_KIND) == mlflow_tags.KIND_STUDY else \
                 f"trial {trial} was {'pruned' if state == 'PRUNED' else 'a failure'}" + \
-                (f" ({run.tags[lineage.TAG_REASON]})" if run.tags.get(lineage.TAG_REASON) else "")
+                (f" ({run.tags[mlflow_tags.TAG_REASON]})" if run.tags.get(mlflow_tags.TAG_REASON) else "")
             raise FailedPrecondition(f"run {run_id} has no model to register: {what}; "
                                      "only completed trials log a model")
-        source = await self._call(self.store.model_source, run, run.tags.get(lineage.TAG_MODEL_URI, ""))
+        source = await self._call(self.store.model_source, run, run.tags.get(mlflow_tags.TAG_MODEL_URI, ""))
         if source is None:
             raise FailedPrecondition(
-                f"run {run_id} has no model to register: nothing at {lineage.model_uri(run_id)}"
+                f"run {run_id} has no model to register: nothing at {mlflow_tags.model_uri(run_id)}"
                 + (f" (trial state {state})" if state else "")
             )
         async with self._registering.setdefault((name, run_id), asyncio.Lock()):
@@ -179,10 +170,10 @@ class Registry:
             return min(existing, key=lambda v: int(v.version))
         version_tags = {k: run.tags[k] for k in LINEAGE_TAGS if run.tags.get(k)}
         # The saved epoch's values, as every summary shows them (not the last epoch's).
-        metrics = lineage.summary_metrics(run.metrics)
+        metrics = mlflow_tags.summary_metrics(run.metrics)
         version_tags.update({VTAG_METRIC_PREFIX + k: repr(float(v)) for k, v in metrics.items()})
         version_tags.update(tags or {})
-        await self._call(self.store.ensure_model, name, description)
+        await self._call(self.store.ensure_model, name, description, {PUBLISHED: nothing_published()})
         record = await self._call(self.store.create_version, name, source, run_id, version_tags, description)
         # MLflow cannot refuse a second version of a run: another replica may have made one
         # at the same moment. The lowest version stands; a later one is deleted by its maker.
@@ -192,9 +183,7 @@ class Registry:
                         name, run_id, first.version, record.version)
             await self._call(self.store.delete_version, name, record.version)
             return first
-        await self._emit(model_registered=events_pb2.ModelRegistered(
-            name=name, version=record.version, run_id=run_id, study_id=run.tags.get(lineage.TAG_STUDY, ""),
-            dataset_version=run.tags.get(lineage.TAG_DATASET, "")))
+        self._changed(name)
         return record
 
     async def list_models(self, name_contains: str = "") -> list[tuple[ModelRecord, list[Version]]]:
@@ -213,7 +202,6 @@ class Registry:
         await self._call(self.store.get_version, name, version)  # NOT_FOUND before any change
         await self._call(self.store.set_alias, name, alias, version)
         self._changed(name)
-        await self._emit(alias_set=events_pb2.AliasSet(name=name, alias=alias, version=version))
         return version_view(await self._call(self.store.get_version, name, version))
 
     async def delete_alias(self, name: str, alias: str) -> None:
@@ -224,7 +212,7 @@ class Registry:
 
     async def set_tags(self, name: str, version: str, tags: dict[str, str]) -> None:
         check_name(name)
-        reserved = [k for k in tags if k in LINEAGE_TAGS or k.startswith(VTAG_METRIC_PREFIX)]
+        reserved = [k for k in tags if k in LINEAGE_TAGS or k == PUBLISHED or k.startswith(VTAG_METRIC_PREFIX)]
         if reserved:
             raise InvalidArgument(f"tags {', '.join(reserved)} are lineage kubetune keeps; choose other keys")
         await self._call(self.store.set_tags, name, version or None, tags)

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from kubetune.registry.v1 import registry_pb2 as pb
 from kubetune.registry.v1 import registry_pb2_grpc
 from services.common.errors import servicer_errors
+from services.common.timestamps import timestamp
 from services.registry.predictor import Predictor
 from services.registry.registry import Registry, Version
 from services.registry.store import ModelRecord
-
-
-def _ts(ms: int) -> Timestamp | None:
-    if not ms:
-        return None
-    ts = Timestamp()
-    ts.FromMilliseconds(int(ms))
-    return ts
 
 
 def version_message(v: Version) -> pb.ModelVersion:
@@ -25,7 +16,7 @@ def version_message(v: Version) -> pb.ModelVersion:
     return pb.ModelVersion(
         name=r.name, version=r.version, run_id=r.run_id, study_id=v.study_id, trial=v.trial,
         dataset_version=v.dataset_version, metrics=v.metrics, aliases=r.aliases, tags=v.tags,
-        description=r.description, created_by=r.created_by, created_at=_ts(r.created_ms), source=r.source,
+        description=r.description, created_by=r.created_by, created_at=timestamp(r.created_ms), source=r.source,
         task_kind=v.task_kind, feature_names=v.feature_names,
         inputs=[pb.InputColumn(name=c.name, kind=c.kind) for c in v.inputs],
     )
@@ -35,7 +26,7 @@ def model_message(m: ModelRecord, versions: list[Version] = ()) -> pb.Registered
     return pb.RegisteredModel(
         name=m.name, description=m.description, tags=m.tags, aliases=m.aliases,
         versions=[version_message(v) for v in versions],
-        created_at=_ts(m.created_ms), updated_at=_ts(m.updated_ms),
+        created_at=timestamp(m.created_ms), updated_at=timestamp(m.updated_ms),
     )
 
 

@@ -61,8 +61,8 @@ class RegistryStore(abc.ABC):
         logged model), or None when the run has none."""
 
     @abc.abstractmethod
-    def ensure_model(self, name: str, description: str = "") -> None:
-        """Creates the registered model when it does not exist yet."""
+    def ensure_model(self, name: str, description: str = "", tags: dict[str, str] | None = None) -> None:
+        """Creates the registered model (with `tags`, in the same call) when it does not exist yet."""
 
     @abc.abstractmethod
     def create_version(self, name: str, source: ModelSource, run_id: str, tags: dict[str, str],

@@ -1,15 +1,19 @@
-"""Builds the tracking service: store -> domain -> events consumer -> gRPC server."""
+"""Wires the tracking service: store -> domain -> events consumer -> gRPC server."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from dataclasses import dataclass
 
 from kubetune.tracking.v1 import tracking_pb2, tracking_pb2_grpc
 from services.common.events import EventBus
-from services.common.server import Server, make_server
+from services.common.server import Service, cleanup_on_failure, make_server
 from services.tracking.config import Settings
+from services.tracking.consumer import EventConsumer
 from services.tracking.store import TrackingStore
+from services.tracking.tracking import Tracking
 
 log = logging.getLogger(__name__)
 
@@ -24,46 +28,37 @@ def make_store(settings: Settings) -> TrackingStore:
     return MlflowStore(settings.mlflow_uri)
 
 
-async def start(settings: Settings) -> Server:
-    # No MLflow import (the store speaks REST itself); SQLAlchemy's, for the direct
-    # read path, still takes a moment: off the event loop.
-    store = await asyncio.to_thread(make_store, settings)
+@dataclass
+class TrackingApp(Service):
+    tracking: Tracking
+    consumer: EventConsumer | None  # None when consume_events is off
+    consumer_name: str
+
+
+async def start(settings: Settings) -> TrackingApp:
     from services.tracking.recorder import EventRecorder
     from services.tracking.servicer import TrackingServicer
-    from services.tracking.summary import SummaryCache
-    from services.tracking.tracking import Tracking
-    from services.tracking.tuning_source import TuningStudySource
 
-    source = TuningStudySource(settings.tuning_address)
-    tracking = Tracking(store, SummaryCache(source, settings.summary_cache_size))
+    async with cleanup_on_failure() as opened:
+        # No MLflow import (the store speaks REST itself); SQLAlchemy's, for the direct
+        # read path, still takes a moment: off the event loop.
+        store = await asyncio.to_thread(make_store, settings)
+        opened.add(functools.partial(asyncio.to_thread, store.close))
+        tracking = Tracking(store)
+        consumer = None
+        if settings.consume_events:
+            bus = await EventBus.open(settings.nats_url, "tracking")
+            opened.add(bus.close)
+            consumer = EventConsumer(
+                bus, EventRecorder(store), name=settings.consumer_name,
+                batch_size=settings.batch_size, batch_wait_s=settings.batch_wait_s,
+            )
+            await consumer.start()
+            opened.add(functools.partial(consumer.stop, settings.grace_s))
 
-    def register(server) -> list[str]:
-        tracking_pb2_grpc.add_TrackingServiceServicer_to_server(TrackingServicer(tracking), server)
-        return [tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name]
+        def register(server) -> list[str]:
+            tracking_pb2_grpc.add_TrackingServiceServicer_to_server(TrackingServicer(tracking), server)
+            return [tracking_pb2.DESCRIPTOR.services_by_name["TrackingService"].full_name]
 
-    bus = consumer = None
-    if settings.consume_events:
-        from services.tracking.consumer import EventConsumer
-
-        bus = await EventBus.open(settings.nats_url, "tracking")
-        consumer = EventConsumer(
-            bus, EventRecorder(store), name=settings.consumer_name,
-            batch_size=settings.batch_size, batch_wait_s=settings.batch_wait_s,
-        )
-        await consumer.start()
-    server = await make_server(settings.address, register)
-    # What tests and operators look at on a running service.
-    server.tracking = tracking
-    server.consumer = consumer
-    server.consumer_name = settings.consumer_name
-
-    async def cleanup() -> None:
-        if consumer is not None:
-            await consumer.stop(settings.grace_s)
-        if bus is not None:
-            await bus.close()
-        await source.close()
-        await asyncio.to_thread(store.close)
-
-    server.on_stop.append(cleanup)
-    return server
+        server = await make_server(settings.address, register)
+        return TrackingApp(opened.serve(server), tracking, consumer, settings.consumer_name)

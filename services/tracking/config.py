@@ -1,19 +1,17 @@
+"""The tracking service's settings (KUBETUNE_TRACKING_*)."""
+
 from __future__ import annotations
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
-from services.common.config import PORTS, PartSettings, address_of, mlflow_uri
+from services.common.config import PORTS, PartSettings, mlflow_uri
 
 
-class Settings(PartSettings):
+class Settings(PartSettings, env_prefix="KUBETUNE_TRACKING_"):
     """The tracking service. Env prefix KUBETUNE_TRACKING_."""
-
-    model_config = SettingsConfigDict(env_prefix="KUBETUNE_TRACKING_", extra="ignore", populate_by_name=True)
 
     port: int = PORTS["tracking"]
     mlflow_uri: str = mlflow_uri()
-    tuning_address: str = address_of("tuning")
     batch_size: int = Field(500, description="Most events written to MLflow in one batch.")
     batch_wait_s: float = Field(0.2, description="Longest an event waits for its batch to fill.")
     backend_store_uri: str = Field(
@@ -26,4 +24,3 @@ class Settings(PartSettings):
     )
     consumer_name: str = Field("tracking", description="Durable JetStream consumer of trial and study events.")
     consume_events: bool = Field(True, description="Write trial and study events to MLflow (off: queries only).")
-    summary_cache_size: int = Field(64, description="Study summaries kept, each recomputed only when its study changes.")

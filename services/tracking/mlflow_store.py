@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 
-from services.common import lineage
+from services.common import mlflow_tags
 from services.common.mlflow_rest import DatasetInput, Metric, MlflowError, MlflowRest, Run, domain_error, mlflow_calls
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.tracking.records import (
@@ -85,7 +85,7 @@ def project(run: RunRecord, columns: Columns) -> RunRecord:
     """Keeps only the asked-for columns; the tags the domain reads are always kept."""
     if columns.everything and columns.dataset and columns.model_uri:
         return run
-    keep_tags = set(columns.tags or ()) | {lineage.TAG_STUDY, lineage.TAG_TRIAL, lineage.MLFLOW_PARENT}
+    keep_tags = set(columns.tags or ()) | {mlflow_tags.TAG_STUDY, mlflow_tags.TAG_TRIAL, mlflow_tags.MLFLOW_PARENT}
     if columns.metrics is not None:
         run.metrics = {k: v for k, v in run.metrics.items() if k in columns.metrics}
     if columns.params is not None:
@@ -312,11 +312,11 @@ class MlflowStore(TrackingStore):
         if run.datasets:
             ds = run.datasets[0]
             dataset = dataset_record(ds.name, ds.digest, ds.source, ds.schema, ds.profile, ds.tags)
-        model_uri = run.tags.get(lineage.TAG_MODEL_URI, "")
+        model_uri = run.tags.get(mlflow_tags.TAG_MODEL_URI, "")
         if not model_uri and run.model_outputs:
-            model_uri = lineage.model_uri(run.run_id)
+            model_uri = mlflow_tags.model_uri(run.run_id)
         if not model_uri and check_model and self.has_model_artifacts(run.run_id):
-            model_uri = lineage.model_uri(run.run_id)
+            model_uri = mlflow_tags.model_uri(run.run_id)
         return RunRecord(
             run_id=run.run_id,
             experiment_id=run.experiment_id,
@@ -333,7 +333,7 @@ class MlflowStore(TrackingStore):
 
     def has_model_artifacts(self, run_id: str) -> bool:
         """A model logged the MLflow 2 way: an MLmodel file in the run's artifacts."""
-        return any(a.path.endswith("MLmodel") for a in self.client.list_artifacts(run_id, lineage.MODEL_ARTIFACT))
+        return any(a.path.endswith("MLmodel") for a in self.client.list_artifacts(run_id, mlflow_tags.MODEL_ARTIFACT))
 
 
 __all__ = ["ALL_COLUMNS", "MlflowStore", "domain_error", "project"]

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from kubetune.events.v1 import events_pb2
-from services.common import lineage
+from services.common import mlflow_tags
 from services.common.errors import InvalidArgument, NotFound
 from services.tracking.records import MetricValue
 from services.tracking.store import TrackingStore
@@ -108,26 +108,31 @@ class EventRecorder:
     @staticmethod
     def _plan(kind: str, p, ms: int, write: RunWrite) -> None:
         if kind == "epoch_completed":
-            for key in lineage.EPOCH_METRICS:
+            for key in mlflow_tags.EPOCH_METRICS:
                 value = getattr(p, key)
                 if not (key == "val_accuracy" and math.isnan(value)):
                     write.metrics.append(MetricValue(key, value, ms, p.epoch))
-        elif kind == "trial_completed":
+            return
+        if kind in ("trial_completed", "trial_pruned", "trial_failed"):
+            # The saved epoch's summary (`val/loss`, test metrics...); a pruned or failed
+            # trial's is its best epoch so far, so what a run table shows under val_loss
+            # is what it sorts and filters by.
             write.metrics.extend(MetricValue(k, v, ms, p.best_epoch) for k, v in sorted(p.metrics.items()))
-            write.tags[lineage.TAG_STATE] = STATE_COMPLETE
+        if kind == "trial_completed":
+            write.tags[mlflow_tags.TAG_STATE] = STATE_COMPLETE
             write.end = ("FINISHED", ms)
         elif kind == "trial_pruned":
-            write.tags.update({lineage.TAG_STATE: STATE_PRUNED, lineage.TAG_REASON: p.reason or "pruned"})
+            write.tags.update({mlflow_tags.TAG_STATE: STATE_PRUNED, mlflow_tags.TAG_REASON: p.reason or "pruned"})
             write.end = ("FINISHED", ms)
         elif kind == "trial_failed":
-            write.tags.update({lineage.TAG_STATE: STATE_FAIL, lineage.TAG_REASON: p.reason or "failed"})
+            write.tags.update({mlflow_tags.TAG_STATE: STATE_FAIL, mlflow_tags.TAG_REASON: p.reason or "failed"})
             write.end = ("FAILED", ms)
         elif kind == "study_completed":
             write.params.update({f"best_{k}": v for k, v in p.best_params.items()})
             for i, value in enumerate(p.best_values):
                 write.metrics.append(MetricValue("best_value" if i == 0 else f"best_value_{i}", value, ms, 0))
             write.tags.update({
-                lineage.TAG_STATE: STATE_COMPLETE,
+                mlflow_tags.TAG_STATE: STATE_COMPLETE,
                 "kubetune.best_trial": str(p.best_trial),
                 "kubetune.trials_complete": str(p.complete),
                 "kubetune.trials_pruned": str(p.pruned),
@@ -142,11 +147,11 @@ class EventRecorder:
         key = (p.study_id, None if kind == "study_completed" else p.trial)
         if key in self._runs:
             return self._runs[key]
-        wanted = {lineage.TAG_STUDY: p.study_id}
+        wanted = {mlflow_tags.TAG_STUDY: p.study_id}
         if key[1] is None:
-            wanted[lineage.TAG_KIND] = lineage.KIND_STUDY
+            wanted[mlflow_tags.TAG_KIND] = mlflow_tags.KIND_STUDY
         else:
-            wanted.update({lineage.TAG_KIND: lineage.KIND_TRIAL, lineage.TAG_TRIAL: str(p.trial)})
+            wanted.update({mlflow_tags.TAG_KIND: mlflow_tags.KIND_TRIAL, mlflow_tags.TAG_TRIAL: str(p.trial)})
         found = await asyncio.to_thread(self.store.find_runs, None, wanted)
         if not found:
             raise NotFound(f"no MLflow run for study {p.study_id} trial {key[1]}")

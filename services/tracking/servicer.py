@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from kubetune.tracking.v1 import tracking_pb2 as pb
 from kubetune.tracking.v1 import tracking_pb2_grpc
-from services.common import lineage
-from services.common.errors import InvalidArgument, servicer_errors
+from services.common import mlflow_tags
+from services.common.errors import servicer_errors
+from services.common.timestamps import ms_of, timestamp
 from services.tracking.records import DatasetRecord, RunFilter, RunRecord
 from services.tracking.tracking import Tracking
 
@@ -19,27 +18,6 @@ _STATUS = {"RUNNING": pb.RUN_STATUS_RUNNING, "SCHEDULED": pb.RUN_STATUS_RUNNING,
            "FAILED": pb.RUN_STATUS_FAILED, "KILLED": pb.RUN_STATUS_KILLED}
 
 
-# A Timestamp's valid range (0001-01-01 to 9999-12-31): beyond it, milliseconds
-# overflow the stores' 64-bit integers.
-_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799
-
-
-def _ms(ts: Timestamp, present: bool, field: str) -> int | None:
-    if not present:
-        return None
-    if not (_MIN_SECONDS <= ts.seconds <= _MAX_SECONDS and 0 <= ts.nanos < 1_000_000_000):
-        raise InvalidArgument(f"{field}: not a valid time (years 1 to 9999)", field=field)
-    return ts.seconds * 1000 + ts.nanos // 1_000_000
-
-
-def _timestamp(ms: int | None) -> Timestamp | None:
-    if not ms:
-        return None
-    ts = Timestamp()
-    ts.FromMilliseconds(int(ms))
-    return ts
-
-
 def dataset_message(d: DatasetRecord | None) -> pb.DatasetInput | None:
     if d is None:
         return None
@@ -48,13 +26,13 @@ def dataset_message(d: DatasetRecord | None) -> pb.DatasetInput | None:
 
 
 def run_message(r: RunRecord) -> pb.Run:
-    trial = r.tags.get(lineage.TAG_TRIAL, "")
+    trial = r.tags.get(mlflow_tags.TAG_TRIAL, "")
     return pb.Run(
         run_id=r.run_id, experiment_id=r.experiment_id, name=r.name,
         status=_STATUS.get(r.status, pb.RUN_STATUS_UNSPECIFIED),
-        started_at=_timestamp(r.start_ms), ended_at=_timestamp(r.end_ms),
+        started_at=timestamp(r.start_ms), ended_at=timestamp(r.end_ms),
         params=r.params, metrics=r.metrics, tags=r.tags,
-        parent_run_id=r.tags.get(lineage.MLFLOW_PARENT, ""), study_id=r.tags.get(lineage.TAG_STUDY, ""),
+        parent_run_id=r.tags.get(mlflow_tags.MLFLOW_PARENT, ""), study_id=r.tags.get(mlflow_tags.TAG_STUDY, ""),
         trial=int(trial) if trial.lstrip("-").isdigit() else 0,
         dataset=dataset_message(r.dataset), model_uri=r.model_uri,
     )
@@ -85,12 +63,12 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
 
     async def ListExperiments(self, request, context):
         experiments = await self.tracking.list_experiments(
-            request.name_contains, _ms(request.since, request.HasField("since"), "since"),
-            _ms(request.until, request.HasField("until"), "until"),
+            request.name_contains, ms_of(request.since, request.HasField("since"), "since"),
+            ms_of(request.until, request.HasField("until"), "until"),
         )
         return pb.ListExperimentsResponse(experiments=[
-            pb.Experiment(id=e.id, name=e.name, created_at=_timestamp(e.created_ms),
-                          updated_at=_timestamp(e.updated_ms), run_count=e.run_count)
+            pb.Experiment(id=e.id, name=e.name, created_at=timestamp(e.created_ms),
+                          updated_at=timestamp(e.updated_ms), run_count=e.run_count)
             for e in experiments
         ])
 
@@ -100,8 +78,8 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             filters=[RunFilter(_KIND.get(f.kind, "?"), f.key, _OP.get(f.op, "?"), f.value) for f in request.filters],
             sort_kind=_KIND.get(request.sort_kind, "?"), sort_key=request.sort_key, descending=request.descending,
             page_size=request.page_size, page_token=request.page_token, columns=list(request.columns),
-            trials_only=request.trials_only, since_ms=_ms(request.since, request.HasField("since"), "since"),
-            until_ms=_ms(request.until, request.HasField("until"), "until"), skip=request.skip,
+            trials_only=request.trials_only, since_ms=ms_of(request.since, request.HasField("since"), "since"),
+            until_ms=ms_of(request.until, request.HasField("until"), "until"), skip=request.skip,
         )
         return pb.ListRunsResponse(runs=[run_message(r) for r in page.runs], next_page_token=token,
                                    total=page.total)
@@ -128,16 +106,4 @@ class TrackingServicer(tracking_pb2_grpc.TrackingServiceServicer):
             differing_params={k: pb.ValuesByRun(values=v) for k, v in differing.items()},
             same_params={k: pb.ValuesByRun(values=v) for k, v in same.items()},
             metrics={k: pb.MetricsByRun(values=v) for k, v in metrics.items()},
-        )
-
-    async def StudySummary(self, request, context):
-        s = await self.tracking.study_summary(request.study_id)
-        return pb.StudySummaryResponse(
-            study_id=s.study_id, revision=s.revision,
-            history=[pb.HistoryPoint(trial=h.trial, value=h.value, best_so_far=h.best_so_far, state=h.state)
-                     for h in s.history],
-            counts_by_state=s.counts_by_state,
-            importances=[pb.ParamImportance(param=k, importance=v) for k, v in s.importances],
-            parallel_coordinates=[pb.ParallelCoordinate(trial=n, params=p, value=v)
-                                  for n, p, v in s.parallel_coordinates],
         )

@@ -17,20 +17,11 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy import and_, case, column, exists, func, literal, or_, select, table
 
-from services.common import lineage
+from services.common import mlflow_tags
 from services.common.errors import InvalidArgument
 from services.tracking.mlflow_store import MlflowStore, dataset_record, mlflow_calls
-from services.tracking.records import (
-    ALL_COLUMNS,
-    Columns,
-    ExperimentRecord,
-    MetricPoint,
-    RunFilter,
-    RunPage,
-    RunQuery,
-    RunRecord,
-    check_string_comparison,
-)
+from services.tracking.records import (ALL_COLUMNS, Columns, ExperimentRecord, MetricPoint, RunFilter, RunPage,
+                                       RunQuery, RunRecord, check_string_comparison)
 
 runs = table(
     "runs", column("run_uuid"), column("name"), column("status"), column("start_time"),
@@ -222,7 +213,7 @@ class MlflowSqlStore(MlflowStore):
         for record in records:
             if not record.model_uri and self.has_model_artifacts(record.run_id):
                 # A model logged the MLflow 2 way, as run artifacts.
-                record.model_uri = lineage.model_uri(record.run_id)
+                record.model_uri = mlflow_tags.model_uri(record.run_id)
         return records
 
     def _records(self, conn, ids: list[str], columns: Columns) -> list[RunRecord]:
@@ -240,8 +231,8 @@ class MlflowSqlStore(MlflowStore):
             return []
         tag_keys = None
         if columns.tags is not None:
-            tag_keys = set(columns.tags) | {lineage.TAG_STUDY, lineage.TAG_TRIAL, lineage.MLFLOW_PARENT,
-                                            lineage.TAG_MODEL_URI}
+            tag_keys = set(columns.tags) | {mlflow_tags.TAG_STUDY, mlflow_tags.TAG_TRIAL, mlflow_tags.MLFLOW_PARENT,
+                                            mlflow_tags.TAG_MODEL_URI}
         for chunk in _chunks(found):
             self._fill(conn, tags, chunk, tag_keys, lambda r, k, v: r.tags.__setitem__(k, v), by_id)
             self._fill(conn, params, chunk, columns.params, lambda r, k, v: r.params.__setitem__(k, v), by_id)
@@ -255,10 +246,10 @@ class MlflowSqlStore(MlflowStore):
                 self._fill_datasets(conn, chunk, by_id)
             if columns.model_uri:
                 self._fill_models(conn, chunk, by_id)
-        if columns.tags is not None and lineage.TAG_MODEL_URI not in columns.tags:
+        if columns.tags is not None and mlflow_tags.TAG_MODEL_URI not in columns.tags:
             # Read only to fill model_uri; not asked for as a column.
             for record in by_id.values():
-                record.tags.pop(lineage.TAG_MODEL_URI, None)
+                record.tags.pop(mlflow_tags.TAG_MODEL_URI, None)
         return [by_id[i] for i in ids if i in by_id]
 
     @staticmethod
@@ -296,15 +287,15 @@ class MlflowSqlStore(MlflowStore):
     @staticmethod
     def _fill_models(conn, chunk, by_id) -> None:
         for record in by_id.values():
-            if record.run_id in chunk and record.tags.get(lineage.TAG_MODEL_URI):
-                record.model_uri = record.tags[lineage.TAG_MODEL_URI]
+            if record.run_id in chunk and record.tags.get(mlflow_tags.TAG_MODEL_URI):
+                record.model_uri = record.tags[mlflow_tags.TAG_MODEL_URI]
         q = select(logged_models.c.source_run_id).where(
-            logged_models.c.source_run_id.in_(chunk), logged_models.c.name == lineage.MODEL_ARTIFACT,
+            logged_models.c.source_run_id.in_(chunk), logged_models.c.name == mlflow_tags.MODEL_ARTIFACT,
             or_(logged_models.c.lifecycle_stage.is_(None), logged_models.c.lifecycle_stage == "active"),
         ).distinct()
         for (run_id,) in conn.execute(q):
             if not by_id[run_id].model_uri:
-                by_id[run_id].model_uri = lineage.model_uri(run_id)
+                by_id[run_id].model_uri = mlflow_tags.model_uri(run_id)
 
     @mlflow_calls
     def metric_histories(self, run_ids, keys) -> dict[tuple[str, str], list[MetricPoint]]:

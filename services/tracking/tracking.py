@@ -12,8 +12,8 @@ import random
 from dataclasses import replace
 from datetime import datetime
 
-from services.common import lineage
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.common import mlflow_tags
+from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.tracking.downsample import downsample
 from services.tracking.records import (
     ALL_COLUMNS,
@@ -30,7 +30,6 @@ from services.tracking.records import (
     check_string_comparison,
 )
 from services.tracking.store import TrackingStore
-from services.tracking.summary import Summary, SummaryCache
 
 DEFAULT_PAGE, MAX_PAGE = 100, 1000
 MAX_SERIES = 10_000  # runs x keys in one GetMetricHistories
@@ -92,14 +91,14 @@ def parse_columns(columns: list[str]) -> Columns:
         else:
             raise InvalidArgument(f"column {c!r}: use metric:KEY, param:KEY, tag:KEY, dataset or model_uri")
     # A curve's name shows the saved epoch's value: read that too (see `summarised`).
-    wanted["metric"] |= {lineage.SUMMARY_OF[k] for k in wanted["metric"] if k in lineage.SUMMARY_OF}
+    wanted["metric"] |= {mlflow_tags.SUMMARY_OF[k] for k in wanted["metric"] if k in mlflow_tags.SUMMARY_OF}
     return Columns(frozenset(wanted["metric"]), frozenset(wanted["param"]), frozenset(wanted["tag"]),
                    "dataset" in extras, "model_uri" in extras)
 
 
 def summary_key(kind: str, key: str) -> str:
     """Sorting or filtering by a curve's name ranks by the saved epoch's value."""
-    return lineage.SUMMARY_OF.get(key, key) if kind == "metric" else key
+    return mlflow_tags.SUMMARY_OF.get(key, key) if kind == "metric" else key
 
 
 def summarised(runs: list[RunRecord], wanted: frozenset[str] | None = None) -> list[RunRecord]:
@@ -107,7 +106,7 @@ def summarised(runs: list[RunRecord], wanted: frozenset[str] | None = None) -> l
     of the epoch whose weights were saved (the one Optuna got), not its last epoch's.
     `wanted`: the metrics asked for (the summaries read for them are dropped again)."""
     for run in runs:
-        run.metrics = lineage.summary_metrics(run.metrics)
+        run.metrics = mlflow_tags.summary_metrics(run.metrics)
         if wanted is not None:
             run.metrics = {k: v for k, v in run.metrics.items() if k in wanted}
     return runs
@@ -142,9 +141,8 @@ class PageTokens:
 
 
 class Tracking:
-    def __init__(self, store: TrackingStore, summaries: SummaryCache | None = None):
+    def __init__(self, store: TrackingStore):
         self.store = store
-        self.summaries = summaries
         # Creation is idempotent per key across replicas (`one_run`); within one
         # replica, concurrent retries also wait for the first instead of racing it.
         self._locks: dict[tuple, asyncio.Lock] = {}
@@ -169,7 +167,7 @@ class Tracking:
         (Dekker's argument): a creator that sees only its own run keeps it and tags it
         settled; one that sees a rival deletes its own and starts over after a random
         pause. A caller that finds runs but none settled waits for the outcome."""
-        settled_tags = {**wanted, lineage.TAG_SETTLED: "true"}
+        settled_tags = {**wanted, mlflow_tags.TAG_SETTLED: "true"}
         lone_since = None
         for _ in range(ONE_RUN_ROUNDS):
             settled = await self._call(self.store.find_runs, experiment_id, settled_tags)
@@ -182,7 +180,7 @@ class Tracking:
                 lone_since = (lone_since or asyncio.get_running_loop().time()) if len(found) == 1 else None
                 if lone_since is not None and asyncio.get_running_loop().time() - lone_since >= ONE_RUN_PATIENCE_S:
                     await fill(found[0], False)
-                    await self._call(self.store.log_batch, found[0], [], None, {lineage.TAG_SETTLED: "true"})
+                    await self._call(self.store.log_batch, found[0], [], None, {mlflow_tags.TAG_SETTLED: "true"})
                     return found[0]
                 await asyncio.sleep(random.uniform(*ONE_RUN_PAUSE_S))
                 continue
@@ -190,7 +188,7 @@ class Tracking:
             rivals = [r for r in await self._call(self.store.find_runs, experiment_id, wanted) if r != mine]
             if not rivals:
                 await fill(mine, True)
-                await self._call(self.store.log_batch, mine, [], None, {lineage.TAG_SETTLED: "true"})
+                await self._call(self.store.log_batch, mine, [], None, {mlflow_tags.TAG_SETTLED: "true"})
                 return mine
             await self._call(self.store.delete_run, mine)
             await asyncio.sleep(random.uniform(*ONE_RUN_PAUSE_S))
@@ -203,11 +201,11 @@ class Tracking:
     ) -> tuple[str, str]:
         if not study_id or not dataset_name:
             raise InvalidArgument("study_id and dataset_name are required")
-        experiment_id = await self._call(self.store.get_or_create_experiment, lineage.experiment_name(dataset_name))
-        wanted = {lineage.TAG_KIND: lineage.KIND_STUDY, lineage.TAG_STUDY: study_id}
-        run_tags = {**tags, **wanted, lineage.TAG_STATE: "RUNNING"}
+        experiment_id = await self._call(self.store.get_or_create_experiment, mlflow_tags.experiment_name(dataset_name))
+        wanted = {mlflow_tags.TAG_KIND: mlflow_tags.KIND_STUDY, mlflow_tags.TAG_STUDY: study_id}
+        run_tags = {**tags, **wanted, mlflow_tags.TAG_STATE: "RUNNING"}
         if dataset_version:
-            run_tags[lineage.TAG_DATASET] = dataset_version
+            run_tags[mlflow_tags.TAG_DATASET] = dataset_version
         async def fill(run_id: str, created: bool) -> None:
             existing = {} if created else (await self._call(self.store.get_runs, [run_id]))[0].params
             missing = {k: v for k, v in params.items() if k not in existing}
@@ -227,8 +225,8 @@ class Tracking:
             raise InvalidArgument("experiment_id, parent_run_id and study_id are required")
         if trial < 0:
             raise InvalidArgument(f"trial {trial}: must be 0 or more")
-        wanted = {lineage.TAG_KIND: lineage.KIND_TRIAL, lineage.TAG_STUDY: study_id, lineage.TAG_TRIAL: str(trial)}
-        run_tags = {**tags, **wanted, lineage.MLFLOW_PARENT: parent_run_id, lineage.TAG_STATE: "RUNNING"}
+        wanted = {mlflow_tags.TAG_KIND: mlflow_tags.KIND_TRIAL, mlflow_tags.TAG_STUDY: study_id, mlflow_tags.TAG_TRIAL: str(trial)}
+        run_tags = {**tags, **wanted, mlflow_tags.MLFLOW_PARENT: parent_run_id, mlflow_tags.TAG_STATE: "RUNNING"}
         async def fill(run_id: str, created: bool) -> None:
             # Created now: all of it. Adopted (its creator died before settling it, or it
             # predates settling): what its creator may not have written.
@@ -241,7 +239,7 @@ class Tracking:
 
         async with self._lock(("trial", study_id, trial)):
             return await self.one_run(experiment_id, wanted, lambda: self.store.create_run(
-                experiment_id, lineage.trial_run_name(study_id, trial), run_tags), fill)
+                experiment_id, mlflow_tags.trial_run_name(study_id, trial), run_tags), fill)
 
     # --- queries -----------------------------------------------------------------
     async def list_experiments(self, name_contains: str = "", since_ms=None, until_ms=None) -> list[ExperimentRecord]:
@@ -259,9 +257,9 @@ class Tracking:
         if bad:
             raise InvalidArgument(f"experiment_ids: {bad[0]!r} is not an experiment id (a number)", field="experiment_ids")
         if study_id:
-            checked.append(RunFilter("tag", lineage.TAG_STUDY, "=", study_id))
+            checked.append(RunFilter("tag", mlflow_tags.TAG_STUDY, "=", study_id))
         if trials_only:
-            checked.append(RunFilter("tag", lineage.TAG_KIND, "=", lineage.KIND_TRIAL))
+            checked.append(RunFilter("tag", mlflow_tags.TAG_KIND, "=", mlflow_tags.KIND_TRIAL))
         if not sort_key:
             sort_kind, sort_key, descending = "attribute", "started_at", True
         elif not sort_kind:
@@ -331,12 +329,3 @@ class Tracking:
         for key in sorted({k for r in runs for k in r.metrics}):
             metrics[key] = {r.run_id: r.metrics[key] for r in runs if key in r.metrics}
         return runs, differing, same, metrics
-
-    async def study_summary(self, study_id: str) -> Summary:
-        if not study_id:
-            raise InvalidArgument("study_id is required")
-        if self.summaries is None:
-            raise FailedPrecondition("study summaries need the tuning service, which is not configured")
-        return await self.summaries.get(study_id)
-
-

@@ -1,7 +1,8 @@
+"""The tuning service's settings (KUBETUNE_TUNING_*), and the two its workers share."""
+
 from __future__ import annotations
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import SettingsConfigDict
 
 from services.common.config import PORTS, PartSettings, address_of, shared
 
@@ -19,10 +20,8 @@ def trial_grace_s():
                   "finished from its saved end or failed, and its ticket runs again (several heartbeats long).")
 
 
-class Settings(PartSettings):
+class Settings(PartSettings, env_prefix="KUBETUNE_TUNING_"):
     """The tuning service. Env prefix KUBETUNE_TUNING_."""
-
-    model_config = SettingsConfigDict(env_prefix="KUBETUNE_TUNING_", extra="ignore", populate_by_name=True)
 
     port: int = PORTS["tuning"]
     storage_url: str = storage_url()
@@ -31,3 +30,4 @@ class Settings(PartSettings):
     data_address: str = address_of("data")
     tracking_address: str = address_of("tracking")
     trial_grace_s: float = trial_grace_s()
+    summary_cache_size: int = Field(64, description="Study summaries kept, each recomputed only when its study changes.")

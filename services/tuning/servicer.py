@@ -7,6 +7,7 @@ from kubetune.tuning.v1 import tuning_pb2_grpc
 from services.common.errors import InvalidArgument, servicer_errors
 from services.common.watch import EventHub
 from services.tuning.studies import StudyManager
+from services.tuning.summary import SummaryCache
 
 
 def study_id_of(event) -> str:
@@ -22,9 +23,10 @@ def _need_id(study_id: str) -> str:
 
 @servicer_errors
 class TuningServicer(tuning_pb2_grpc.TuningServiceServicer):
-    def __init__(self, studies: StudyManager, hub: EventHub):
+    def __init__(self, studies: StudyManager, hub: EventHub, summaries: SummaryCache):
         self.studies = studies
         self.hub = hub
+        self.summaries = summaries
 
     async def CreateStudy(self, request, context):
         return pb.CreateStudyResponse(study=await self.studies.create(request.spec))
@@ -60,3 +62,15 @@ class TuningServicer(tuning_pb2_grpc.TuningServiceServicer):
 
     async def ResumeStudy(self, request, context):
         return pb.ResumeStudyResponse(study=await self.studies.resume(_need_id(request.study_id)))
+
+    async def StudySummary(self, request, context):
+        s = await self.summaries.get(_need_id(request.study_id))
+        return pb.StudySummaryResponse(
+            study_id=s.study_id, revision=s.revision,
+            history=[pb.HistoryPoint(trial=h.trial, value=h.value, best_so_far=h.best_so_far, state=h.state)
+                     for h in s.history],
+            counts_by_state=s.counts_by_state,
+            importances=[pb.ParamImportance(param=k, importance=v) for k, v in s.importances],
+            parallel_coordinates=[pb.ParallelCoordinate(trial=n, params=p, value=v)
+                                  for n, p, v in s.parallel_coordinates],
+        )

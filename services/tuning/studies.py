@@ -1,6 +1,9 @@
 """Studies: create, watch over, stop, resume. Keeps each running study's trial queue
 topped up to its parallelism. No grpc, no nats: the dataset lookup, the parent
-MLflow run, events and tickets come in as `StudyPorts`."""
+MLflow run, events and tickets come in through the ports below (Protocols; the
+NATS and gRPC implementations are in adapters.py and services/common/clients.py).
+A lifecycle event is stored with the state it reports (store.set_study_attrs) and
+sent by the outbox relay."""
 
 from __future__ import annotations
 
@@ -8,8 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from typing import Protocol
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -18,20 +20,36 @@ from kubetune.data.v1 import data_pb2
 from kubetune.events.v1 import events_pb2 as ev
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from services.tuning import records, space
+from services.common.outbox import OutboxEvent
+from services.tuning import space, store
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class StudyPorts:
-    # ref -> DatasetVersion; raises NotFound for an unknown dataset.
-    get_dataset: Callable[[str], Awaitable[data_pb2.DatasetVersion]]
-    # (study_id, dataset name, dataset version, params) -> (experiment_id, run_id)
-    create_study_run: Callable[[str, str, str, dict], Awaitable[tuple[str, str]]]
-    publish: Callable[..., Awaitable[None]]
-    send_ticket: Callable[[pb.TrialTicket], Awaitable[None]]
-    purge_tickets: Callable[[str], Awaitable[None]]
+class Datasets(Protocol):
+    async def get_dataset(self, ref: str) -> data_pb2.DatasetVersion:
+        """Raises NotFound for an unknown dataset."""
+
+
+class StudyRuns(Protocol):
+    async def create_study_run(self, study_id: str, dataset_name: str, dataset_version: str,
+                               params: dict[str, str]) -> tuple[str, str]:
+        """The study's parent MLflow run: (experiment id, run id)."""
+
+
+class Tickets(Protocol):
+    async def send(self, ticket: pb.TrialTicket) -> None: ...
+
+    async def purge(self, study_id: str) -> None: ...
+
+
+class Events(Protocol):
+    async def publish(self, event_id: str = "", **payload) -> object: ...
+
+
+class EventRelay(Protocol):
+    def wake(self) -> None:
+        """Told after events were stored with a change: sends them at once."""
 
 
 def _ts(message, iso: str | None) -> None:
@@ -45,18 +63,18 @@ def _trial_ts(message, when: dt.datetime | None) -> None:
 
 
 def trial_to_pb(study_id: str, t: FrozenTrial, curves: bool = False) -> pb.Trial:
-    train_curve, val_curve = records.curves_of(t)
+    train_curve, val_curve = store.curves_of(t)
     out = pb.Trial(
         study_id=study_id,
         number=t.number,
-        state=records.TRIAL_STATE_PB.get(t.state, pb.TRIAL_STATE_UNSPECIFIED),
+        state=store.TRIAL_STATE_PB.get(t.state, pb.TRIAL_STATE_UNSPECIFIED),
         params={k: space.format_value(v) for k, v in t.params.items()},
         values=t.values or [],
-        epochs_done=max(len(val_curve), int(t.user_attrs.get(records.T_EPOCHS, 0)), len(t.intermediate_values)),
-        mlflow_run_id=t.user_attrs.get(records.T_RUN, ""),
-        worker=t.user_attrs.get(records.T_WORKER, ""),
-        reason=t.user_attrs.get(records.T_REASON, ""),
-        metrics=t.user_attrs.get(records.T_METRICS, {}),
+        epochs_done=max(len(val_curve), int(t.user_attrs.get(store.T_EPOCHS, 0)), len(t.intermediate_values)),
+        mlflow_run_id=t.user_attrs.get(store.T_RUN, ""),
+        worker=t.user_attrs.get(store.T_WORKER, ""),
+        reason=t.user_attrs.get(store.T_REASON, ""),
+        metrics=t.user_attrs.get(store.T_METRICS, {}),
     )
     _trial_ts(out.started_at, t.datetime_start)
     _trial_ts(out.finished_at, t.datetime_complete)
@@ -80,14 +98,16 @@ def best_trial(trials: list[FrozenTrial], directions: list[str]) -> FrozenTrial 
 
 
 class StudyManager:
-    def __init__(self, storage: optuna.storages.BaseStorage, ports: StudyPorts, *, max_trials: int, max_parallel: int,
-                 trial_grace_s: float = 30.0):
+    def __init__(self, storage: optuna.storages.BaseStorage, *, datasets: Datasets, runs: StudyRuns, tickets: Tickets,
+                 events: Events, relay: EventRelay, max_trials: int, max_parallel: int, trial_grace_s: float = 30.0):
         self.storage = storage
         self.trial_grace_s = trial_grace_s
-        self.ports = ports
+        self.datasets, self.runs, self.tickets, self.events, self.relay = datasets, runs, tickets, events, relay
         self.max_trials = max_trials
         self.max_parallel = max_parallel
         self._locks: dict[str, asyncio.Lock] = {}
+        # Studies whose tickets could not all be sent (NATS down): the reconcile resends.
+        self._unsent: set[str] = set()
 
     def _lock(self, study_id: str) -> asyncio.Lock:
         return self._locks.setdefault(study_id, asyncio.Lock())
@@ -108,7 +128,7 @@ class StudyManager:
         space.validate(spec, max_trials=self.max_trials, max_parallel=self.max_parallel)
         directions = [d for _, d in space.objectives(spec)]
         try:
-            version = await self.ports.get_dataset(spec.dataset)
+            version = await self.datasets.get_dataset(spec.dataset)
         except NotFound:
             raise InvalidArgument(f"dataset: no dataset {spec.dataset!r}; register it first", field="dataset") from None
         if version.task_kind != data_pb2.TASK_KIND_CLASSIFICATION and any(m == "val_accuracy" for m, _ in space.objectives(spec)):
@@ -121,7 +141,7 @@ class StudyManager:
             raise AlreadyExists(f"name: a study named {study_id!r} already exists", field="name") from None
         task = "classification" if version.task_kind == data_pb2.TASK_KIND_CLASSIFICATION else "regression"
         try:
-            experiment_id, run_id = await self.ports.create_study_run(
+            experiment_id, run_id = await self.runs.create_study_run(
                 study_id, version.name, dataset_ref,
                 {"n_trials": str(spec.n_trials), "sampler": space.SAMPLER_NAMES[spec.sampler],
                  "pruner": space.PRUNER_NAMES[spec.pruner], "max_parallel": str(spec.max_parallel or 1)},
@@ -130,18 +150,19 @@ class StudyManager:
             # Nothing half-made: no study without its MLflow run.
             await self._io(self.storage.delete_study, key)
             raise
-        for attr, value in {
-            records.SPEC: records.spec_to_json(spec),
-            records.DATASET: dataset_ref,
-            records.TASK: task,
-            records.CREATED: records.now_iso(),
-            records.EXPERIMENT: experiment_id,
-            records.RUN: run_id,
-            records.ISSUED: 0,
-            records.STATE: records.RUNNING,
-        }.items():
-            await self._io(self.storage.set_study_user_attr, key, attr, value)
-        await self.ports.publish(study_created=ev.StudyCreated(study_id=study_id, dataset_version=dataset_ref, n_trials=spec.n_trials))
+        created = OutboxEvent.of(f"{study_id}.created", study_created=ev.StudyCreated(
+            study_id=study_id, dataset_version=dataset_ref, n_trials=spec.n_trials))
+        await self._io(store.set_study_attrs, self.storage, key, {
+            store.SPEC: store.spec_to_json(spec),
+            store.DATASET: dataset_ref,
+            store.TASK: task,
+            store.CREATED: store.now_iso(),
+            store.EXPERIMENT: experiment_id,
+            store.RUN: run_id,
+            store.ISSUED: 0,
+            store.STATE: store.RUNNING,
+        }, [created])
+        self.relay.wake()
         log.info("study %s created on %s: %d trials", study_id, dataset_ref, spec.n_trials, extra={"study_id": study_id})
         await self.top_up(study_id)
         return await self.get(study_id)
@@ -155,29 +176,29 @@ class StudyManager:
     # -- read ------------------------------------------------------------------------
 
     def _study_pb(self, study_id: str, attrs: dict, directions, trials: list[FrozenTrial]) -> pb.Study:
-        spec = records.spec_from_attrs(attrs)
-        c = records.counts(trials)
+        spec = store.spec_from_attrs(attrs)
+        c = store.counts(trials)
         out = pb.Study(
             id=study_id,
             spec=spec,
-            state=records.STATE_PB.get(attrs.get(records.STATE), pb.STUDY_STATE_UNSPECIFIED),
-            dataset_version=attrs.get(records.DATASET, ""),
+            state=store.STATE_PB.get(attrs.get(store.STATE), pb.STUDY_STATE_UNSPECIFIED),
+            dataset_version=attrs.get(store.DATASET, ""),
             # Only a running study has live tickets: a stopped one's were purged, and a
             # completed one's surplus tickets are dropped by whichever worker takes them.
-            counts=pb.TrialCounts(queued=records.queued(attrs, trials) if attrs.get(records.STATE) == records.RUNNING else 0,
+            counts=pb.TrialCounts(queued=store.queued(attrs, trials) if attrs.get(store.STATE) == store.RUNNING else 0,
                                   running=c["running"],
                                   complete=c["complete"], pruned=c["pruned"], fail=c["fail"]),
-            mlflow_experiment_id=attrs.get(records.EXPERIMENT, ""),
-            mlflow_run_id=attrs.get(records.RUN, ""),
-            task_kind=attrs.get(records.TASK, ""),
+            mlflow_experiment_id=attrs.get(store.EXPERIMENT, ""),
+            mlflow_run_id=attrs.get(store.RUN, ""),
+            task_kind=attrs.get(store.TASK, ""),
         )
-        _ts(out.created_at, attrs.get(records.CREATED))
-        _ts(out.finished_at, attrs.get(records.FINISHED))
+        _ts(out.created_at, attrs.get(store.CREATED))
+        _ts(out.finished_at, attrs.get(store.FINISHED))
         best = best_trial(trials, [d.name.lower() for d in directions])
         if best is not None:
             out.best_trial.CopyFrom(trial_to_pb(study_id, best))
             out.best_values.extend(best.values)
-        baseline = attrs.get(records.BASELINE)
+        baseline = attrs.get(store.BASELINE)
         if baseline:
             out.baseline.CopyFrom(pb.Baseline(model=baseline.get("model", ""), mlflow_run_id=baseline.get("run_id", ""),
                                               metrics=baseline.get("metrics", {}), error=baseline.get("error", "")))
@@ -186,7 +207,7 @@ class StudyManager:
     def _load(self, study_id: str):
         key = self.storage.get_study_id_from_name(study_id)
         attrs = self.storage.get_study_user_attrs(key)
-        if records.SPEC not in attrs:
+        if store.SPEC not in attrs:
             raise NotFound(f"study {study_id!r} was not made by kubetune")
         return key, attrs, self.storage.get_study_directions(key), self.storage.get_all_trials(key, deepcopy=False)
 
@@ -199,7 +220,7 @@ class StudyManager:
         def load_all():
             out = []
             for s in self.storage.get_all_studies():
-                if records.SPEC not in s.user_attrs:
+                if store.SPEC not in s.user_attrs:
                     continue
                 trials = self.storage.get_all_trials(s._study_id, deepcopy=False)
                 out.append(self._study_pb(s.study_name, s.user_attrs, s.directions, trials))
@@ -228,12 +249,17 @@ class StudyManager:
         key = await self._key(study_id)
         async with self._lock(study_id):
             attrs = await self._io(self.storage.get_study_user_attrs, key)
-            if attrs.get(records.STATE) != records.RUNNING:
-                raise FailedPrecondition(f"study {study_id} is {attrs.get(records.STATE, 'unknown').lower()}, not running")
-            await self._io(self.storage.set_study_user_attr, key, records.STATE, records.STOPPED)
-            await self.ports.purge_tickets(study_id)
-            await self._io(self.storage.set_study_user_attr, key, records.VOID_BELOW, int(attrs.get(records.ISSUED, 0)))
-            await self.ports.publish(study_stopped=ev.StudyStopped(study_id=study_id))
+            if attrs.get(store.STATE) != store.RUNNING:
+                raise FailedPrecondition(f"study {study_id} is {attrs.get(store.STATE, 'unknown').lower()}, not running")
+            # Void from here: tickets already issued never run (the purge removes them).
+            await self._io(store.set_study_attrs, self.storage, key,
+                           {store.STATE: store.STOPPED, store.VOID_BELOW: int(attrs.get(store.ISSUED, 0))},
+                           [OutboxEvent.of(study_stopped=ev.StudyStopped(study_id=study_id))])
+            self.relay.wake()
+            try:
+                await self.tickets.purge(study_id)
+            except Exception:  # noqa: BLE001 - NATS down: a worker drops a stopped study's tickets
+                log.warning("study %s: its queued tickets could not be purged", study_id, exc_info=True)
         log.info("study %s stopped", study_id, extra={"study_id": study_id})
         return await self.get(study_id)
 
@@ -241,17 +267,19 @@ class StudyManager:
         key = await self._key(study_id)
         async with self._lock(study_id):
             _, attrs, _, trials = await self._io(self._load, study_id)
-            spec = records.spec_from_attrs(attrs)
-            if attrs.get(records.STATE) == records.RUNNING:
+            spec = store.spec_from_attrs(attrs)
+            if attrs.get(store.STATE) == store.RUNNING:
                 raise FailedPrecondition(f"study {study_id} is already running")
-            if records.counts(trials)["finished"] >= spec.n_trials:
+            if store.counts(trials)["finished"] >= spec.n_trials:
                 raise FailedPrecondition(f"study {study_id} already finished its {spec.n_trials} trials")
             # A time budget counts from the resume: else a study that ran out of time
             # would complete again at once, with no new trial.
-            await self._io(self.storage.set_study_user_attr, key, records.RESUMED, records.now_iso())
-            await self._io(self.storage.set_study_user_attr, key, records.STATE, records.RUNNING)
-            await self._io(self.storage.set_study_user_attr, key, records.VOID_BELOW, int(attrs.get(records.ISSUED, 0)))
-            await self.ports.publish(study_resumed=ev.StudyResumed(study_id=study_id))
+            await self._io(store.set_study_attrs, self.storage, key, {
+                store.RESUMED: store.now_iso(),
+                store.STATE: store.RUNNING,
+                store.VOID_BELOW: int(attrs.get(store.ISSUED, 0)),
+            }, [OutboxEvent.of(study_resumed=ev.StudyResumed(study_id=study_id))])
+            self.relay.wake()
         log.info("study %s resumed", study_id, extra={"study_id": study_id})
         await self.top_up(study_id)
         return await self.get(study_id)
@@ -261,30 +289,37 @@ class StudyManager:
         `resend` republishes live tickets no trial took (after a restart)."""
         async with self._lock(study_id):
             key, attrs, directions, trials = await self._io(self._load, study_id)
-            if attrs.get(records.STATE) != records.RUNNING:
+            if attrs.get(store.STATE) != store.RUNNING:
                 return
             if await self._reclaim(study_id, key, trials):
                 key, attrs, directions, trials = await self._io(self._load, study_id)
-            spec = records.spec_from_attrs(attrs)
-            c = records.counts(trials)
+            spec = store.spec_from_attrs(attrs)
+            c = store.counts(trials)
             remaining = spec.n_trials - c["finished"]
-            timed_out = records.timed_out(spec, attrs)
+            timed_out = store.timed_out(spec, attrs)
             if (remaining <= 0 or timed_out) and c["running"] == 0:
                 await self._complete(study_id, key, attrs, directions, trials, c)
                 return
-            if resend:
-                for seq in records.untaken_sequences(attrs, trials):
-                    await self.ports.send_ticket(pb.TrialTicket(study_id=study_id, ticket_id=records.ticket_id(study_id, seq), sequence=seq))
+            if resend or study_id in self._unsent:
+                self._unsent.discard(study_id)
+                await self._send_tickets(study_id, store.untaken_sequences(attrs, trials))
             if timed_out:
                 return
-            want = min(spec.max_parallel or 1, remaining) - c["running"] - records.queued(attrs, trials)
+            want = min(spec.max_parallel or 1, remaining) - c["running"] - store.queued(attrs, trials)
             if want <= 0:
                 return
-            first = int(attrs.get(records.ISSUED, 0))
-            # Counted before sent: a crash in between leaves a ticket the next `resend` sends.
-            await self._io(self.storage.set_study_user_attr, key, records.ISSUED, first + want)
-            for seq in range(first, first + want):
-                await self.ports.send_ticket(pb.TrialTicket(study_id=study_id, ticket_id=records.ticket_id(study_id, seq), sequence=seq))
+            first = int(attrs.get(store.ISSUED, 0))
+            # Counted before sent: a ticket that could not be sent is sent again by a resend.
+            await self._io(self.storage.set_study_user_attr, key, store.ISSUED, first + want)
+            await self._send_tickets(study_id, range(first, first + want))
+
+    async def _send_tickets(self, study_id: str, sequences) -> None:
+        try:
+            for seq in sequences:
+                await self.tickets.send(pb.TrialTicket(study_id=study_id, ticket_id=store.ticket_id(study_id, seq), sequence=seq))
+        except Exception:  # noqa: BLE001 - NATS down: the reconcile resends the untaken ones (ids dedupe)
+            log.warning("study %s: tickets not sent; the next reconcile sends them", study_id, exc_info=True)
+            self._unsent.add(study_id)
 
     async def _reclaim(self, study_id: str, key: int, trials: list[FrozenTrial]) -> bool:
         """RUNNING trials whose worker stopped beating (died at any instant, even on its
@@ -292,44 +327,45 @@ class StudyManager:
         abandoned, which frees its slot for a new ticket. True when any was."""
         if not any(t.state == TrialState.RUNNING for t in trials):
             return False
-        stale = set(await self._io(records.stale_trial_ids, self.storage, key, self.trial_grace_s))
+        stale = set(await self._io(store.stale_trial_ids, self.storage, key, self.trial_grace_s))
         for t in trials:
             if t._trial_id not in stale:
                 continue
             try:
-                saved = records.saved_end(t)
+                saved = store.saved_end(t)
                 if saved is None:
-                    reason = (f"worker {t.user_attrs.get(records.T_WORKER, '?')} was lost (no heartbeat for "
+                    reason = (f"worker {t.user_attrs.get(store.T_WORKER, '?')} was lost (no heartbeat for "
                               f"{self.trial_grace_s:g}s); the trial runs again")
-                    for attr, value in ((records.T_ABANDONED, True), (records.T_RECLAIMED, True), (records.T_REASON, reason)):
+                    for attr, value in ((store.T_ABANDONED, True), (store.T_RECLAIMED, True), (store.T_REASON, reason)):
                         await self._io(self.storage.set_trial_user_attr, t._trial_id, attr, value)
                     saved = ("trial_failed", ev.TrialFailed(study_id=study_id, trial=t.number, reason=reason,
-                                                            mlflow_run_id=t.user_attrs.get(records.T_RUN, "")))
-                    await self._io(records.save_end, self.storage, t._trial_id, *saved)
-                await self.ports.publish(event_id=records.end_event_id(study_id, t.number), **{saved[0]: saved[1]})
-                await self._io(self.storage.set_trial_state_values, t._trial_id, *records.end_state(*saved))
+                                                            mlflow_run_id=t.user_attrs.get(store.T_RUN, "")))
+                    await self._io(store.save_end, self.storage, t._trial_id, *saved)
+                await self.events.publish(event_id=store.end_event_id(study_id, t.number), **{saved[0]: saved[1]})
+                await self._io(self.storage.set_trial_state_values, t._trial_id, *store.end_state(*saved))
                 log.warning("trial %s/%d reclaimed as %s", study_id, t.number, saved[0], extra={"study_id": study_id})
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # finished meanwhile by its worker, or by a redelivered ticket
         return bool(stale)
 
     async def _complete(self, study_id, key, attrs, directions, trials, c) -> None:
-        await self._io(self.storage.set_study_user_attr, key, records.STATE, records.COMPLETED)
-        await self._io(self.storage.set_study_user_attr, key, records.FINISHED, records.now_iso())
         best = best_trial(trials, [d.name.lower() for d in directions])
-        event = ev.StudyCompleted(study_id=study_id, mlflow_run_id=attrs.get(records.RUN, ""),
+        event = ev.StudyCompleted(study_id=study_id, mlflow_run_id=attrs.get(store.RUN, ""),
                                   complete=c["complete"], pruned=c["pruned"], fail=c["fail"], best_trial=-1)
         if best is not None:
             event.best_trial = best.number
             event.best_values.extend(best.values)
             event.best_params.update({k: space.format_value(v) for k, v in best.params.items()})
-        await self.ports.publish(study_completed=event)
+        await self._io(store.set_study_attrs, self.storage, key,
+                       {store.STATE: store.COMPLETED, store.FINISHED: store.now_iso()},
+                       [OutboxEvent.of(study_completed=event)])
+        self.relay.wake()
         log.info("study %s completed: %d complete, %d pruned, %d failed", study_id,
                  c["complete"], c["pruned"], c["fail"], extra={"study_id": study_id})
 
     async def running_ids(self) -> list[str]:
         studies = await self._io(self.storage.get_all_studies)
-        return [s.study_name for s in studies if s.user_attrs.get(records.STATE) == records.RUNNING]
+        return [s.study_name for s in studies if s.user_attrs.get(store.STATE) == store.RUNNING]
 
     async def reconcile(self, resend: bool = False) -> None:
         for study_id in await self.running_ids():

@@ -11,7 +11,7 @@ import pytest
 
 from kubetune.data.v1 import data_pb2_grpc
 from services.common.clients import channel
-from services.data.app import start
+from services.data.app import DataApp, start
 from services.data.config import Settings
 
 
@@ -19,7 +19,7 @@ from services.data.config import Settings
 class DataService:
     settings: Settings
     stub: data_pb2_grpc.DataServiceStub
-    server: object
+    app: DataApp  # what services.data.app.start returned
 
 
 def make_settings(home: Path, nats_url: str, s3_endpoint: str = "", **overrides) -> Settings:

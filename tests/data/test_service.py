@@ -94,10 +94,10 @@ async def events(nats_url):
 
 
 async def test_health_and_reflection(data):
-    ch = channel(f"127.0.0.1:{data.server.port}")
+    ch = channel(f"127.0.0.1:{data.app.port}")
     r = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
     assert r.status == health_pb2.HealthCheckResponse.SERVING
-    assert "kubetune.data.v1.DataService" in data.server.service_names
+    assert "kubetune.data.v1.DataService" in data.app.server.service_names
     await ch.close()
 
 
@@ -339,8 +339,8 @@ async def test_size_limit_and_local_paths_setting(service_factory, seed_dir, s3,
 
 async def test_concurrent_registration_gives_one_version(data, s3, bucket, seed_dir):
     uri = upload_folder(s3, bucket, "seed", seed_dir)
-    a = channel(f"127.0.0.1:{data.server.port}")
-    b = channel(f"127.0.0.1:{data.server.port}")
+    a = channel(f"127.0.0.1:{data.app.port}")
+    b = channel(f"127.0.0.1:{data.app.port}")
     try:
         results = await asyncio.gather(*[
             data_pb2_grpc.DataServiceStub(ch).RegisterDataset(Req(name="seed", uri=uri)) for ch in (a, b, a, b)

@@ -9,7 +9,9 @@ from dataclasses import replace
 
 import pytest
 
-from services.data.model import (
+from kubetune.events.v1.events_pb2 import DatasetDeleted
+from services.common.outbox import OutboxEvent
+from services.data.records import (
     Column, DatasetVersion, Layout, MissingPolicy, Reference, Role, Stats, TargetStats, TaskKind,
 )
 from services.data.store import PostgresCatalogStore, Referenced, SqliteCatalogStore, open_store
@@ -113,6 +115,34 @@ def test_concurrent_adds_create_one(store):
         t.join()
     assert sorted(results) == [False] * 7 + [True]
     assert len(store.list_versions()) == 1
+
+
+EVENTS = [OutboxEvent.of(f"event-{n}", dataset_deleted=DatasetDeleted(name="seed", version=str(n))) for n in range(10)]
+
+
+def event(n: int) -> OutboxEvent:
+    return EVENTS[n]
+
+
+def test_an_event_is_stored_with_its_change_and_only_then(store):
+    v = make_version()
+    assert store.add_version(v, event(1)) == (v, True)
+    assert store.add_version(v, event(2))[1] is False  # no change, no event
+    store.add_reference("seed", v.version, Reference("study", "s1"))
+    with pytest.raises(Referenced):
+        store.delete_version("seed", v.version, event(3))  # refused: its event rolls back with it
+    assert not store.delete_version("seed", "000000000000", event(4))
+    assert store.outbox.pending(10) == [event(1)]
+
+
+def test_outbox_pending_in_order_and_marked_sent(store):
+    for n in range(5):
+        store.add_version(make_version(version=f"{n:012x}"), event(n))
+    assert [e.id for e in store.outbox.pending(3)] == ["event-0", "event-1", "event-2"]
+    store.outbox.mark_sent([event(0), event(2)])
+    store.add_version(make_version(version="a" * 12), event(9))
+    assert [e.id for e in store.outbox.pending(10)] == ["event-1", "event-3", "event-4", "event-9"]
+    assert store.outbox.pending(10)[0] == event(1)  # subject and bytes round-trip
 
 
 def test_open_store(tmp_path):

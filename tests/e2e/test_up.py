@@ -22,7 +22,7 @@ from kubetune.data.v1 import data_pb2
 from kubetune.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from kubetune.registry.v1 import registry_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common import lineage
+from services.common import mlflow_tags
 from services.common.config import PORTS
 from tests.servers import free_port
 from tests.studies import run_study, small_spec
@@ -135,7 +135,7 @@ def test_up_runs_the_thin_path_and_stops_clean(tmp_path, ports):
             assert study.counts.complete + study.counts.pruned == 3
 
             client = mlflow.MlflowClient(f"http://127.0.0.1:{ports['mlflow']}")
-            runs = client.search_runs([study.mlflow_experiment_id], f"tags.`{lineage.TAG_STUDY}` = '{study.id}'")
+            runs = client.search_runs([study.mlflow_experiment_id], f"tags.`{mlflow_tags.TAG_STUDY}` = '{study.id}'")
             assert len(runs) == 5  # the study's run, its linear baseline and its 3 trials
             deadline = time.monotonic() + 30
             while len(client.get_metric_history(study.best_trial.mlflow_run_id, "val_loss")) < study.best_trial.epochs_done:

@@ -10,7 +10,7 @@ import mlflow
 import pytest
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common import lineage
+from services.common import mlflow_tags
 from tests.platform import running_platform
 from tests.studies import finished, run_study, small_spec
 
@@ -31,8 +31,8 @@ def test_two_workers_on_postgres_lose_and_duplicate_nothing(tmp_path, new_databa
 
         client = mlflow.MlflowClient(platform.mlflow_uri)
         runs = client.search_runs([study.mlflow_experiment_id],
-                                  f"tags.`{lineage.TAG_STUDY}` = '{study.id}' and tags.`{lineage.TAG_KIND}` = 'trial'")
-        per_trial = collections.Counter(r.data.tags[lineage.TAG_TRIAL] for r in runs)
+                                  f"tags.`{mlflow_tags.TAG_STUDY}` = '{study.id}' and tags.`{mlflow_tags.TAG_KIND}` = 'trial'")
+        per_trial = collections.Counter(r.data.tags[mlflow_tags.TAG_TRIAL] for r in runs)
         assert per_trial == {str(n): 1 for n in range(10)}
         ch.close()
 

@@ -111,13 +111,14 @@ def cells(rows: pd.DataFrame) -> list[registry_pb2.FeatureRow]:
             for row in rows.itertuples(index=False)]
 
 
-@pytest.mark.parametrize("make", [regression_table, binary_table, multiclass_table],
-                         ids=["regression", "binary", "multiclass"])
-def test_a_messy_table_from_s3_to_predictions_by_name(shop, s3_endpoint, tmp_path, make):
+@pytest.mark.parametrize(("make", "n_rows"), [(regression_table, 300), (binary_table, 300), (multiclass_table, 300),
+                                            (multiclass_table, 50_000)],
+                         ids=["regression", "binary", "multiclass", "multiclass-50k"])
+def test_a_messy_table_from_s3_to_predictions_by_name(shop, s3_endpoint, tmp_path, make, n_rows):
     platform, gateway = shop
-    table = make(rows=300, seed=1)
+    table = make(rows=n_rows, seed=1)
     files = write_table(table, tmp_path)
-    name = f"shop-{table.structure.task}"
+    name = f"shop-{table.structure.task}-{n_rows}"
     uri = s3_put(s3_endpoint, files["csv"], f"{name}/{name}.csv")
     version = gateway.RegisterDataset(data_pb2.RegisterDatasetRequest(
         name=name, uri=uri, options=data_pb2.IngestOptions(target_column=table.target)), timeout=300).version
@@ -128,7 +129,7 @@ def test_a_messy_table_from_s3_to_predictions_by_name(shop, s3_endpoint, tmp_pat
     check_columns(uploaded, table)
 
     spec = pb.StudySpec(
-        dataset=f"{version.name}@{version.version}", n_trials=4, max_parallel=2, max_epochs=25,
+        dataset=f"{version.name}@{version.version}", n_trials=4, max_parallel=2, max_epochs=25 if n_rows <= 1000 else 3,
         early_stopping_patience=6, pruner=pb.PRUNER_NONE,
         cv_folds=3 if table.structure.task == "binary" else 0,
         search_space=[param_float("learning_rate", 3e-3, 3e-2, log=True), param_int("units", 16, 64, log=True)])

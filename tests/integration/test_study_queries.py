@@ -20,7 +20,7 @@ def study(gateway):
 
 
 def test_study_summary(gateway, study):
-    summary = gateway.StudySummary(tracking_pb2.StudySummaryRequest(study_id=study.id))
+    summary = gateway.StudySummary(pb.StudySummaryRequest(study_id=study.id))
     trials = {t.number: t for t in gateway.ListTrials(pb.ListTrialsRequest(study_id=study.id)).trials}
     assert [h.trial for h in summary.history] == sorted(trials)
     for point in summary.history:
@@ -31,7 +31,7 @@ def test_study_summary(gateway, study):
     assert {i.param for i in summary.importances} == {"learning_rate", "n_layers", "units", "batch_size"}
     assert sum(i.importance for i in summary.importances) == pytest.approx(1.0, abs=1e-6)
     assert len(summary.parallel_coordinates) == 6
-    again = gateway.StudySummary(tracking_pb2.StudySummaryRequest(study_id=study.id))
+    again = gateway.StudySummary(pb.StudySummaryRequest(study_id=study.id))
     assert again.revision == summary.revision  # cached until the study changes
 
 

@@ -10,7 +10,7 @@ import mlflow
 import pytest
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common import lineage
+from services.common import mlflow_tags
 from tests.studies import (
     completed, finished, param_choice, param_float, param_int, run_study, small_spec, wait_for_study,
 )
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 def child_runs(platform, study: pb.Study):
     client = mlflow.MlflowClient(platform.mlflow_uri)
     return client.search_runs([study.mlflow_experiment_id],
-                              f"tags.`{lineage.TAG_STUDY}` = '{study.id}' and tags.`{lineage.TAG_KIND}` = 'trial'",
+                              f"tags.`{mlflow_tags.TAG_STUDY}` = '{study.id}' and tags.`{mlflow_tags.TAG_KIND}` = 'trial'",
                               max_results=1000)
 
 
@@ -55,8 +55,8 @@ def test_study_of_8_trials_on_2_workers_lands_in_mlflow(platform, gateway):
     client = mlflow.MlflowClient(platform.mlflow_uri)
     for t in trials:
         run = runs[t.mlflow_run_id]
-        assert run.data.tags[lineage.MLFLOW_PARENT] == study.mlflow_run_id
-        assert run.data.tags[lineage.TAG_TRIAL] == str(t.number)
+        assert run.data.tags[mlflow_tags.MLFLOW_PARENT] == study.mlflow_run_id
+        assert run.data.tags[mlflow_tags.TAG_TRIAL] == str(t.number)
         history = client.get_metric_history(t.mlflow_run_id, "val_loss")
         assert [m.step for m in sorted(history, key=lambda m: m.step)] == [0, 1, 2, 3, 4]
         assert [m.value for m in sorted(history, key=lambda m: m.step)] == pytest.approx(list(t.val_loss_curve))
@@ -64,7 +64,7 @@ def test_study_of_8_trials_on_2_workers_lands_in_mlflow(platform, gateway):
         assert float(run.data.params["learning_rate"]) == pytest.approx(float(t.params["learning_rate"]), rel=1e-4)
         assert run.inputs.dataset_inputs[0].dataset.name == "sample"
     mlflow.set_tracking_uri(platform.mlflow_uri)
-    model = mlflow.pyfunc.load_model(lineage.model_uri(study.best_trial.mlflow_run_id))
+    model = mlflow.pyfunc.load_model(mlflow_tags.model_uri(study.best_trial.mlflow_run_id))
     assert model.metadata.get_input_schema().input_names() == [f"x{i}" for i in range(5)]
 
 

@@ -105,7 +105,7 @@ BROKEN = {
         "addresses", lambda d: configmap(d, "gateway-config").__setitem__(
             "KUBETUNE_DATA_ADDRESS", "tracking:50063"), "not to the data part"),
     "addresses: an address left at its 127.0.0.1 default": (
-        "addresses", lambda d: configmap(d, "registry-config").pop("KUBETUNE_TRACKING_ADDRESS"),
+        "addresses", lambda d: configmap(d, "tuning-config").pop("KUBETUNE_TRACKING_ADDRESS"),
         "'127.0.0.1'"),
     "addresses: the NATS URL": (
         "addresses", lambda d: configmap(d, "kubetune-shared").__setitem__(

@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 
-from services.common import lineage
+from services.common import mlflow_tags
 
 SEED = Path(__file__).resolve().parents[2] / "services" / "data" / "sample"
 NUMERIC = [f"x{i}" for i in range(5)]
@@ -135,15 +135,15 @@ def log_trial_run(tracking_uri: str, experiment: str, *, classes: list[str] | No
     if classes:
         y = (y > np.median(y)).astype(int)
     tags = {
-        lineage.TAG_KIND: lineage.KIND_TRIAL, lineage.TAG_STUDY: "study-1", lineage.TAG_TRIAL: str(trial),
-        lineage.TAG_STATE: state, lineage.TAG_DATASET: "seed@1",
-        lineage.TAG_FEATURES: json.dumps([c["name"] for c in INPUT_SCHEMA]),
-        lineage.TAG_INPUT_SCHEMA: json.dumps(INPUT_SCHEMA),
-        lineage.TAG_TASK: "classification" if classes else "regression",
+        mlflow_tags.TAG_KIND: mlflow_tags.KIND_TRIAL, mlflow_tags.TAG_STUDY: "study-1", mlflow_tags.TAG_TRIAL: str(trial),
+        mlflow_tags.TAG_STATE: state, mlflow_tags.TAG_DATASET: "seed@1",
+        mlflow_tags.TAG_FEATURES: json.dumps([c["name"] for c in INPUT_SCHEMA]),
+        mlflow_tags.TAG_INPUT_SCHEMA: json.dumps(INPUT_SCHEMA),
+        mlflow_tags.TAG_TASK: "classification" if classes else "regression",
     }
     if state == "PRUNED":
-        tags[lineage.TAG_REASON] = "median pruner at epoch 2"
-    run = client.create_run(exp_id, tags=tags, run_name=lineage.trial_run_name("study-1", trial))
+        tags[mlflow_tags.TAG_REASON] = "median pruner at epoch 2"
+    run = client.create_run(exp_id, tags=tags, run_name=mlflow_tags.trial_run_name("study-1", trial))
     metrics = {}
     if with_model:
         # By value: a platform's registry process cannot import this test module.
@@ -156,7 +156,7 @@ def log_trial_run(tracking_uri: str, experiment: str, *, classes: list[str] | No
             mlflow.pyfunc.save_model(tmp / "model", python_model=TinyTorchModel(), signature=signature(classes),
                                      artifacts={"weights": str(tmp / "weights.pt"), "spec": str(tmp / "spec.json")},
                                      pip_requirements=["mlflow", "torch", "pandas"])
-            client.log_artifacts(run.info.run_id, str(tmp / "model"), lineage.MODEL_ARTIFACT)
+            client.log_artifacts(run.info.run_id, str(tmp / "model"), mlflow_tags.MODEL_ARTIFACT)
         if not classes:
             metrics["rmse"] = spec["rmse"]
             metrics["val_loss"] = spec["rmse"] ** 2 / float(y.var())

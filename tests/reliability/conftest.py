@@ -8,7 +8,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from cli.platform import SAMPLE
+from cli.local_platform import SAMPLE
 from kubetune.data.v1 import data_pb2
 from kubetune.gateway.v1 import gateway_pb2_grpc
 from tests.platform import running_platform

@@ -14,10 +14,10 @@ import grpc
 import mlflow
 import psutil
 
-from cli.platform import health
+from cli.local_platform import health
 from kubetune.gateway.v1 import gateway_pb2_grpc
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common import lineage
+from services.common import mlflow_tags
 
 TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
@@ -106,7 +106,7 @@ class Watcher:
 def trial_runs(client: mlflow.MlflowClient, study: pb.Study):
     return client.search_runs(
         [study.mlflow_experiment_id],
-        f"tags.`{lineage.TAG_STUDY}` = '{study.id}' and tags.`{lineage.TAG_KIND}` = 'trial'", max_results=1000)
+        f"tags.`{mlflow_tags.TAG_STUDY}` = '{study.id}' and tags.`{mlflow_tags.TAG_KIND}` = 'trial'", max_results=1000)
 
 
 def audit_mlflow(mlflow_uri: str, study: pb.Study, trials: list[pb.Trial], drain_s: float = 90) -> dict:
@@ -125,14 +125,14 @@ def audit_mlflow(mlflow_uri: str, study: pb.Study, trials: list[pb.Trial], drain
         running = [r for r in client.search_runs([study.mlflow_experiment_id], max_results=1000)
                    if r.info.status == "RUNNING"]
         for r in running:
-            problems[f"run {r.info.run_id}"] = f"RUNNING ({r.data.tags.get(lineage.TAG_KIND)} {r.data.tags.get(lineage.TAG_TRIAL, '')})"
+            problems[f"run {r.info.run_id}"] = f"RUNNING ({r.data.tags.get(mlflow_tags.TAG_KIND)} {r.data.tags.get(mlflow_tags.TAG_TRIAL, '')})"
         if not problems or time.monotonic() > deadline:
             break
         time.sleep(1)
     mlflow.set_tracking_uri(mlflow_uri)
     for t in complete:
         try:
-            mlflow.pyfunc.load_model(lineage.model_uri(t.mlflow_run_id))
+            mlflow.pyfunc.load_model(mlflow_tags.model_uri(t.mlflow_run_id))
         except Exception as exc:  # noqa: BLE001 - reported with the others
             problems[f"trial {t.number} model"] = f"{type(exc).__name__}: {exc}"[:300]
     return problems

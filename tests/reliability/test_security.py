@@ -9,7 +9,7 @@ import boto3
 import grpc
 import pytest
 
-from cli.platform import SAMPLE
+from cli.local_platform import SAMPLE
 from kubetune.data.v1 import data_pb2
 from kubetune.gateway.v1 import gateway_pb2_grpc
 from kubetune.registry.v1 import registry_pb2

@@ -13,7 +13,7 @@ import mlflow
 import pytest
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common import lineage
+from services.common import mlflow_tags
 from services.tuning.worker.crash_points import STEPS
 from tests.platform import running_platform
 from tests.reliability.faults import audit_mlflow, retrying, trial_runs, wait_for
@@ -109,6 +109,6 @@ def test_a_frozen_worker_whose_trial_was_taken_over_stops_it(crashing):
     after = wait_for(study.id, gw, lambda s: s.counts.running == 0, timeout=60)
     run = client.get_run(taken.mlflow_run_id)
     assert run.info.status == "FAILED"
-    assert not client.list_artifacts(taken.mlflow_run_id, lineage.MODEL_ARTIFACT)
+    assert not client.list_artifacts(taken.mlflow_run_id, mlflow_tags.MODEL_ARTIFACT)
     assert after.state == pb.STUDY_STATE_STOPPED
     ch.close()

@@ -19,7 +19,7 @@ from mlflow.entities import ViewType
 
 from kubetune.tracking.v1 import tracking_pb2 as pb
 from kubetune.tracking.v1 import tracking_pb2_grpc
-from services.common import lineage
+from services.common import mlflow_tags
 from services.common.clients import channel, sync_health_status
 from tests import servers
 
@@ -35,8 +35,7 @@ def tracking_process(tracking_mlflow, nats_url, home):
     port = servers.free_port()
     env = {**os.environ, "KUBETUNE_HOME": str(home), "KUBETUNE_TRACKING_PORT": str(port),
            "KUBETUNE_TRACKING_MLFLOW_URI": url, "KUBETUNE_TRACKING_BACKEND_STORE_URI": backend,
-           "KUBETUNE_NATS_URL": nats_url, "KUBETUNE_TRACKING_CONSUME_EVENTS": "false",
-           "KUBETUNE_TRACKING_TUNING_ADDRESS": "127.0.0.1:1"}
+           "KUBETUNE_NATS_URL": nats_url, "KUBETUNE_TRACKING_CONSUME_EVENTS": "false"}
     log = open(home / f"tracking-{port}.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "services.tracking"], env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -72,7 +71,7 @@ async def check_one_run_each(stubs, mlflow_uri):
     def trial_request(trial):
         return pb.CreateTrialRunRequest(
             experiment_id=study.experiment_id, parent_run_id=study.run_id, study_id=study_id, trial=trial,
-            params={"learning_rate": "0.01", "units": str(trial)}, tags={lineage.TAG_WORKER: "w1"},
+            params={"learning_rate": "0.01", "units": str(trial)}, tags={mlflow_tags.TAG_WORKER: "w1"},
             dataset=pb.DatasetInput(name=dataset, version=f"{dataset}@1", content_sha256="e" * 64,
                                     source_uri="s3://bucket/x", row_count=10))
 
@@ -85,19 +84,19 @@ async def check_one_run_each(stubs, mlflow_uri):
     assert all(len(ids) == 1 for ids in by_trial.values()), {t: ids for t, ids in by_trial.items() if len(ids) > 1}
 
     client = MlflowClient(mlflow_uri)
-    active = client.search_runs([study.experiment_id], f"tags.`{lineage.TAG_STUDY}` = '{study_id}'",
+    active = client.search_runs([study.experiment_id], f"tags.`{mlflow_tags.TAG_STUDY}` = '{study_id}'",
                                 ViewType.ACTIVE_ONLY, max_results=1000)
-    every = client.search_runs([study.experiment_id], f"tags.`{lineage.TAG_STUDY}` = '{study_id}'",
+    every = client.search_runs([study.experiment_id], f"tags.`{mlflow_tags.TAG_STUDY}` = '{study_id}'",
                                ViewType.ALL, max_results=1000)
-    kinds = Counter((r.data.tags[lineage.TAG_KIND], r.data.tags.get(lineage.TAG_TRIAL)) for r in active)
-    assert kinds[(lineage.KIND_STUDY, None)] == 1
-    assert all(kinds[(lineage.KIND_TRIAL, str(t))] == 1 for t in range(TRIALS)), kinds
+    kinds = Counter((r.data.tags[mlflow_tags.TAG_KIND], r.data.tags.get(mlflow_tags.TAG_TRIAL)) for r in active)
+    assert kinds[(mlflow_tags.KIND_STUDY, None)] == 1
+    assert all(kinds[(mlflow_tags.KIND_TRIAL, str(t))] == 1 for t in range(TRIALS)), kinds
     assert len(active) == TRIALS + 1
     for run in active:
-        if run.data.tags[lineage.TAG_KIND] == lineage.KIND_TRIAL:
-            trial = run.data.tags[lineage.TAG_TRIAL]
+        if run.data.tags[mlflow_tags.TAG_KIND] == mlflow_tags.KIND_TRIAL:
+            trial = run.data.tags[mlflow_tags.TAG_TRIAL]
             assert run.info.run_id in by_trial[int(trial)]
-            assert run.data.params["units"] == trial and run.data.tags[lineage.TAG_SETTLED] == "true"
+            assert run.data.params["units"] == trial and run.data.tags[mlflow_tags.TAG_SETTLED] == "true"
             assert len(run.inputs.dataset_inputs) == 1
     print(f"\n{2 * COPIES} CreateStudyRun + {TRIALS * COPIES} CreateTrialRun over 2 replicas in {seconds:.1f}s: "
           f"{len(active)} active runs, {len(every) - len(active)} losing runs deleted")

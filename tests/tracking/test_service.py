@@ -18,7 +18,7 @@ from mlflow.entities import Metric
 from kubetune.events.v1 import events_pb2 as ev
 from kubetune.tracking.v1 import tracking_pb2 as pb
 from kubetune.tracking.v1 import tracking_pb2_grpc
-from services.common import lineage, subjects
+from services.common import mlflow_tags, subjects
 from services.common.clients import channel
 from services.common.events import EventBus, encode, make_event
 from services.tracking.app import start
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 def settings(tracking_mlflow, nats_url, consumer="tracking", **kw) -> Settings:
     url, backend = tracking_mlflow
     return Settings(port=0, mlflow_uri=url, backend_store_uri=backend, nats_url=nats_url,
-                    consumer_name=consumer, tuning_address="127.0.0.1:1", **{"batch_wait_s": 0.05, **kw})
+                    consumer_name=consumer, **{"batch_wait_s": 0.05, **kw})
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
@@ -80,7 +80,7 @@ async def new_trial(stub, study_id, study, trial):
     r = await stub.CreateTrialRun(pb.CreateTrialRunRequest(
         experiment_id=study.experiment_id, parent_run_id=study.run_id, study_id=study_id, trial=trial,
         params={"learning_rate": "0.01", "units": str(16 * (trial + 1))},
-        tags={lineage.TAG_WORKER: "w1", lineage.TAG_FEATURES: '["a", "b"]'},
+        tags={mlflow_tags.TAG_WORKER: "w1", mlflow_tags.TAG_FEATURES: '["a", "b"]'},
         dataset=pb.DatasetInput(name="seed", version="seed@1", content_sha256="f" * 64,
                                 source_uri="s3://bucket/seed", row_count=442)))
     return r.run_id
@@ -106,15 +106,15 @@ async def test_study_and_trial_runs_are_idempotent(stub, tracking_mlflow):
     assert await new_trial(stub, study_id, first, 0) == run_id
     run = (await stub.GetRun(pb.GetRunRequest(run_id=run_id))).run
     assert run.parent_run_id == first.run_id and run.study_id == study_id and run.trial == 0
-    assert run.name == lineage.trial_run_name(study_id, 0)
-    assert run.tags[lineage.TAG_STATE] == "RUNNING" and run.tags[lineage.TAG_WORKER] == "w1"
+    assert run.name == mlflow_tags.trial_run_name(study_id, 0)
+    assert run.tags[mlflow_tags.TAG_STATE] == "RUNNING" and run.tags[mlflow_tags.TAG_WORKER] == "w1"
     assert run.params["units"] == "16"
     assert run.dataset.version == "seed@1" and run.dataset.content_sha256 == "f" * 64
     assert run.dataset.row_count == 442 and run.dataset.source_uri == "s3://bucket/seed"
     exp = MlflowClient(tracking_mlflow[0]).get_experiment(first.experiment_id)
-    assert exp.name == lineage.experiment_name("seed")
+    assert exp.name == mlflow_tags.experiment_name("seed")
     parent = (await stub.GetRun(pb.GetRunRequest(run_id=first.run_id))).run
-    assert parent.tags[lineage.TAG_KIND] == "study" and parent.tags[lineage.TAG_DATASET] == "seed@1"
+    assert parent.tags[mlflow_tags.TAG_KIND] == "study" and parent.tags[mlflow_tags.TAG_DATASET] == "seed@1"
     assert parent.name == study_id
 
 
@@ -147,6 +147,35 @@ async def test_a_trials_val_loss_is_its_saved_epochs_not_its_last(stub, bus):
     assert [p.value for p in h.histories[0].points] == curves[0]
 
 
+async def test_a_pruned_or_failed_trial_is_shown_and_sorted_by_its_best_epoch(stub, bus):
+    """A trial that ends early carries its best epoch so far: the run table shows it under
+    val_loss and sorts by the same number (it used to show the last epoch's value and sort
+    as if it had none, below every completed trial)."""
+    study_id, study = await new_study(stub)
+    runs = [await new_trial(stub, study_id, study, t) for t in range(3)]
+    curves = {0: [1.0, 0.5, 0.8], 1: [0.9, 0.4, 0.7], 2: [0.95, 0.45]}
+    events = []
+    for t, curve in curves.items():
+        events += [make_event(epoch_completed=ev.EpochCompleted(
+            study_id=study_id, trial=t, mlflow_run_id=runs[t], epoch=e, train_loss=v + 0.1, val_loss=v,
+            val_accuracy=math.nan)) for e, v in enumerate(curve)]
+    events += [
+        make_event(trial_completed=ev.TrialCompleted(study_id=study_id, trial=0, mlflow_run_id=runs[0], values=[0.5],
+                                                     best_epoch=1, metrics={"val/loss": 0.5, "train/loss": 0.6})),
+        make_event(trial_pruned=ev.TrialPruned(study_id=study_id, trial=1, mlflow_run_id=runs[1], epochs_done=3,
+                                               reason="median", best_epoch=1,
+                                               metrics={"val/loss": 0.4, "train/loss": 0.5})),
+        make_event(trial_failed=ev.TrialFailed(study_id=study_id, trial=2, mlflow_run_id=runs[2], reason="OOM",
+                                               best_epoch=1, metrics={"val/loss": 0.45, "train/loss": 0.55})),
+    ]
+    await publish(bus, events)
+    for run_id, state in zip(runs, ("COMPLETE", "PRUNED", "FAIL")):
+        await eventually(lambda run_id=run_id, state=state: _state(stub, run_id, state))
+    page = await stub.ListRuns(pb.ListRunsRequest(study_id=study_id, trials_only=True, sort_key="val_loss",
+                                                  columns=["metric:val_loss"]))
+    assert [(r.run_id, r.metrics["val_loss"]) for r in page.runs] == [(runs[1], 0.4), (runs[2], 0.45), (runs[0], 0.5)]
+
+
 async def test_events_become_metrics_states_and_study_results(stub, bus):
     study_id, study = await new_study(stub)
     runs = [await new_trial(stub, study_id, study, t) for t in range(3)]
@@ -168,12 +197,12 @@ async def test_events_become_metrics_states_and_study_results(stub, bus):
     parent = await eventually(parent_done)
     assert parent.params["best_units"] == "16" and parent.metrics["best_value"] == 1.4
     done = (await stub.GetRun(pb.GetRunRequest(run_id=runs[0]))).run
-    assert done.tags[lineage.TAG_STATE] == "COMPLETE" and done.status == pb.RUN_STATUS_FINISHED
+    assert done.tags[mlflow_tags.TAG_STATE] == "COMPLETE" and done.status == pb.RUN_STATUS_FINISHED
     assert done.metrics["rmse"] == 55.5 and "val_accuracy" not in done.metrics
     pruned = (await eventually(lambda: _state(stub, runs[1], "PRUNED")))
-    assert pruned.tags[lineage.TAG_REASON] == "median" and pruned.status == pb.RUN_STATUS_FINISHED
+    assert pruned.tags[mlflow_tags.TAG_REASON] == "median" and pruned.status == pb.RUN_STATUS_FINISHED
     failed = await eventually(lambda: _state(stub, runs[2], "FAIL"))
-    assert failed.status == pb.RUN_STATUS_FAILED and failed.tags[lineage.TAG_REASON] == "OOM"
+    assert failed.status == pb.RUN_STATUS_FAILED and failed.tags[mlflow_tags.TAG_REASON] == "OOM"
 
     h = await stub.GetMetricHistories(pb.GetMetricHistoriesRequest(run_ids=runs[:2], keys=["val_loss", "train_loss"]))
     got = {(x.run_id, x.key): [(p.step, p.value) for p in x.points] for x in h.histories}
@@ -194,7 +223,7 @@ async def test_events_become_metrics_states_and_study_results(stub, bus):
 
 async def _state(stub, run_id, state):
     r = (await stub.GetRun(pb.GetRunRequest(run_id=run_id))).run
-    return r if r.tags.get(lineage.TAG_STATE) == state else None
+    return r if r.tags.get(mlflow_tags.TAG_STATE) == state else None
 
 
 async def _caught_up(bus, consumer):
@@ -269,7 +298,7 @@ async def test_queries_validate_and_page(stub):
     while True:
         page = await stub.ListRuns(pb.ListRunsRequest(study_id=study_id, page_size=2, page_token=token,
                                                       sort_kind=pb.FIELD_KIND_PARAM, sort_key="units"))
-        seen += [r.trial for r in page.runs if r.study_id == study_id and r.tags.get(lineage.TAG_KIND) == "trial"]
+        seen += [r.trial for r in page.runs if r.study_id == study_id and r.tags.get(mlflow_tags.TAG_KIND) == "trial"]
         walked.append([r.run_id for r in page.runs])
         assert page.total == 6
         token = page.next_page_token
@@ -346,7 +375,7 @@ async def test_a_deleted_experiment_is_not_restored(stub, tracking_mlflow):
     assert old.lifecycle_stage == "deleted"
     assert client.get_run(first.run_id).info.lifecycle_stage == "deleted"
     new = client.get_experiment(second.experiment_id)
-    assert new.name == f"{lineage.experiment_name(dataset)} (2)" and new.lifecycle_stage == "active"
+    assert new.name == f"{mlflow_tags.experiment_name(dataset)} (2)" and new.lifecycle_stage == "active"
     assert new.tags["kubetune.replaces_deleted"] == first.experiment_id
     # The next study on the dataset joins the new experiment.
     _, third = await new_study(stub, dataset)

@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from services.common import lineage
+from services.common import mlflow_tags
 from services.common.errors import InvalidArgument
 from services.tracking.mlflow_store import MlflowStore
 from services.tracking.records import Columns, DatasetRecord, MetricValue, RunFilter, RunQuery
@@ -57,8 +57,8 @@ def seeded(mlflow_backend):
     run_ids, logged = [], {}
     for i in range(N):
         run = client.create_run(exp, start_time=T0 + i * 3_600_000, run_name=f"r{i}",
-                                tags={lineage.TAG_KIND: "trial", lineage.TAG_TRIAL: str(i),
-                                      lineage.TAG_STATE: "COMPLETE" if i % 3 else "PRUNED"})
+                                tags={mlflow_tags.TAG_KIND: "trial", mlflow_tags.TAG_TRIAL: str(i),
+                                      mlflow_tags.TAG_STATE: "COMPLETE" if i % 3 else "PRUNED"})
         rid = run.info.run_id
         metrics = []
         epochs = 5 if i % 4 else 3
@@ -129,7 +129,7 @@ def test_filters(store, seeded):
     assert page.total > 0 and all(r.metrics["val_loss"] < 0.2 for r in page.runs)
     page = store.list_runs(RunQuery(exp, filters=(RunFilter("param", "lr", "=", "0.01"),)))
     assert {r.params["i"] for r in page.runs} == {str(i) for i in range(N) if i % 4 == 2}
-    page = store.list_runs(RunQuery(exp, filters=(RunFilter("tag", lineage.TAG_STATE, "=", "PRUNED"),
+    page = store.list_runs(RunQuery(exp, filters=(RunFilter("tag", mlflow_tags.TAG_STATE, "=", "PRUNED"),
                                                   RunFilter("tag", "group", "!=", "odd"))))
     assert {r.name for r in page.runs} == {f"r{i}" for i in range(N) if i % 3 == 0 and i % 2 == 0}
     page = store.list_runs(RunQuery(exp, filters=(RunFilter("attribute", "status", "=", "FAILED"),)))
@@ -151,7 +151,7 @@ def test_columns_projection(store, seeded):
     page = store.list_runs(RunQuery((seeded["exp"],), page_size=3, columns=cols))
     for r in page.runs:
         assert set(r.metrics) <= {"val_loss"} and r.params == {}
-        assert set(r.tags) <= {"group", lineage.TAG_TRIAL, lineage.TAG_STUDY, lineage.MLFLOW_PARENT}
+        assert set(r.tags) <= {"group", mlflow_tags.TAG_TRIAL, mlflow_tags.TAG_STUDY, mlflow_tags.MLFLOW_PARENT}
         assert "group" in r.tags
 
 
@@ -173,11 +173,11 @@ def test_metric_histories_equal_what_was_logged(store, seeded):
 
 def test_find_runs_steps_and_writes(store, seeded):
     rid = seeded["run_ids"][3]
-    assert store.find_runs(seeded["exp"], {lineage.TAG_TRIAL: "3", lineage.TAG_KIND: "trial"}) == [rid]
+    assert store.find_runs(seeded["exp"], {mlflow_tags.TAG_TRIAL: "3", mlflow_tags.TAG_KIND: "trial"}) == [rid]
     # Every experiment: the shared server may hold another module's seeding (pytest can set
     # a module fixture up twice when its parameters interleave), so this run is among them.
-    everywhere = store.find_runs(None, {lineage.TAG_TRIAL: "3", lineage.TAG_KIND: "trial", "group": "odd"})
-    assert rid in everywhere and rid not in store.find_runs(None, {lineage.TAG_TRIAL: "3", "group": "even"})
+    everywhere = store.find_runs(None, {mlflow_tags.TAG_TRIAL: "3", mlflow_tags.TAG_KIND: "trial", "group": "odd"})
+    assert rid in everywhere and rid not in store.find_runs(None, {mlflow_tags.TAG_TRIAL: "3", "group": "even"})
     assert store.metric_steps(rid, ["val_loss", "x"]) == {"val_loss": {0, 1, 2, 3, 4}, "x": set()}
     new = store.create_run(seeded["other"], "w", {"a": "b"})
     store.log_batch(new, [MetricValue("m", 1.5, T0, 0), MetricValue("m", math.nan, T0, 1)], {"p": "1"}, {"t": "v"})

@@ -204,6 +204,19 @@ def test_space_size_counts_every_ticked_row():
     assert size_text(list(rows.values())) == "1 hyperparameter searched; 5 distinct combinations."
 
 
+def test_nothing_ticked_says_the_default_space_is_searched():
+    """With nothing ticked the tuning service searches its default space: the page says
+    which, and its rows ticked by default are that space (one default for UI and CLI)."""
+    from services.tuning.space import DEFAULT_SEARCH_SPACE
+
+    rows = default_rows()
+    assert [r.spec() for r in rows if r.enabled] == list(DEFAULT_SEARCH_SPACE)
+    for r in rows:
+        r.enabled = False
+    assert size_text(rows) == ("Nothing ticked: the study searches the default space "
+                               "(learning_rate, dropout, n_layers, units).")
+
+
 def test_whole_spec_checks_sampler_against_space():
     spec = pb.StudySpec(dataset="sample", n_trials=4, sampler=pb.SAMPLER_CMAES, search_space=[
         pb.ParamSpec(name="optimizer", categorical=pb.Categorical(choices=["adam"]))])
@@ -308,3 +321,14 @@ def test_prediction_results_to_csv():
 def test_dataset_name_from_file_name():
     assert name_from_filename("My Houses (2024).csv") == "my-houses-2024"
     assert name_from_filename("...csv") == "dataset"
+
+
+def test_the_tune_form_leaves_the_seed_to_the_service():
+    """Issue 16.8: no fixed seed by default (the service draws one per study and records
+    it); a seed typed in is sent as given, for reproducibility."""
+    from ui.pages.tune import TuneForm
+
+    form = TuneForm(["diabetes"], "diabetes")
+    assert form.spec().seed == 0
+    form.values["seed"] = 7
+    assert form.spec().seed == 7

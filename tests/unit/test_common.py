@@ -206,3 +206,35 @@ async def test_a_long_non_ascii_refusal_arrives_with_its_code_and_reason(char):
         assert wire_size(details) <= MAX_MESSAGE_WIRE_BYTES
     finally:
         await server.stop(0)
+
+
+async def test_a_failed_start_closes_what_it_opened_in_reverse():
+    from services.common.server import Service, cleanup_on_failure
+
+    closed = []
+
+    def closer(name):
+        async def close():
+            closed.append(name)
+            if name == "bus":
+                raise RuntimeError("a close that fails does not stop the others")
+        return close
+
+    with pytest.raises(PortInUse):
+        async with cleanup_on_failure() as opened:
+            for name in ("store", "bus", "clients"):
+                opened.add(closer(name))
+            taken = await make_server("127.0.0.1:0", lambda s: [])
+            try:
+                await make_server(f"127.0.0.1:{taken.port}", lambda s: [])
+            finally:
+                await taken.stop(0)
+    assert closed == ["clients", "bus", "store"]
+
+    closed.clear()
+    async with cleanup_on_failure() as opened:
+        opened.add(closer("store"))
+        app = Service(opened.serve(await make_server("127.0.0.1:0", lambda s: [])))
+    assert closed == []  # started: the closes wait for the server to stop
+    await app.stop(0)
+    assert closed == ["store"]

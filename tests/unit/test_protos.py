@@ -3,7 +3,7 @@
 import filecmp
 from pathlib import Path
 
-from services.common import protogen
+from protos import generate as protogen
 
 GEN = Path(__file__).resolve().parents[2] / "gen"
 

@@ -118,7 +118,7 @@ class DataPage:
                     self.tune_button = show_if("editor", ui.button("Tune on this dataset", icon="tune").props("outline"))
                 ui.label("Columns").classes("text-subtitle1")
                 self.columns_table = ui.table(columns=COLUMN_COLUMNS, rows=[], row_key="name").classes(
-                    "w-full").props("flat dense").mark("column-types")
+                    "w-full column-types").props("flat dense").mark("column-types")
                 with ui.row().classes("items-center gap-3"):
                     self.retype_hint = ui.label(
                         "Change a column's type below and register again: a new version is made.").classes(

@@ -19,7 +19,6 @@ import time
 import grpc
 from nicegui import background_tasks, ui
 
-from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import quality
 from ui import charts
@@ -389,7 +388,7 @@ class StudyView:
                     return
             self.summary_at = time.monotonic()
             try:
-                summary = await ctx.gateway.call("StudySummary", tracking_pb2.StudySummaryRequest(study_id=self.study_id))
+                summary = await ctx.gateway.call("StudySummary", pb.StudySummaryRequest(study_id=self.study_id))
             except Exception as exc:  # noqa: BLE001 - a note on the chart, not an error dialog
                 self.importance_note.text = f"Importances unavailable: {error_text(exc)}"
                 return

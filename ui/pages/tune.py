@@ -25,7 +25,7 @@ class TuneForm:
         self.rows = default_rows()
         self.datasets = datasets
         self.values = {"dataset": dataset, "name": "", "sampler": pb.SAMPLER_TPE, "pruner": pb.PRUNER_MEDIAN,
-                       "n_trials": 20, "max_parallel": 2, "max_epochs": 20, "patience": 5, "seed": 42, "cv_folds": 0,
+                       "n_trials": 20, "max_parallel": 2, "max_epochs": 20, "patience": 5, "seed": None, "cv_folds": 0,
                        "metrics": ["val_loss"], "warmup": 1}
         # Each metric's direction, kept when the metric is taken out and put back.
         self.maximize = {m: m == "val_accuracy" for m in METRICS}
@@ -92,7 +92,7 @@ class TuneForm:
                                              ("patience", "Early-stopping patience", "patience"),
                                              ("warmup", "Pruner warm-up epochs", "warmup"),
                                              ("cv_folds", "Cross-validation folds (0: none)", "cv-folds"),
-                                             ("seed", "Seed", "seed")):
+                                             ("seed", "Seed (empty: drawn per study)", "seed")):
                         ui.number(label, min=0, step=1, format="%d", on_change=self.check).bind_value(
                             self.values, key).classes("w-40").props("outlined").mark(mark)
             self.form_error = ui.label("").classes("text-negative whitespace-pre-line").mark("form-error")

@@ -1,19 +1,18 @@
+"""A tuning worker's settings (KUBETUNE_WORKER_*)."""
+
 from __future__ import annotations
 
 import os
 import socket
 
 from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from services.common.config import PORTS, PartSettings, address_of, mlflow_uri
 from services.tuning.config import storage_url, trial_grace_s
 
 
-class Settings(PartSettings):
+class Settings(PartSettings, env_prefix="KUBETUNE_WORKER_"):
     """A tuning worker. Env prefix KUBETUNE_WORKER_."""
-
-    model_config = SettingsConfigDict(env_prefix="KUBETUNE_WORKER_", extra="ignore", populate_by_name=True)
 
     port: int = PORTS["worker"]
     name: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}", description="Shown on trials.")
@@ -21,6 +20,9 @@ class Settings(PartSettings):
     mlflow_uri: str = mlflow_uri()
     data_address: str = address_of("data")
     tracking_address: str = address_of("tracking")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="Where trials train: auto (CUDA when present, else the CPU), cpu, cuda or "
+                        "cuda:N. A CUDA device that is absent stops the worker at start with the reason.")
     torch_threads: int = Field(1, description="torch threads per worker, so N workers do not fight over cores.")
     cache_dir: str = Field("", description="Dataset cache; empty: <home>/worker-cache.")
     ack_wait_s: float = Field(30.0, description="A ticket not acked or extended for this long is redelivered.")

@@ -27,13 +27,14 @@ from kubetune.data.v1 import data_pb2
 from kubetune.events.v1 import events_pb2 as ev
 from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common import lineage
-from services.tuning import records, space
+from services.common import mlflow_tags
+from services.tuning import space, store
 from services.tuning.worker import baseline, metrics, tabular_model
 from services.tuning.worker.curves import CurveLog
 from services.tuning.worker.datasets import DatasetCache
 from services.tuning.worker.heartbeat import Heartbeat
-from services.tuning.worker.training import EpochEndPruning, EpochResult, TabularData, TrainResult, train
+from services.tuning.worker.training import (EpochEndPruning, EpochResult, TabularData, TrainResult, resolve_device,
+                                             train)
 
 log = logging.getLogger(__name__)
 MODEL_CODE = Path(tabular_model.__file__)
@@ -112,8 +113,10 @@ def _announced(run: _RunWhileTraining | None) -> str:
 class TrialRunner:
     def __init__(self, storage: optuna.storages.BaseStorage, ports: Ports, cache: DatasetCache,
                  worker: str, mlflow_uri: str, patience_default: int = 5, *,
-                 heartbeat_s: float = 5.0, grace_s: float = 30.0, curve_every_s: float = 1.0):
+                 heartbeat_s: float = 5.0, grace_s: float = 30.0, curve_every_s: float = 1.0, device: str = "auto"):
         self.storage = storage
+        # Resolved once, at the worker's start: `cuda` where there is none stops it here.
+        self.device = resolve_device(device)
         self.ports = ports
         self.cache = cache
         self.worker = worker
@@ -134,24 +137,24 @@ class TrialRunner:
         storage = self.storage
         study_key = storage.get_study_id_from_name(ticket.study_id)
         attrs = storage.get_study_user_attrs(study_key)
-        spec = records.spec_from_attrs(attrs)
+        spec = store.spec_from_attrs(attrs)
         trials = storage.get_all_trials(study_key, deepcopy=False)
         lost = self._abandon_lost(ticket, study_key, trials)
         if lost is None:
             return Outcome.DROPPED  # its trial is alive on another worker (still beating)
         if lost:
             trials = storage.get_all_trials(study_key, deepcopy=False)
-        mine = [t for t in trials if t.system_attrs.get(records.T_TICKET) == ticket.ticket_id]
-        if any(t.state.is_finished() and not t.user_attrs.get(records.T_ABANDONED) for t in mine):
+        mine = [t for t in trials if t.system_attrs.get(store.T_TICKET) == ticket.ticket_id]
+        if any(t.state.is_finished() and not t.user_attrs.get(store.T_ABANDONED) for t in mine):
             return Outcome.DROPPED  # done before; only the ack was lost
-        if any(t.user_attrs.get(records.T_RECLAIMED) for t in mine):
+        if any(t.user_attrs.get(store.T_RECLAIMED) for t in mine):
             return Outcome.DROPPED  # the tuning service reclaimed its trial and issued a replacement
-        counted = records.counts(trials)
-        if attrs.get(records.STATE) != records.RUNNING or self.ports.study_stopped(ticket.study_id):
+        counted = store.counts(trials)
+        if attrs.get(store.STATE) != store.RUNNING or self.ports.study_stopped(ticket.study_id):
             return Outcome.DROPPED
-        if counted["finished"] + counted["running"] >= spec.n_trials or records.timed_out(spec, attrs):
+        if counted["finished"] + counted["running"] >= spec.n_trials or store.timed_out(spec, attrs):
             return Outcome.DROPPED
-        if ticket.sequence == 0 and records.BASELINE not in attrs:
+        if ticket.sequence == 0 and store.BASELINE not in attrs:
             self._baseline(ticket.study_id, study_key, attrs)
         study = optuna.load_study(
             study_name=ticket.study_id,
@@ -160,7 +163,7 @@ class TrialRunner:
             pruner=space.make_pruner(spec),
         )
         # Like study.ask(), but the trial carries its ticket from the first instant.
-        trial = optuna.Trial(study, records.new_trial(storage, study_key, ticket=ticket.ticket_id,
+        trial = optuna.Trial(study, store.new_trial(storage, study_key, ticket=ticket.ticket_id,
                                                       sequence=ticket.sequence, worker=self.worker))
         self.ports.crash_point("after_ask")
         try:
@@ -178,34 +181,34 @@ class TrialRunner:
         failure is recorded as the reason there is none; the trial runs all the same."""
         record: dict = {}
         try:
-            version = self.ports.get_dataset(attrs[records.DATASET])
+            version = self.ports.get_dataset(attrs[store.DATASET])
             fitted = baseline.fit(self.cache.prepared(version))
             record = {"model": fitted.model, "metrics": {k: v for k, v in fitted.metrics.items() if math.isfinite(v)}}
             record["run_id"] = self._baseline_run(study_id, attrs, fitted)
         except Exception as exc:  # noqa: BLE001 - a missing baseline must not cost the study a trial
             log.warning("study %s: the baseline could not be fitted", study_id, exc_info=True)
             record["error"] = f"{type(exc).__name__}: {exc}"[:500]
-        self.storage.set_study_user_attr(study_key, records.BASELINE, record)
+        self.storage.set_study_user_attr(study_key, store.BASELINE, record)
 
     def _baseline_run(self, study_id: str, attrs: dict, fitted: baseline.Baseline) -> str:
         """The baseline's MLflow run, found again if a first attempt created it."""
         from mlflow.entities import Metric, Param, RunTag  # noqa: PLC0415
 
-        experiment = attrs.get(records.EXPERIMENT, "")
+        experiment = attrs.get(store.EXPERIMENT, "")
         if not experiment:
             return ""
         found = self.mlflow.search_runs(
-            [experiment], f"tags.`{lineage.TAG_KIND}` = '{lineage.KIND_BASELINE}' and "
-                          f"tags.`{lineage.TAG_STUDY}` = '{study_id}'", max_results=1)
+            [experiment], f"tags.`{mlflow_tags.TAG_KIND}` = '{mlflow_tags.KIND_BASELINE}' and "
+                          f"tags.`{mlflow_tags.TAG_STUDY}` = '{study_id}'", max_results=1)
         if found:
             return found[0].info.run_id
-        run = self.mlflow.create_run(experiment, run_name=lineage.baseline_run_name(study_id), tags={
-            lineage.TAG_KIND: lineage.KIND_BASELINE, lineage.TAG_STUDY: study_id,
-            lineage.MLFLOW_PARENT: attrs.get(records.RUN, ""), lineage.TAG_DATASET: attrs[records.DATASET],
-            lineage.TAG_STATE: "COMPLETE"})
+        run = self.mlflow.create_run(experiment, run_name=mlflow_tags.baseline_run_name(study_id), tags={
+            mlflow_tags.TAG_KIND: mlflow_tags.KIND_BASELINE, mlflow_tags.TAG_STUDY: study_id,
+            mlflow_tags.MLFLOW_PARENT: attrs.get(store.RUN, ""), mlflow_tags.TAG_DATASET: attrs[store.DATASET],
+            mlflow_tags.TAG_STATE: "COMPLETE"})
         now = int(dt.datetime.now(dt.timezone.utc).timestamp() * 1000)
         self.mlflow.log_batch(run.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in fitted.metrics.items()],
-                              params=[Param("model", fitted.model)], tags=[RunTag(lineage.TAG_TASK, attrs.get(records.TASK, ""))])
+                              params=[Param("model", fitted.model)], tags=[RunTag(mlflow_tags.TAG_TASK, attrs.get(store.TASK, ""))])
         self.mlflow.set_terminated(run.info.run_id)
         return run.info.run_id
 
@@ -214,44 +217,44 @@ class TrialRunner:
         worker is gone: the trial is finished from the end it saved, else abandoned (FAIL) and
         the ticket runs again; True. A trial still beating is alive elsewhere: None (this
         delivery is not needed; if that worker dies, the tuning service reclaims the trial)."""
-        lost = [t for t in trials if t.state == TrialState.RUNNING and t.system_attrs.get(records.T_TICKET) == ticket.ticket_id]
+        lost = [t for t in trials if t.state == TrialState.RUNNING and t.system_attrs.get(store.T_TICKET) == ticket.ticket_id]
         if not lost:
             return False
-        stale = set(records.stale_trial_ids(self.storage, study_key, self.grace_s))
+        stale = set(store.stale_trial_ids(self.storage, study_key, self.grace_s))
         if any(t._trial_id not in stale for t in lost):
             return None
         for t in lost:
             try:
-                saved = records.saved_end(t)
+                saved = store.saved_end(t)
                 if saved is None:
-                    reason = (f"worker {t.user_attrs.get(records.T_WORKER, '?')} was lost (no heartbeat for "
+                    reason = (f"worker {t.user_attrs.get(store.T_WORKER, '?')} was lost (no heartbeat for "
                               f"{self.grace_s:g}s); the ticket runs again")
-                    self._finish_abandoned(t._trial_id, t.number, ticket.study_id, t.user_attrs.get(records.T_RUN, ""), reason)
+                    self._finish_abandoned(t._trial_id, t.number, ticket.study_id, t.user_attrs.get(store.T_RUN, ""), reason)
                 else:  # it died after its end was decided: that end stands
-                    self.ports.publish(event_id=records.end_event_id(ticket.study_id, t.number), **{saved[0]: saved[1]})
-                    self.storage.set_trial_state_values(t._trial_id, *records.end_state(*saved))
+                    self.ports.publish(event_id=store.end_event_id(ticket.study_id, t.number), **{saved[0]: saved[1]})
+                    self.storage.set_trial_state_values(t._trial_id, *store.end_state(*saved))
             except UpdateFinishedTrialError:
                 pass  # the tuning service reclaimed it meanwhile
         return True
 
     def _finish_abandoned(self, trial_id: int, number: int, study_id: str, run_id: str, reason: str) -> None:
-        self.storage.set_trial_user_attr(trial_id, records.T_ABANDONED, True)
-        self.storage.set_trial_user_attr(trial_id, records.T_REASON, reason)
+        self.storage.set_trial_user_attr(trial_id, store.T_ABANDONED, True)
+        self.storage.set_trial_user_attr(trial_id, store.T_REASON, reason)
         failed = ev.TrialFailed(study_id=study_id, trial=number, mlflow_run_id=run_id, reason=reason)
-        records.save_end(self.storage, trial_id, "trial_failed", failed)
-        self.ports.publish(event_id=records.end_event_id(study_id, number), trial_failed=failed)
+        store.save_end(self.storage, trial_id, "trial_failed", failed)
+        self.ports.publish(event_id=store.end_event_id(study_id, number), trial_failed=failed)
         self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
         log.warning("trial %s/%d abandoned: %s", study_id, number, reason)
 
     def _end(self, study: optuna.Study, trial: optuna.Trial, kind: str, payload, reason: str = "") -> str:
         """Saves the trial's end on it, publishes it, then tells Optuna: whatever instant the
-        worker dies at, the end reaches tracking at least once (see records.T_END)."""
+        worker dies at, the end reaches tracking at least once (see store.T_END)."""
         if reason:
-            trial.set_user_attr(records.T_REASON, reason)
-        records.save_end(self.storage, trial._trial_id, kind, payload)
-        self.ports.publish(event_id=records.end_event_id(study.study_name, trial.number), **{kind: payload})
+            trial.set_user_attr(store.T_REASON, reason)
+        store.save_end(self.storage, trial._trial_id, kind, payload)
+        self.ports.publish(event_id=store.end_event_id(study.study_name, trial.number), **{kind: payload})
         self.ports.crash_point("after_end_published")
-        state, values = records.end_state(kind, payload)
+        state, values = store.end_state(kind, payload)
         told = study.tell(trial, values, state=state, skip_if_finished=True)
         self.ports.crash_point("after_tell")
         if told.state != state:
@@ -268,21 +271,21 @@ class TrialRunner:
         try:
             dists = space.distributions(spec)
             params = space.suggest(trial, spec, dists)
-            version = self.ports.get_dataset(attrs[records.DATASET])
+            version = self.ports.get_dataset(attrs[store.DATASET])
             data = self.cache.prepared(version)
             shown = _fmt_params(params, dists)
             request = tracking_pb2.CreateTrialRunRequest(
-                experiment_id=attrs.get(records.EXPERIMENT, ""),
-                parent_run_id=attrs.get(records.RUN, ""),
+                experiment_id=attrs.get(store.EXPERIMENT, ""),
+                parent_run_id=attrs.get(store.RUN, ""),
                 study_id=study_id,
                 trial=trial.number,
                 params=shown,
                 tags={
-                    lineage.TAG_WORKER: self.worker,
-                    lineage.TAG_DATASET: attrs[records.DATASET],
-                    lineage.TAG_TASK: "classification" if data.classification else "regression",
-                    lineage.TAG_FEATURES: json.dumps(data.features),
-                    lineage.TAG_INPUT_SCHEMA: json.dumps(input_schema(data)),
+                    mlflow_tags.TAG_WORKER: self.worker,
+                    mlflow_tags.TAG_DATASET: attrs[store.DATASET],
+                    mlflow_tags.TAG_TASK: "classification" if data.classification else "regression",
+                    mlflow_tags.TAG_FEATURES: json.dumps(data.features),
+                    mlflow_tags.TAG_INPUT_SCHEMA: json.dumps(input_schema(data)),
                 },
                 dataset=tracking_pb2.DatasetInput(
                     name=version.name, version=version.version, content_sha256=version.content_sha256,
@@ -293,7 +296,7 @@ class TrialRunner:
 
             def create_run() -> str:  # in the background, while the trial trains
                 run_id = self.ports.create_run(request)
-                trial.set_user_attr(records.T_RUN, run_id)
+                trial.set_user_attr(store.T_RUN, run_id)
                 self.ports.crash_point("after_run_created")
                 return run_id
 
@@ -320,9 +323,10 @@ class TrialRunner:
             run_id = _announced(run)
             curves.flush()
             epochs = len(curves.val_loss)
+            best, metrics = curves.best_so_far()
             return self._end(study, trial, "trial_pruned", ev.TrialPruned(
-                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epochs_done=epochs, reason=str(pruned)),
-                reason=str(pruned))
+                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epochs_done=epochs, reason=str(pruned),
+                metrics=metrics, best_epoch=best), reason=str(pruned))
         except Exception as exc:  # noqa: BLE001 - a failed trial is a result, not a crash
             run_id = _announced(run)
             reason = f"{type(exc).__name__}: {exc}"
@@ -330,8 +334,10 @@ class TrialRunner:
                 raise  # finished elsewhere: nothing of ours to report
             log.warning("trial %s/%d failed: %s", study_id, trial.number, reason, exc_info=True)
             curves.flush()
+            best, metrics = curves.best_so_far()
             return self._end(study, trial, "trial_failed", ev.TrialFailed(
-                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, reason=reason[:1000]), reason=reason[:1000])
+                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, reason=reason[:1000], metrics=metrics,
+                best_epoch=best), reason=reason[:1000])
 
         if self._beat is not None and self._beat.taken_over.is_set():
             log.warning("trial %s/%d was finished elsewhere; stopped at epoch %d", study_id, trial.number, len(result.history) - 1)
@@ -355,7 +361,7 @@ class TrialRunner:
 
     @staticmethod
     def _note_results(trial: optuna.Trial, curves: CurveLog, summary: dict[str, float]) -> None:
-        trial.set_user_attr(records.T_METRICS, {k: v for k, v in summary.items() if math.isfinite(v)})
+        trial.set_user_attr(store.T_METRICS, {k: v for k, v in summary.items() if math.isfinite(v)})
         curves.flush()
 
     def _train(self, trial: optuna.Trial, spec: pb.StudySpec, params: dict, data: TabularData,
@@ -375,9 +381,10 @@ class TrialRunner:
         seed = (spec.seed or 42) + trial.number
         patience = spec.early_stopping_patience or self.patience_default
         result = train(folds[0], params, seed=seed, patience=patience, callbacks=callbacks, on_epoch=on_epoch,
-                       should_stop=stop)
+                       should_stop=stop, device=self.device)
         if len(folds) > 1 and not result.stopped_by_request:
-            others = [train(fold, params, seed=seed, patience=patience, should_stop=stop) for fold in folds[1:]]
+            others = [train(fold, params, seed=seed, patience=patience, should_stop=stop, device=self.device)
+                      for fold in folds[1:]]
             result.cv_val_losses = [result.best_val_loss, *(r.best_val_loss for r in others)]
             result.cv_val_accuracies = [result.val_accuracy, *(r.val_accuracy for r in others)]
             result.stopped_by_request = any(r.stopped_by_request for r in others)
@@ -456,7 +463,7 @@ def log_model(client: mlflow.MlflowClient, run_id: str, result: TrainResult, dat
             pip_requirements=[f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
                               f"pandas=={pd.__version__}", f"numpy=={np.__version__}"],
         )
-        client.log_artifacts(run_id, str(tmp / "model"), lineage.MODEL_ARTIFACT)
+        client.log_artifacts(run_id, str(tmp / "model"), mlflow_tags.MODEL_ARTIFACT)
 
 
 def input_schema(data: TabularData) -> list[dict[str, str]]:

@@ -195,30 +195,52 @@ class TrialCompleted(_message.Message):
     def __init__(self, study_id: _Optional[str] = ..., trial: _Optional[int] = ..., mlflow_run_id: _Optional[str] = ..., values: _Optional[_Iterable[float]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., epochs_done: _Optional[int] = ..., best_epoch: _Optional[int] = ...) -> None: ...
 
 class TrialPruned(_message.Message):
-    __slots__ = ("study_id", "trial", "mlflow_run_id", "epochs_done", "reason")
+    __slots__ = ("study_id", "trial", "mlflow_run_id", "epochs_done", "reason", "metrics", "best_epoch")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     STUDY_ID_FIELD_NUMBER: _ClassVar[int]
     TRIAL_FIELD_NUMBER: _ClassVar[int]
     MLFLOW_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCHS_DONE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    BEST_EPOCH_FIELD_NUMBER: _ClassVar[int]
     study_id: str
     trial: int
     mlflow_run_id: str
     epochs_done: int
     reason: str
-    def __init__(self, study_id: _Optional[str] = ..., trial: _Optional[int] = ..., mlflow_run_id: _Optional[str] = ..., epochs_done: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    metrics: _containers.ScalarMap[str, float]
+    best_epoch: int
+    def __init__(self, study_id: _Optional[str] = ..., trial: _Optional[int] = ..., mlflow_run_id: _Optional[str] = ..., epochs_done: _Optional[int] = ..., reason: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., best_epoch: _Optional[int] = ...) -> None: ...
 
 class TrialFailed(_message.Message):
-    __slots__ = ("study_id", "trial", "mlflow_run_id", "reason")
+    __slots__ = ("study_id", "trial", "mlflow_run_id", "reason", "metrics", "best_epoch")
+    class MetricsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     STUDY_ID_FIELD_NUMBER: _ClassVar[int]
     TRIAL_FIELD_NUMBER: _ClassVar[int]
     MLFLOW_RUN_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    BEST_EPOCH_FIELD_NUMBER: _ClassVar[int]
     study_id: str
     trial: int
     mlflow_run_id: str
     reason: str
-    def __init__(self, study_id: _Optional[str] = ..., trial: _Optional[int] = ..., mlflow_run_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    metrics: _containers.ScalarMap[str, float]
+    best_epoch: int
+    def __init__(self, study_id: _Optional[str] = ..., trial: _Optional[int] = ..., mlflow_run_id: _Optional[str] = ..., reason: _Optional[str] = ..., metrics: _Optional[_Mapping[str, float]] = ..., best_epoch: _Optional[int] = ...) -> None: ...
 
 class ModelRegistered(_message.Message):
     __slots__ = ("name", "version", "run_id", "study_id", "dataset_version")

@@ -107,6 +107,11 @@ class GatewayStub:
                 request_serializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.ResumeStudyRequest.SerializeToString,
                 response_deserializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.ResumeStudyResponse.FromString,
                 _registered_method=True)
+        self.StudySummary = channel.unary_unary(
+                '/kubetune.gateway.v1.Gateway/StudySummary',
+                request_serializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.StudySummaryRequest.SerializeToString,
+                response_deserializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.StudySummaryResponse.FromString,
+                _registered_method=True)
         self.ListExperiments = channel.unary_unary(
                 '/kubetune.gateway.v1.Gateway/ListExperiments',
                 request_serializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.ListExperimentsRequest.SerializeToString,
@@ -131,11 +136,6 @@ class GatewayStub:
                 '/kubetune.gateway.v1.Gateway/CompareRuns',
                 request_serializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.CompareRunsRequest.SerializeToString,
                 response_deserializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.CompareRunsResponse.FromString,
-                _registered_method=True)
-        self.StudySummary = channel.unary_unary(
-                '/kubetune.gateway.v1.Gateway/StudySummary',
-                request_serializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.StudySummaryRequest.SerializeToString,
-                response_deserializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.StudySummaryResponse.FromString,
                 _registered_method=True)
         self.RegisterModel = channel.unary_unary(
                 '/kubetune.gateway.v1.Gateway/RegisterModel',
@@ -290,6 +290,12 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StudySummary(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListExperiments(self, request, context):
         """Experiments and runs.
         """
@@ -316,12 +322,6 @@ class GatewayServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CompareRuns(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def StudySummary(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -479,6 +479,11 @@ def add_GatewayServicer_to_server(servicer, server):
                     request_deserializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.ResumeStudyRequest.FromString,
                     response_serializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.ResumeStudyResponse.SerializeToString,
             ),
+            'StudySummary': grpc.unary_unary_rpc_method_handler(
+                    servicer.StudySummary,
+                    request_deserializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.StudySummaryRequest.FromString,
+                    response_serializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.StudySummaryResponse.SerializeToString,
+            ),
             'ListExperiments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListExperiments,
                     request_deserializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.ListExperimentsRequest.FromString,
@@ -503,11 +508,6 @@ def add_GatewayServicer_to_server(servicer, server):
                     servicer.CompareRuns,
                     request_deserializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.CompareRunsRequest.FromString,
                     response_serializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.CompareRunsResponse.SerializeToString,
-            ),
-            'StudySummary': grpc.unary_unary_rpc_method_handler(
-                    servicer.StudySummary,
-                    request_deserializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.StudySummaryRequest.FromString,
-                    response_serializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.StudySummaryResponse.SerializeToString,
             ),
             'RegisterModel': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterModel,
@@ -940,6 +940,33 @@ class Gateway:
             _registered_method=True)
 
     @staticmethod
+    def StudySummary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetune.gateway.v1.Gateway/StudySummary',
+            kubetune_dot_tuning_dot_v1_dot_tuning__pb2.StudySummaryRequest.SerializeToString,
+            kubetune_dot_tuning_dot_v1_dot_tuning__pb2.StudySummaryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListExperiments(request,
             target,
             options=(),
@@ -1064,33 +1091,6 @@ class Gateway:
             '/kubetune.gateway.v1.Gateway/CompareRuns',
             kubetune_dot_tracking_dot_v1_dot_tracking__pb2.CompareRunsRequest.SerializeToString,
             kubetune_dot_tracking_dot_v1_dot_tracking__pb2.CompareRunsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def StudySummary(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/kubetune.gateway.v1.Gateway/StudySummary',
-            kubetune_dot_tracking_dot_v1_dot_tracking__pb2.StudySummaryRequest.SerializeToString,
-            kubetune_dot_tracking_dot_v1_dot_tracking__pb2.StudySummaryResponse.FromString,
             options,
             channel_credentials,
             insecure,

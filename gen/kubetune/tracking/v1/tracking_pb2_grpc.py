@@ -71,11 +71,6 @@ class TrackingServiceStub:
                 request_serializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.CompareRunsRequest.SerializeToString,
                 response_deserializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.CompareRunsResponse.FromString,
                 _registered_method=True)
-        self.StudySummary = channel.unary_unary(
-                '/kubetune.tracking.v1.TrackingService/StudySummary',
-                request_serializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.StudySummaryRequest.SerializeToString,
-                response_deserializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.StudySummaryResponse.FromString,
-                _registered_method=True)
 
 
 class TrackingServiceServicer:
@@ -127,12 +122,6 @@ class TrackingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def StudySummary(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
 
 def add_TrackingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -170,11 +159,6 @@ def add_TrackingServiceServicer_to_server(servicer, server):
                     servicer.CompareRuns,
                     request_deserializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.CompareRunsRequest.FromString,
                     response_serializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.CompareRunsResponse.SerializeToString,
-            ),
-            'StudySummary': grpc.unary_unary_rpc_method_handler(
-                    servicer.StudySummary,
-                    request_deserializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.StudySummaryRequest.FromString,
-                    response_serializer=kubetune_dot_tracking_dot_v1_dot_tracking__pb2.StudySummaryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -368,33 +352,6 @@ class TrackingService:
             '/kubetune.tracking.v1.TrackingService/CompareRuns',
             kubetune_dot_tracking_dot_v1_dot_tracking__pb2.CompareRunsRequest.SerializeToString,
             kubetune_dot_tracking_dot_v1_dot_tracking__pb2.CompareRunsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def StudySummary(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/kubetune.tracking.v1.TrackingService/StudySummary',
-            kubetune_dot_tracking_dot_v1_dot_tracking__pb2.StudySummaryRequest.SerializeToString,
-            kubetune_dot_tracking_dot_v1_dot_tracking__pb2.StudySummaryResponse.FromString,
             options,
             channel_credentials,
             insecure,

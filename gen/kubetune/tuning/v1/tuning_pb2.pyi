@@ -367,6 +367,72 @@ class ResumeStudyResponse(_message.Message):
     study: Study
     def __init__(self, study: _Optional[_Union[Study, _Mapping]] = ...) -> None: ...
 
+class StudySummaryRequest(_message.Message):
+    __slots__ = ("study_id",)
+    STUDY_ID_FIELD_NUMBER: _ClassVar[int]
+    study_id: str
+    def __init__(self, study_id: _Optional[str] = ...) -> None: ...
+
+class HistoryPoint(_message.Message):
+    __slots__ = ("trial", "value", "best_so_far", "state")
+    TRIAL_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    BEST_SO_FAR_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    trial: int
+    value: float
+    best_so_far: float
+    state: str
+    def __init__(self, trial: _Optional[int] = ..., value: _Optional[float] = ..., best_so_far: _Optional[float] = ..., state: _Optional[str] = ...) -> None: ...
+
+class ParamImportance(_message.Message):
+    __slots__ = ("param", "importance")
+    PARAM_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCE_FIELD_NUMBER: _ClassVar[int]
+    param: str
+    importance: float
+    def __init__(self, param: _Optional[str] = ..., importance: _Optional[float] = ...) -> None: ...
+
+class ParallelCoordinate(_message.Message):
+    __slots__ = ("trial", "params", "value")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TRIAL_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    trial: int
+    params: _containers.ScalarMap[str, str]
+    value: float
+    def __init__(self, trial: _Optional[int] = ..., params: _Optional[_Mapping[str, str]] = ..., value: _Optional[float] = ...) -> None: ...
+
+class StudySummaryResponse(_message.Message):
+    __slots__ = ("study_id", "history", "counts_by_state", "importances", "parallel_coordinates", "revision")
+    class CountsByStateEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    STUDY_ID_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    COUNTS_BY_STATE_FIELD_NUMBER: _ClassVar[int]
+    IMPORTANCES_FIELD_NUMBER: _ClassVar[int]
+    PARALLEL_COORDINATES_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    study_id: str
+    history: _containers.RepeatedCompositeFieldContainer[HistoryPoint]
+    counts_by_state: _containers.ScalarMap[str, int]
+    importances: _containers.RepeatedCompositeFieldContainer[ParamImportance]
+    parallel_coordinates: _containers.RepeatedCompositeFieldContainer[ParallelCoordinate]
+    revision: str
+    def __init__(self, study_id: _Optional[str] = ..., history: _Optional[_Iterable[_Union[HistoryPoint, _Mapping]]] = ..., counts_by_state: _Optional[_Mapping[str, int]] = ..., importances: _Optional[_Iterable[_Union[ParamImportance, _Mapping]]] = ..., parallel_coordinates: _Optional[_Iterable[_Union[ParallelCoordinate, _Mapping]]] = ..., revision: _Optional[str] = ...) -> None: ...
+
 class TrialTicket(_message.Message):
     __slots__ = ("study_id", "ticket_id", "sequence")
     STUDY_ID_FIELD_NUMBER: _ClassVar[int]

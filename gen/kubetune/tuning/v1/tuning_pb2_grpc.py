@@ -70,6 +70,11 @@ class TuningServiceStub:
                 request_serializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.ResumeStudyRequest.SerializeToString,
                 response_deserializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.ResumeStudyResponse.FromString,
                 _registered_method=True)
+        self.StudySummary = channel.unary_unary(
+                '/kubetune.tuning.v1.TuningService/StudySummary',
+                request_serializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.StudySummaryRequest.SerializeToString,
+                response_deserializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.StudySummaryResponse.FromString,
+                _registered_method=True)
 
 
 class TuningServiceServicer:
@@ -121,6 +126,14 @@ class TuningServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StudySummary(self, request, context):
+        """Best-so-far history, counts, parameter importances and parallel coordinates,
+        computed from the study's trials once per change of the study.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TuningServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -158,6 +171,11 @@ def add_TuningServiceServicer_to_server(servicer, server):
                     servicer.ResumeStudy,
                     request_deserializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.ResumeStudyRequest.FromString,
                     response_serializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.ResumeStudyResponse.SerializeToString,
+            ),
+            'StudySummary': grpc.unary_unary_rpc_method_handler(
+                    servicer.StudySummary,
+                    request_deserializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.StudySummaryRequest.FromString,
+                    response_serializer=kubetune_dot_tuning_dot_v1_dot_tuning__pb2.StudySummaryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -350,6 +368,33 @@ class TuningService:
             '/kubetune.tuning.v1.TuningService/ResumeStudy',
             kubetune_dot_tuning_dot_v1_dot_tuning__pb2.ResumeStudyRequest.SerializeToString,
             kubetune_dot_tuning_dot_v1_dot_tuning__pb2.ResumeStudyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StudySummary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/kubetune.tuning.v1.TuningService/StudySummary',
+            kubetune_dot_tuning_dot_v1_dot_tuning__pb2.StudySummaryRequest.SerializeToString,
+            kubetune_dot_tuning_dot_v1_dot_tuning__pb2.StudySummaryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,10 +1,10 @@
-"""StudySummary's domain: trials given directly (the tuning service is not needed).
-An integration test against a real tuning service is left for when it lands."""
+"""StudySummary's domain: trials given directly (no Optuna storage needed); the
+service path is in tests/integration/test_study_queries.py."""
 
 import math
 import random
 
-from services.tracking.summary import ParamSpace, StudySource, StudyView, SummaryCache, TrialView, summarize
+from services.tuning.summary import ParamSpace, StudySource, StudyView, SummaryCache, TrialView, summarize
 
 SPACE = (
     ParamSpace("learning_rate", "float", 1e-4, 1e-1, log=True),

@@ -1,11 +1,12 @@
-"""Generates gen/ from protos/. `make proto` runs it; a test runs it into a temp dir and diffs."""
+"""Generates gen/ from protos/: a build tool, not part of any service. `make proto`
+runs it; a test runs it into a temp dir and diffs."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PROTOS = ROOT / "protos"
 
 

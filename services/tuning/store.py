@@ -1,10 +1,13 @@
-"""What kubetune keeps in the Optuna storage beside Optuna's own data: the study's
-spec and state as study user attributes, the ticket, worker and MLflow run of each
-trial as trial attributes. Read by the tuning service and by workers alike."""
+"""The tuning service's store: Optuna's storage (its RDB backends, opened once and
+cached) and what kubetune keeps in it beside Optuna's own data, under the attribute
+keys below: the study's spec and state as study user attributes, the ticket, worker
+and MLflow run of each trial as trial attributes, the study events not yet sent as
+study system attributes (the outbox). Read by the service and by workers."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import optuna
@@ -18,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from kubetune.events.v1 import events_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
+from services.common.outbox import OutboxEvent, OutboxStore
 from services.common.sqlite import use_wal
 
 SPEC = "kubetune:spec"
@@ -212,7 +216,7 @@ def end_state(kind: str, payload) -> tuple[TrialState, list[float] | None]:
 def stale_trial_ids(storage, study_key: int, grace_s: float) -> list[int]:
     """RUNNING trials of a study whose worker is gone: no heartbeat for grace_s (read on
     the database's clock, as Optuna does), or none ever and started grace_s ago."""
-    backend = storage._backend if isinstance(storage, _CachedStorage) else storage
+    backend = _rdb(storage)
     grace = dt.timedelta(seconds=grace_s)
     with _create_scoped_session(backend.scoped_session) as session:
         db_now = session.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar().replace(tzinfo=None)
@@ -235,3 +239,57 @@ def new_trial(storage, study_key: int, *, ticket: str, sequence: int, worker: st
         system_attrs={T_TICKET: ticket, T_SEQUENCE: sequence}, intermediate_values={}, trial_id=-1,
     )
     return storage.create_new_trial(study_key, template_trial=template)
+
+
+# -- the study's outbox ----------------------------------------------------------------
+# Optuna's tables are not ours to add one to, but its attribute rows are: a study's
+# lifecycle event (created, stopped, resumed, completed) is a study system attribute
+# `kubetune:outbox:<event id>`, written in the same transaction as the state it reports;
+# the tuning service's relay sends it and deletes the row. (A trial's end has its own
+# equivalent: T_END above.)
+OUTBOX = "kubetune:outbox:"
+
+
+def _rdb(storage) -> optuna.storages.RDBStorage:
+    return storage._backend if isinstance(storage, _CachedStorage) else storage
+
+
+def set_study_attrs(storage, study_key: int, attrs: dict, events: list[OutboxEvent] = ()) -> None:
+    """Study user attributes, and the events that report the change, in one transaction:
+    both are stored, or neither."""
+    with _create_scoped_session(_rdb(storage).scoped_session, True) as session:
+        study = optuna_models.StudyModel.find_or_raise_by_id(study_key, session)
+        for key, value in attrs.items():
+            row = optuna_models.StudyUserAttributeModel.find_by_study_and_key(study, key, session)
+            if row is None:
+                session.add(optuna_models.StudyUserAttributeModel(study_id=study_key, key=key, value_json=json.dumps(value)))
+            else:
+                row.value_json = json.dumps(value)
+        for event in events:
+            session.add(optuna_models.StudySystemAttributeModel(
+                study_id=study_key, key=OUTBOX + event.id,
+                value_json=json.dumps({"subject": event.subject, "data": event.data.hex()})))
+
+
+class StudyOutbox(OutboxStore):
+    """The studies' unsent events, across every study, oldest first."""
+
+    def __init__(self, storage):
+        self.backend = _rdb(storage)
+
+    def _rows(self, session):
+        model = optuna_models.StudySystemAttributeModel
+        return session.query(model).filter(model.key.like(OUTBOX + "%"))
+
+    def pending(self, limit):
+        model = optuna_models.StudySystemAttributeModel
+        with _create_scoped_session(self.backend.scoped_session) as session:
+            rows = self._rows(session).order_by(model.study_system_attribute_id).limit(limit).all()
+            stored = [(r.key[len(OUTBOX):], json.loads(r.value_json)) for r in rows]
+        return [OutboxEvent(event_id, v["subject"], bytes.fromhex(v["data"])) for event_id, v in stored]
+
+    def mark_sent(self, events):
+        keys = [OUTBOX + e.id for e in events]
+        model = optuna_models.StudySystemAttributeModel
+        with _create_scoped_session(self.backend.scoped_session, True) as session:
+            session.query(model).filter(model.key.in_(keys)).delete(synchronize_session=False)

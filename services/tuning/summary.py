@@ -1,10 +1,11 @@
 """StudySummary: best-so-far history, counts by state, parameter importances and
-parallel-coordinates data for one study, computed from the tuning service's trials
-once per change of the study and cached under its revision.
+parallel-coordinates data for one study, computed from its trials once per change
+of the study and cached under its revision.
 
-`summarize` is pure: it takes the study and its trials as plain data (see
-tuning_source.py for where they come from) and imports Optuna only to build an
-in-memory study for the importance evaluator."""
+It lives beside the studies it reads (it needs Optuna and scikit-learn, which the
+tuning service has, and no MLflow data). `summarize` is pure: it takes the study and
+its trials as plain data (`ManagedStudies` reads them off the StudyManager) and
+imports Optuna only to build an in-memory study for the importance evaluator."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import logging
 import math
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+
+from kubetune.tuning.v1 import tuning_pb2 as pb
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +73,7 @@ class Summary:
 
 
 class StudySource(abc.ABC):
-    """Where studies and their trials come from: the tuning service."""
+    """Where studies and their trials come from (the StudyManager, in the service)."""
 
     @abc.abstractmethod
     async def get_study(self, study_id: str) -> StudyView: ...
@@ -178,8 +181,8 @@ def importances(study: StudyView, trials: list[TrialView]) -> list[tuple[str, fl
 
 # While a study runs, importances are computed again once its completed trials have grown
 # by this fraction. fANOVA over every completed trial costs O(trials); computed at every
-# trial's end, as each open study page asked, a 300-trial study kept the tracking service
-# busy on it alone and StudySummary took ~20 s (the soak test, tests/reliability/test_soak.py).
+# trial's end, as each open study page asked, a 300-trial study kept the service computing it
+# (then tracking) busy on it alone and StudySummary took ~20 s (tests/reliability/test_soak.py).
 # Growing geometrically, a study of n trials costs a few times one computation over n.
 IMPORTANCE_GROWTH = 0.10
 
@@ -250,3 +253,49 @@ class SummaryCache:
                 evicted, _ = self._cache.popitem(last=False)
                 self._locks.pop(evicted, None)
             return summary
+
+
+def search_space(spec: pb.StudySpec) -> tuple[ParamSpace, ...]:
+    out = []
+    for p in spec.search_space:
+        domain = p.WhichOneof("domain")
+        if domain == "float_range":
+            r = p.float_range
+            out.append(ParamSpace(p.name, "float", r.low, r.high, r.log, r.step))
+        elif domain == "int_range":
+            r = p.int_range
+            out.append(ParamSpace(p.name, "int", r.low, r.high, r.log, r.step or 1))
+        elif domain == "categorical":
+            out.append(ParamSpace(p.name, "categorical", choices=tuple(p.categorical.choices)))
+    return tuple(out)
+
+
+def study_view(study: pb.Study) -> StudyView:
+    directions = tuple(
+        "maximize" if o.direction == pb.DIRECTION_MAXIMIZE else "minimize" for o in study.spec.objectives
+    ) or ("minimize",)
+    c = study.counts
+    revision = ":".join(str(x) for x in (
+        c.queued, c.running, c.complete, c.pruned, c.fail, study.state,
+        ",".join(repr(v) for v in study.best_values), study.finished_at.seconds,
+    ))
+    return StudyView(study.id, directions, search_space(study.spec), revision,
+                     running=study.state == pb.STUDY_STATE_RUNNING)
+
+
+def trial_view(t: pb.Trial) -> TrialView:
+    state = pb.TrialState.Name(t.state).removeprefix("TRIAL_STATE_")
+    return TrialView(t.number, state, dict(t.params), tuple(t.values), tuple(t.val_loss_curve))
+
+
+class ManagedStudies(StudySource):
+    """The studies the service's own StudyManager holds, as plain views."""
+
+    def __init__(self, studies):
+        self.studies = studies
+
+    async def get_study(self, study_id: str) -> StudyView:
+        return study_view(await self.studies.get(study_id))
+
+    async def list_trials(self, study_id: str) -> list[TrialView]:
+        return [trial_view(t) for t in await self.studies.trials(study_id, curves=True)]

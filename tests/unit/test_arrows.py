@@ -1,0 +1,146 @@
+"""The parts call each other only along the arrows of the README's diagram, held here as
+a table: a part that imports another service's code, or builds a stub or reads the
+address of a part the table does not name for it, fails; so does a diagram that drifts
+from the table. The arrows only go down: no two services call each other."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Each part's code: a folder, less the folders of parts nested in it.
+PARTS = {
+    "data": "services/data",
+    "tuning": "services/tuning",
+    "worker": "services/tuning/worker",
+    "tracking": "services/tracking",
+    "registry": "services/registry",
+    "gateway": "gateway",
+    "ui": "ui",
+    "cli": "cli",
+}
+# part -> the parts it calls over gRPC: the README diagram's `-->|gRPC|` arrows.
+ARROWS = {
+    "data": set(),
+    "tuning": {"data", "tracking"},
+    "worker": {"data", "tracking"},
+    "tracking": set(),
+    "registry": set(),
+    "gateway": {"data", "tuning", "tracking", "registry"},
+    "ui": {"gateway"},
+    "cli": {"gateway"},
+}
+# part -> the `services.*` packages its code may import: the shared library and its own.
+IMPORTS = {
+    "data": {"common", "data"},
+    "tuning": {"common", "tuning"},
+    "worker": {"common", "tuning"},  # the worker is tuning's: it shares the Optuna store
+    "tracking": {"common", "tracking"},
+    "registry": {"common", "registry"},
+    "gateway": {"common"},
+    "ui": {"common", "tuning"},  # until CreateStudy validates alone (validate_only)
+    "cli": {"common", "tuning"},
+}
+STUBS = {"DataServiceStub": "data", "TuningServiceStub": "tuning", "TrackingServiceStub": "tracking",
+         "RegistryServiceStub": "registry", "GatewayStub": "gateway"}
+CLIENTS = {"DataClient": "data", "TuningClient": "tuning", "TrackingClient": "tracking",
+           "RegistryClient": "registry"}
+NODES = {"DATA": "data", "TUN": "tuning", "W": "worker", "TRK": "tracking", "REG": "registry", "GW": "gateway",
+         "UI": "ui", "CLI": "cli"}
+
+
+def part_files(root: Path, part: str) -> list[Path]:
+    folder = root / PARTS[part]
+    nested = [root / p for other, p in PARTS.items() if other != part and (root / p).is_relative_to(folder)]
+    return [f for f in sorted(folder.rglob("*.py")) if not any(f.is_relative_to(n) for n in nested)]
+
+
+def found_arrows(root: Path) -> dict[str, dict[str, set[str]]]:
+    """part -> {"imports": services packages imported, "calls": parts called}, read off the code."""
+    out = {}
+    for part in PARTS:
+        imports, calls = set(), set()
+        for f in part_files(root, part):
+            tree = ast.parse(f.read_text(), str(f))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+                elif isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                else:
+                    names = []
+                for name in names:
+                    bits = name.split(".")
+                    if bits[0] == "services" and len(bits) > 1:
+                        imports.add(bits[1])
+                if isinstance(node, (ast.Name, ast.Attribute)):
+                    word = node.id if isinstance(node, ast.Name) else node.attr
+                    if word in STUBS:
+                        calls.add(STUBS[word])
+                    elif word in CLIENTS:
+                        calls.add(CLIENTS[word])
+                if (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "address_of" and node.args
+                        and isinstance(node.args[0], ast.Constant)):
+                    calls.add(node.args[0].value)
+        calls.discard(part)
+        out[part] = {"imports": imports - {"__init__"}, "calls": calls}
+    return out
+
+
+def stray(root: Path) -> list[str]:
+    problems = []
+    for part, seen in found_arrows(root).items():
+        for name in sorted(seen["imports"] - IMPORTS[part]):
+            problems.append(f"{part} imports services.{name}")
+        for name in sorted(seen["calls"] - ARROWS[part]):
+            problems.append(f"{part} calls {name}, an arrow the diagram does not draw")
+    return problems
+
+
+def diagram_arrows(readme: str) -> dict[str, set[str]]:
+    out = {part: set() for part in PARTS}
+    for a, b in re.findall(r"^\s*(\w+)(?:\[[^\]]*\])?\s*-->\|gRPC\|\s*(\w+)", readme, re.MULTILINE):
+        out[NODES[a]].add(NODES[b])
+    return out
+
+
+def test_code_follows_the_table():
+    assert stray(REPO) == []
+
+
+def test_every_arrow_of_the_table_is_used():
+    seen = found_arrows(REPO)
+    assert {p: seen[p]["calls"] for p in PARTS} == ARROWS
+
+
+def test_readme_draws_the_table():
+    assert diagram_arrows((REPO / "README.md").read_text()) == ARROWS
+
+
+def test_no_two_parts_call_each_other():
+    assert [(a, b) for a in ARROWS for b in ARROWS[a] if a in ARROWS.get(b, ())] == []
+
+
+@pytest.mark.parametrize("planted, problem", [
+    ("from services.tuning import summary\n", "tracking imports services.tuning"),
+    ("from kubetune.tuning.v1.tuning_pb2_grpc import TuningServiceStub\nTuningServiceStub\n",
+     "tracking calls tuning"),
+    ("from services.common.config import address_of\nx = address_of(\"tuning\")\n", "tracking calls tuning"),
+])
+def test_a_stray_arrow_is_caught(tmp_path, planted, problem):
+    for part in PARTS.values():
+        shutil.copytree(REPO / part, tmp_path / part, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.csv"))
+    (tmp_path / "services/tracking/stray.py").write_text(planted)
+    assert any(p.startswith(problem) for p in stray(tmp_path))
+
+
+def test_a_diagram_missing_an_arrow_is_caught():
+    readme = (REPO / "README.md").read_text().replace("TUN -->|gRPC| TRK", "TUN --- TRK")
+    assert diagram_arrows(readme) != ARROWS

@@ -51,7 +51,7 @@ FILL_AFTER_S = 1.5
 FILL_TRIES = 5
 CHART_H = "h-80"
 RENDER_EVERY_S = 0.3  # events arriving faster are drawn together (the live latency target is 0.5 s)
-# Importances (fANOVA in the tracking service, over every finished trial) at most this often
+# Importances (fANOVA in the tuning service, over every finished trial) at most this often
 # while trials finish; once more when the study completes.
 SUMMARY_EVERY_S = 5.0
 

@@ -22,7 +22,7 @@ from tests.platform import running_platform
 from tests.reliability.faults import rss_mb
 from tests.studies import finished, small_spec
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.soak]
 
 TRIALS = int(os.environ.get("KUBETUNE_SOAK_TRIALS", "500"))
 EPOCHS = 2

@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 
+import hyperparams
 from cli.flags import bounded, count, in_flag_terms, seconds, zero_or_more
 from cli.ranges import describe, parse_param
 from kubetune.data.v1 import data_pb2
@@ -26,7 +27,6 @@ from services.common.config import PORTS
 from services.common import quality
 from services.common.errors import KubetuneError
 from services.common.prediction_input import BadTable, Column, Table, check_table, columns_of, read_table
-from services.tuning import space as tuning_space
 
 UPLOAD_CHUNK = 1 << 20
 PARAM_FLAGS = {
@@ -184,13 +184,21 @@ def print_search(spec: pb.StudySpec, chosen: bool) -> None:
     print(f"searching {len(spec.search_space)} hyperparameters{how}:")
     print_table(["  hyperparameter", "range", "flag"],
                 [[f"  {p.name}", describe(p), FLAG_OF_PARAM.get(p.name, f"--param {p.name}=...")] for p in spec.search_space])
-    fixed = [f"{k} {tuning_space.format_value(v)}" for k, v in tuning_space.DEFAULTS.items() if k not in searched]
+    fixed = [f"{k} {hyperparams.format_value(v)}" for k, v in hyperparams.DEFAULTS.items() if k not in searched]
     if fixed:
         print(f"fixed: {', '.join(fixed)}")
 
 
 def study_create(client, args):
     spec = study_spec(args)
+    # Every check the service makes, nothing made (AIP-163's validate_only): a refused
+    # spec is reported in the service's words before anything exists; --dry-run ends here.
+    planned = client("CreateStudy", pb.CreateStudyRequest(spec=spec, validate_only=True)).study
+    if args.dry_run:
+        if not args.json:
+            print_search(planned.spec, chosen=bool(spec.search_space))
+            print(f"would create study {planned.id}: {planned.spec.n_trials} trials on {planned.dataset_version}")
+        return emit(args, planned)
     study = client("CreateStudy", pb.CreateStudyRequest(spec=spec)).study
     if not args.json:
         # Trials are queued but none has reported yet: this is what they will search.
@@ -220,8 +228,8 @@ def study_show(client, args):
         print(line)
     elif study.baseline.error:
         print(f"no baseline: {study.baseline.error}")
-    print(f"sampler {tuning_space.SAMPLER_NAMES.get(study.spec.sampler, '?')} · seed {study.spec.seed} · "
-          f"pruner {tuning_space.PRUNER_NAMES.get(study.spec.pruner, '?')}")
+    print(f"sampler {hyperparams.SAMPLER_NAMES.get(study.spec.sampler, '?')} · seed {study.spec.seed} · "
+          f"pruner {hyperparams.PRUNER_NAMES.get(study.spec.pruner, '?')}")
     print()
     keys = sorted({k for t in trials for k in t.params})
     print_table(["trial", "state", "value", "epochs", *keys],
@@ -437,7 +445,7 @@ def add_client_commands(sub) -> None:
     p.add_argument("--objective", action="append", help="METRIC[:min|max], repeatable (several need nsga2)")
     p.add_argument("--sampler", choices=list(SAMPLERS), default="tpe")
     p.add_argument("--pruner", choices=list(PRUNERS), default="median")
-    p.add_argument("--seed", type=bounded(1, tuning_space.MAX_SEED),
+    p.add_argument("--seed", type=bounded(1, hyperparams.MAX_SEED),
                    help="sampler seed, to repeat a study (default: one drawn per study, shown by `study show`)")
     p.add_argument("--timeout", type=seconds, default=0, help="time budget in seconds (default 0: none)")
     p.add_argument("--patience", type=count,
@@ -447,6 +455,8 @@ def add_client_commands(sub) -> None:
                         "(default 0: one validation split)")
     p.add_argument("--name")
     p.add_argument("--watch", action="store_true", help="follow the study until it ends")
+    p.add_argument("--dry-run", action="store_true",
+                   help="have the service check the study and show what it would search; create nothing")
     command(study, "list", study_list, "list studies")
     for name, handler in (("show", study_show), ("watch", study_watch), ("stop", study_stop), ("resume", study_resume)):
         command(study, name, handler, f"{name} a study").add_argument("id")

@@ -1,16 +1,20 @@
 """The CLI's range grammar: `1e-5..1e-1:log`, `4..128:log`, `1..5`, `0.1..0.5:step=0.1`,
-`8,16,32`, or one value. Parsed and checked before any call is made."""
+`8,16,32`, or one value. Parsed here into ParamSpecs; their rules are the tuning
+service's, which `study create` asks first (CreateStudy with validate_only)."""
 
 from __future__ import annotations
 
+import hyperparams
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common.errors import InvalidArgument
-from services.tuning import space
 
 
 def parse_param(name: str, text: str) -> pb.ParamSpec:
-    """A ParamSpec from the grammar, validated with the same rules the service applies."""
-    kind = space.param_kind(name)
+    """A ParamSpec from the grammar: int or float as the hyperparameter takes."""
+    kind = hyperparams.kind_of(name)
+    if kind is None:
+        raise InvalidArgument(f"search_space: unknown hyperparameter {name!r}; known: {hyperparams.KNOWN}",
+                              field="search_space")
     field = f"search_space.{name}"  # as the service names it; cli.flags names the flag
     text = text.strip()
     if not text:
@@ -44,7 +48,6 @@ def parse_param(name: str, text: str) -> pb.ParamSpec:
             spec = pb.ParamSpec(name=name, int_range=pb.IntRange(low=int(low), high=int(high), log=log, step=int(step)))
         else:
             spec = pb.ParamSpec(name=name, float_range=pb.FloatRange(low=low, high=high, log=log, step=step))
-    space.distribution(spec)
     return spec
 
 

@@ -1,5 +1,6 @@
-"""The Tune page's search space: rows of the form -> ParamSpecs, checked inline with
-the tuning service's own validation (services/tuning/space.py), so the page and the
+"""The Tune page's search space: rows of the form -> ParamSpecs. A row checks only its
+own shape here (both bounds, whole numbers); the rules are the tuning service's, which
+the page asks as the user types (CreateStudy with validate_only), so the page and the
 service agree on every message."""
 
 from __future__ import annotations
@@ -7,15 +8,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import hyperparams
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from ui.formatting import plural
-
-try:  # the service's rules; the UI image may lack optuna, and then the service still checks on submit
-    from services.common.errors import InvalidArgument
-    from services.tuning import space
-except ImportError:  # pragma: no cover - exercised only in a slim image
-    space = None
-    InvalidArgument = ValueError
 
 FLOAT, INT, CHOICES = "float", "int", "choices"
 
@@ -46,32 +41,14 @@ class ParamRow:
                                                                       log=self.log))
 
     def error(self) -> str:
-        """'' when the row is valid (or off); otherwise what is wrong, in the service's words."""
+        """'' when the row has a shape the service can judge (or is off); otherwise what is missing."""
         if not self.enabled:
             return ""
         try:
-            spec = self.spec()
+            self.spec()
         except ValueError as exc:
             return str(exc)
-        if space is None:
-            return _basic_check(spec)
-        try:
-            space.distribution(spec)
-        except InvalidArgument as exc:
-            return str(exc).removeprefix("search_space.")
         return ""
-
-
-def _basic_check(spec: pb.ParamSpec) -> str:
-    domain = spec.WhichOneof("domain")
-    if domain == "categorical":
-        return "" if spec.categorical.choices else f"{spec.name}: choices are empty"
-    rng = getattr(spec, domain)
-    if rng.low > rng.high:
-        return f"{spec.name}: min {rng.low:g} is greater than max {rng.high:g}"
-    if rng.log and rng.low <= 0:
-        return f"{spec.name}: a log scale needs min > 0 (got {rng.low:g})"
-    return ""
 
 
 def default_rows() -> list[ParamRow]:
@@ -82,10 +59,10 @@ def default_rows() -> list[ParamRow]:
         ParamRow("n_layers", INT, True, 1, 5, help="hidden layers"),
         ParamRow("units", INT, True, 4, 128, log=True, help="units per hidden layer"),
         ParamRow("batch_size", CHOICES, False, choices=["16", "32", "64"], help="rows per step (default 32)"),
-        ParamRow("optimizer", CHOICES, False, choices=["adam", "adamw"], options=["adam", "adamw", "sgd"],
+        ParamRow("optimizer", CHOICES, False, choices=["adam", "adamw"], options=list(hyperparams.OPTIMIZERS),
                  help="default adam"),
         ParamRow("activation", CHOICES, False, choices=["relu", "tanh"],
-                 options=["relu", "tanh", "gelu", "leaky_relu", "silu", "elu"], help="default relu"),
+                 options=list(hyperparams.ACTIVATIONS), help="default relu"),
         ParamRow("weight_decay", FLOAT, False, 1e-6, 1e-2, log=True, help="L2 penalty (default 0)"),
         ParamRow("momentum", FLOAT, False, 0.8, 0.99, help="for sgd (default 0.9)"),
         ParamRow("precision", CHOICES, False, choices=["bf16-mixed"], options=["32", "bf16-mixed", "16-mixed"],
@@ -97,40 +74,27 @@ def search_space(rows: list[ParamRow]) -> list[pb.ParamSpec]:
     return [r.spec() for r in rows if r.enabled and not r.error()]
 
 
-def spec_error(spec: pb.StudySpec) -> str:
-    """What the service would refuse in the whole spec (sampler vs. space, objectives...), or ''."""
-    if space is None:
-        return ""
-    try:
-        space.validate(spec, max_trials=1_000_000, max_parallel=1_000_000)
-    except InvalidArgument as exc:
-        return str(exc)
-    return ""
-
-
-def size_text(rows: list[ParamRow]) -> str:
+def size_text(rows: list[ParamRow], refused: set[str] = frozenset()) -> str:
     """How big the search space is, for the summary line. Counts every ticked row: a
-    row being edited (a bound cleared, a min above its max) is still searched once fixed."""
+    row being edited (a bound cleared, a min above its max: `refused` by the service)
+    is still searched once fixed."""
     ticked = [r for r in rows if r.enabled]
     if not ticked:
         # An empty search space is filled in by the tuning service with its default space,
         # which these rows mirror (ticked by default).
         names = ", ".join(r.name for r in default_rows() if r.enabled)
         return f"Nothing ticked: the study searches the default space ({names})."
-    wrong = [r.name for r in ticked if r.error()]
+    wrong = [r.name for r in ticked if r.error() or r.name in refused]
     if wrong:
         return f"{_count(len(ticked))} searched; fix {', '.join(wrong)} to see the size of the space."
-    enabled = ticked
-    if space is None:
-        return f"{_count(len(enabled))} searched."
-    dists = {r.name: space.distribution(r.spec()) for r in enabled}
-    size = space.space_size(dists)
-    continuous = [n for n, d in dists.items()
-                  if type(d).__name__ == "FloatDistribution" or (type(d).__name__ == "IntDistribution" and d.log)]
+    specs = [r.spec() for r in ticked]
+    size = hyperparams.space_size(specs)
     if math.isinf(size):
-        return (f"{_count(len(enabled))} searched; continuous or log-scaled ranges "
+        continuous = [p.name for p in specs if p.WhichOneof("domain") == "float_range"
+                      or (p.WhichOneof("domain") == "int_range" and p.int_range.log)]
+        return (f"{_count(len(ticked))} searched; continuous or log-scaled ranges "
                 f"({', '.join(continuous)}) make the space unbounded.")
-    return f"{_count(len(enabled))} searched; {int(size):,} distinct combinations."
+    return f"{_count(len(ticked))} searched; {int(size):,} distinct combinations."
 
 
 def _count(n: int) -> str:

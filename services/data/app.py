@@ -1,5 +1,5 @@
 """Wires the data service: store, blobs, sources, catalog, event bus, outbox relay,
-reference consumer and gRPC server; the NATS side of the catalog's ports (BusNotifier)."""
+reference consumer and gRPC server."""
 
 from __future__ import annotations
 
@@ -8,46 +8,18 @@ import functools
 from dataclasses import dataclass
 
 from kubetune.data.v1 import data_pb2, data_pb2_grpc
-from kubetune.events.v1 import events_pb2
 from services.common.events import EventBus
-from services.common.outbox import OutboxEvent, Relay
+from services.common.outbox import Relay
 from services.common.server import Service, cleanup_on_failure, make_server
+from services.data.adapters import BusNotifier, ReferenceConsumer
 from services.data.blobs import BlobStore, LocalBlobs, S3Blobs
 from services.data.catalog import Catalog
 from services.data.config import Settings
-from services.data.records import DatasetVersion
-from services.data.references import ReferenceConsumer
 from services.data.servicer import DataServicer
 from services.data.sources import Sources, s3_client
 from services.data.store import open_store
 
 SERVICE_NAME = data_pb2.DESCRIPTOR.services_by_name["DataService"].full_name
-
-
-class BusNotifier:
-    """The catalog's facts as kubetune.data.* events: a change's, stored with it and sent
-    by the outbox relay; progress, published live."""
-
-    def __init__(self, bus: EventBus, relay: Relay):
-        self.bus = bus
-        self.relay = relay
-
-    def registered(self, version: DatasetVersion) -> OutboxEvent:
-        return OutboxEvent.of(dataset_registered=events_pb2.DatasetRegistered(
-            name=version.name, version=version.version,
-            content_sha256=version.content_sha256, row_count=version.row_count,
-        ))
-
-    def deleted(self, name: str, version: str) -> OutboxEvent:
-        return OutboxEvent.of(dataset_deleted=events_pb2.DatasetDeleted(name=name, version=version))
-
-    def stored(self) -> None:
-        self.relay.wake()
-
-    async def progressed(self, name: str, uri: str, done: int, total: int) -> None:
-        await self.bus.publish(
-            download_progressed=events_pb2.DownloadProgressed(name=name, uri=uri, bytes_done=done, bytes_total=total)
-        )
 
 
 def make_blobs(settings: Settings) -> BlobStore:

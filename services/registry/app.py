@@ -12,6 +12,7 @@ from kubetune.registry.v1 import registry_pb2, registry_pb2_grpc
 from services.common.events import EventBus
 from services.common.outbox import Relay
 from services.common.server import Service, cleanup_on_failure, make_server
+from services.registry.adapters import Announcer
 from services.registry.config import Settings
 from services.registry.outbox import RegistryOutbox
 from services.registry.predictor import Predictor
@@ -40,12 +41,7 @@ async def start(settings: Settings) -> RegistryApp:
             outbox = RegistryOutbox(store)
             relay = await Relay(outbox, bus.send, name="registry").start()
             opened.add(relay.stop)
-
-            def announce(name: str) -> None:
-                outbox.touch(name)
-                relay.wake()
-
-            registry.on_change.append(announce)
+            registry.on_change.append(Announcer(outbox, relay))
         predictor = Predictor(registry, cache_size=settings.model_cache_size, max_rows=settings.max_predict_rows,
                               resolve_ttl_s=settings.resolve_ttl_s,
                               loader=functools.partial(load_pyfunc, mlflow_uri=settings.mlflow_uri))

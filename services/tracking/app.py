@@ -11,7 +11,7 @@ from kubetune.tracking.v1 import tracking_pb2, tracking_pb2_grpc
 from services.common.events import EventBus
 from services.common.server import Service, cleanup_on_failure, make_server
 from services.tracking.config import Settings
-from services.tracking.consumer import EventConsumer
+from services.tracking.adapters import EventConsumer
 from services.tracking.store import TrackingStore
 from services.tracking.tracking import Tracking
 

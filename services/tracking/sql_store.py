@@ -76,9 +76,8 @@ def read_only_engine(backend_store_uri: str) -> sa.Engine:
             backend_store_uri, pool_pre_ping=True,
             connect_args={"options": "-c default_transaction_read_only=on"},
         )
-    if backend_store_uri.startswith("mysql"):
-        return sa.create_engine(backend_store_uri, pool_pre_ping=True)
-    raise InvalidArgument(f"backend_store_uri {backend_store_uri!r}: only sqlite, postgresql and mysql are read directly")
+    # MySQL went: no driver is installed and no test could hold a read-only connection to it.
+    raise InvalidArgument(f"backend_store_uri {backend_store_uri!r}: only sqlite and postgresql are read directly")
 
 
 def _chunks(items: list, size: int = _IN_CHUNK) -> Iterable[list]:

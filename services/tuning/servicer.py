@@ -29,7 +29,7 @@ class TuningServicer(tuning_pb2_grpc.TuningServiceServicer):
         self.summaries = summaries
 
     async def CreateStudy(self, request, context):
-        return pb.CreateStudyResponse(study=await self.studies.create(request.spec))
+        return pb.CreateStudyResponse(study=await self.studies.create(request.spec, validate_only=request.validate_only))
 
     async def GetStudy(self, request, context):
         return pb.GetStudyResponse(study=await self.studies.get(_need_id(request.study_id)))

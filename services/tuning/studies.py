@@ -123,7 +123,9 @@ class StudyManager:
 
     # -- create ----------------------------------------------------------------------
 
-    async def create(self, spec: pb.StudySpec) -> pb.Study:
+    async def create(self, spec: pb.StudySpec, validate_only: bool = False) -> pb.Study:
+        """Makes the study; `validate_only`: every check, nothing made, and the study as
+        it would be (AIP-163)."""
         spec = space.with_defaults(spec)
         space.validate(spec, max_trials=self.max_trials, max_parallel=self.max_parallel)
         directions = [d for _, d in space.objectives(spec)]
@@ -135,11 +137,16 @@ class StudyManager:
             raise InvalidArgument("objectives: val_accuracy needs a classification dataset", field="objectives")
         dataset_ref = f"{version.name}@{version.version}"
         study_id = spec.name or self._new_id(version.name)
+        task = "classification" if version.task_kind == data_pb2.TASK_KIND_CLASSIFICATION else "regression"
+        if validate_only:
+            if spec.name and await self._io(self._exists, study_id):
+                raise AlreadyExists(f"name: a study named {study_id!r} already exists", field="name")
+            return pb.Study(id=study_id, spec=spec, state=pb.STUDY_STATE_UNSPECIFIED, dataset_version=dataset_ref,
+                            task_kind=task)
         try:
             key = await self._io(self.storage.create_new_study, [optuna.study.StudyDirection[d.upper()] for d in directions], study_id)
         except optuna.exceptions.DuplicatedStudyError:
             raise AlreadyExists(f"name: a study named {study_id!r} already exists", field="name") from None
-        task = "classification" if version.task_kind == data_pb2.TASK_KIND_CLASSIFICATION else "regression"
         try:
             experiment_id, run_id = await self.runs.create_study_run(
                 study_id, version.name, dataset_ref,
@@ -166,6 +173,13 @@ class StudyManager:
         log.info("study %s created on %s: %d trials", study_id, dataset_ref, spec.n_trials, extra={"study_id": study_id})
         await self.top_up(study_id)
         return await self.get(study_id)
+
+    def _exists(self, study_id: str) -> bool:
+        try:
+            self.storage.get_study_id_from_name(study_id)
+        except KeyError:
+            return False
+        return True
 
     @staticmethod
     def _new_id(dataset: str) -> str:

@@ -201,6 +201,9 @@ async def test_sign_in_as_editor_shows_its_role_and_a_secure_cookie(secured_up, 
     await page.get_by_role("button", name="Register", exact=True).wait_for()
     await page.goto(base + "/tune")
     await page.get_by_role("button", name="Start study").wait_for()
+    # The page's checks as you type reach the tuning service with the editor's own token.
+    await page.get_by_label("Study name (optional)", exact=True).fill("Bad Name!")
+    await page.get_by_text("name: use lowercase letters").first.wait_for(timeout=30_000)
 
 
 @pytest.mark.browser

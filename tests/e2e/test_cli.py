@@ -92,7 +92,8 @@ def test_model_list_counts_versions(platform, gateway):
 def test_errors_are_one_line_and_non_zero(platform):
     bad_range = cli(platform, "study", "create", "--dataset", "sample", "--lr", "1e-1..1e-5", check=False)
     assert bad_range.returncode != 0 and bad_range.stderr.count("\n") == 1
-    assert bad_range.stderr.startswith("kubetune: --lr: min 0.1 is greater than max 1e-05"), bad_range.stderr
+    # Refused by the service's validate-only call, in the CLI's flag terms, before anything is made.
+    assert bad_range.stderr.startswith("kubetune: invalid argument: --lr: min 0.1 is greater than max 1e-05"), bad_range.stderr
     missing = cli(platform, "data", "show", "nope", check=False)
     assert missing.returncode != 0 and missing.stderr.startswith("kubetune: not found")
     nowhere = subprocess.run([KUBETUNE, "study", "list", "--gateway", "127.0.0.1:1"], capture_output=True, text=True, timeout=60)
@@ -140,6 +141,16 @@ def test_json_prints_every_field_zeros_included(platform):
     assert done["counts"]["fail"] == 0 and done["counts"]["queued"] == 0 and done["spec"]["timeout_seconds"] == 0
     trial = as_json(cli(platform, "study", "show", done["id"], "--json"))["trials"][0]
     assert trial["number"] == 0 and trial["reason"] == "" and trial["state"] == "TRIAL_STATE_COMPLETE"
+
+
+def test_a_dry_run_is_checked_by_the_service_and_makes_nothing(platform):
+    out = cli(platform, "study", "create", "--dataset", "sample", "--name", "cli-dry-run", "--layers", "1..3",
+              "--dry-run").stdout
+    assert "would create study cli-dry-run: 20 trials on sample@" in out and "n_layers" in out, out
+    assert "cli-dry-run" not in cli(platform, "study", "list").stdout
+    refused = cli(platform, "study", "create", "--dataset", "sample", "--sampler", "cmaes", "--optimizer", "adam,sgd",
+                  "--dry-run", check=False)
+    assert refused.returncode != 0 and "CMA-ES" in refused.stderr, refused.stderr
 
 
 def test_numeric_flags_follow_one_rule(platform):

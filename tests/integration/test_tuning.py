@@ -181,11 +181,12 @@ def test_watch_starts_with_a_snapshot_then_streams_epochs(gateway):
     (lambda s: setattr(s, "dataset", "no-such-data"), "dataset"),
     (lambda s: (s.search_space.append(param_choice("optimizer", "adam", "sgd")), setattr(s, "sampler", pb.SAMPLER_CMAES)), "sampler"),
 ])
-def test_invalid_studies_are_refused_naming_the_field(gateway, change, field):
+@pytest.mark.parametrize("validate_only", [False, True], ids=["create", "validate-only"])
+def test_invalid_studies_are_refused_naming_the_field(gateway, change, field, validate_only):
     spec = small_spec()
     change(spec)
     with pytest.raises(grpc.RpcError) as err:
-        gateway.CreateStudy(pb.CreateStudyRequest(spec=spec))
+        gateway.CreateStudy(pb.CreateStudyRequest(spec=spec, validate_only=validate_only))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in err.value.details()
 
@@ -193,9 +194,28 @@ def test_invalid_studies_are_refused_naming_the_field(gateway, change, field):
 def test_a_study_name_is_unique(gateway):
     spec = small_spec(trials=1, epochs=1, name="unique-name-test")
     run_study(gateway, spec)
+    for validate_only in (False, True):
+        with pytest.raises(grpc.RpcError) as err:
+            gateway.CreateStudy(pb.CreateStudyRequest(spec=spec, validate_only=validate_only))
+        assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_validate_only_makes_nothing_and_answers_the_study_as_it_would_be(gateway):
+    """AIP-163: the Tune page and the CLI check a spec with every rule a create applies."""
+    spec = small_spec(name="validate-only-test")
+    spec.ClearField("search_space")
+    before = [s.id for s in gateway.ListStudies(pb.ListStudiesRequest()).studies]
+    for _ in range(2):  # the name is still free the second time: nothing was made
+        study = gateway.CreateStudy(pb.CreateStudyRequest(spec=spec, validate_only=True)).study
+        assert study.id == "validate-only-test" and study.dataset_version.startswith("sample@")
+        assert study.task_kind == "regression" and study.state == pb.STUDY_STATE_UNSPECIFIED
+        # The defaults a create would record: the default space, a drawn seed.
+        assert [p.name for p in study.spec.search_space] == ["learning_rate", "dropout", "n_layers", "units"]
+        assert study.spec.seed > 0
+    assert [s.id for s in gateway.ListStudies(pb.ListStudiesRequest()).studies] == before
     with pytest.raises(grpc.RpcError) as err:
-        gateway.CreateStudy(pb.CreateStudyRequest(spec=spec))
-    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        gateway.GetStudy(pb.GetStudyRequest(study_id="validate-only-test"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_optuna_dashboard_opens_a_kubetune_study(platform, gateway):

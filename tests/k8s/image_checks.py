@@ -120,7 +120,7 @@ def check_dockerfile(path: Path | None = None) -> list[str]:
     if df.final("ENTRYPOINT") != ['["kubetune-entrypoint"]'] or not ENTRYPOINT_SCRIPT.exists():
         problems.append(f"{where}: ENTRYPOINT is not k8s/images/entrypoint.sh")
     copies = df.source_copies({"PACKAGE": "${PACKAGE}"})  # the arg itself, not its default
-    for needed in ("gen", "services", "${PACKAGE}"):
+    for needed in ("gen", "services", "hyperparams", "${PACKAGE}"):
         if needed not in copies:
             problems.append(f"{where}: does not copy {needed} into /app")
     if not any("requirements/lock.txt" in c for c in df.all("COPY")):

@@ -11,6 +11,7 @@ import uuid
 
 import psycopg2
 import pytest
+import sqlalchemy as sa
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
@@ -18,7 +19,7 @@ from services.common import mlflow_tags
 from services.common.errors import InvalidArgument
 from services.tracking.mlflow_store import MlflowStore
 from services.tracking.records import Columns, DatasetRecord, MetricValue, RunFilter, RunQuery
-from services.tracking.sql_store import MlflowSqlStore
+from services.tracking.sql_store import MlflowSqlStore, read_only_engine
 from tests import servers
 
 N = 24
@@ -212,3 +213,19 @@ def test_nan_and_missing_as_mlflow_search_runs(store, seeded):
 def test_text_is_compared_only_for_equality(store, seeded, f):
     with pytest.raises(InvalidArgument):
         store.list_runs(RunQuery((seeded["nan_exp"],), filters=(f,)))
+
+
+def test_the_sql_path_cannot_write_to_mlflows_tables(mlflow_backend, seeded):
+    """MLflow's server stays the one writer: the direct engine refuses any write, on
+    SQLite and PostgreSQL alike, and a backend it cannot open read-only is refused."""
+    _, backend = mlflow_backend
+    engine = read_only_engine(backend)
+    try:
+        with pytest.raises(sa.exc.DBAPIError, match="(?i)read.?only"), engine.begin() as conn:
+            conn.execute(sa.text("UPDATE experiments SET name = name || '!'"))
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM experiments WHERE name LIKE '%!'")).scalar() == 0
+    finally:
+        engine.dispose()
+    with pytest.raises(InvalidArgument, match="only sqlite and postgresql"):
+        read_only_engine("mysql://root@127.0.0.1/mlflow")

@@ -8,6 +8,7 @@ import math
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
+import hyperparams
 from kubetune.events.v1 import events_pb2 as ev
 from kubetune.gateway.v1 import gateway_pb2
 from kubetune.registry.v1 import registry_pb2
@@ -19,7 +20,8 @@ from ui.dataset_upload import name_from_filename
 from ui.layout import health_summary
 from ui.predict_rows import form_row, parse_rows, result_rows, to_csv
 from ui.run_table import Filter, Pager, RunQuery, compare_rows, run_row
-from ui.search_form import default_rows, size_text, spec_error
+from ui.pages.tune import refusal_of
+from ui.search_form import default_rows, size_text
 from ui.study_state import LiveStudy
 
 
@@ -167,19 +169,28 @@ def test_histogram_labels_bins_by_left_edge():
     assert opts["xAxis"]["data"] == ["0", "0.5"] and opts["series"][0]["data"] == [1, 2]
 
 
-def test_search_form_reuses_the_services_messages():
+def test_a_row_checks_its_shape_and_leaves_the_rules_to_the_service():
+    """The ranges' rules are the tuning service's (asked with validate_only as the user
+    types): a row checks only that it has a shape to send."""
     rows = {r.name: r for r in default_rows()}
     assert all(not r.error() for r in rows.values())
     rows["dropout"].low, rows["dropout"].high = 0.6, 0.3
-    assert rows["dropout"].error() == "dropout: min 0.6 is greater than max 0.3"
-    rows["learning_rate"].low = 0
-    assert rows["learning_rate"].error() == "learning_rate: a log scale needs min > 0 (got 0)"
+    assert rows["dropout"].error() == ""  # the service's to refuse, in its words
     rows["units"].high = None
     assert rows["units"].error() == "units: enter both min and max"
     rows["n_layers"].high = 2.5
     assert "whole numbers" in rows["n_layers"].error()
-    rows["learning_rate"].enabled = False  # a switched-off row is not checked
-    assert rows["learning_rate"].error() == ""
+    rows["n_layers"].enabled = False  # a switched-off row is not checked
+    assert rows["n_layers"].error() == ""
+
+
+def test_a_refusal_lands_on_the_row_it_names():
+    assert refusal_of("search_space.dropout: min 0.6 is greater than max 0.4") == (
+        "dropout", "min 0.6 is greater than max 0.4")
+    assert refusal_of("sampler: CMA-ES cannot search categorical parameters") == (
+        "", "sampler: CMA-ES cannot search categorical parameters")
+    rows = default_rows()
+    assert size_text(rows, {"dropout"}) == "4 hyperparameters searched; fix dropout to see the size of the space."
 
 
 def test_space_size_counts_discrete_spaces():
@@ -207,20 +218,12 @@ def test_space_size_counts_every_ticked_row():
 def test_nothing_ticked_says_the_default_space_is_searched():
     """With nothing ticked the tuning service searches its default space: the page says
     which, and its rows ticked by default are that space (one default for UI and CLI)."""
-    from services.tuning.space import DEFAULT_SEARCH_SPACE
-
     rows = default_rows()
-    assert [r.spec() for r in rows if r.enabled] == list(DEFAULT_SEARCH_SPACE)
+    assert [r.spec() for r in rows if r.enabled] == list(hyperparams.DEFAULT_SEARCH_SPACE)
     for r in rows:
         r.enabled = False
     assert size_text(rows) == ("Nothing ticked: the study searches the default space "
                                "(learning_rate, dropout, n_layers, units).")
-
-
-def test_whole_spec_checks_sampler_against_space():
-    spec = pb.StudySpec(dataset="sample", n_trials=4, sampler=pb.SAMPLER_CMAES, search_space=[
-        pb.ParamSpec(name="optimizer", categorical=pb.Categorical(choices=["adam"]))])
-    assert "CMA-ES cannot search categorical" in spec_error(spec)
 
 
 def test_health_summary():

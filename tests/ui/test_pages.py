@@ -22,6 +22,9 @@ from tests.studies import completed, small_spec, wait_for_study
 
 pytestmark = pytest.mark.slow
 KUBETUNE = str(Path(sys.executable).parent / "kubetune")
+# should_see looks every 0.1 s: the Tune page's checks wait for the user to pause, then
+# ask the tuning service, on a machine that may be busy.
+RETRIES_FOR_THE_SERVICE = 100
 
 
 async def eventually(check, timeout: float = 120, every: float = 0.2):
@@ -67,23 +70,26 @@ async def test_status_chip_reports_health(user):
 
 
 async def test_tune_validates_inline_and_starts_a_study(user, gw):
+    """The tuning service checks the spec as the user types (validate_only, debounced):
+    its refusals land on the row they name, and Start waits for a spec it accepts."""
+    asked = RETRIES_FOR_THE_SERVICE
     await user.open("/tune")
     await user.should_see("Search space")
     submit = user.find(marker="start-study").elements.pop()
     assert submit.enabled
     user.find(marker="dropout-min").clear().type("0.6")  # above max 0.4
-    await user.should_see("dropout: min 0.6 is greater than max 0.4")
+    await user.should_see("dropout: min 0.6 is greater than max 0.4", retries=asked)
     assert not submit.enabled
     user.find(marker="dropout-min").clear().type("0.1")
-    await user.should_not_see("dropout: min")
+    await user.should_not_see("dropout: min", retries=asked)
     user.find(marker="learning_rate-min").clear().type("-0.001")
-    await user.should_see("learning_rate: a log scale needs min > 0 (got -0.001)")
+    await user.should_see("learning_rate: a log scale needs min > 0 (got -0.001)", retries=asked)
     assert not submit.enabled
     user.find(marker="learning_rate-log").click()  # off the log scale: now the bound is the problem
-    await user.should_see("learning_rate: range must lie within")
+    await user.should_see("learning_rate: range must lie within", retries=asked)
     user.find(marker="learning_rate-log").click()
     user.find(marker="learning_rate-min").clear().type("0.0001")
-    await user.should_not_see("learning_rate:")
+    await user.should_not_see("learning_rate:", retries=asked)
     assert submit.enabled
     await user.should_see("make the space unbounded")
     name = f"ui-tune-{int(time.time())}"
@@ -139,7 +145,8 @@ async def test_tune_reports_server_side_refusals(user):
     await user.open("/tune")
     await user.should_see("Search space")
     user.find(marker="study-name").type("Bad Name!")  # the tuning service's name rule, checked before submit
-    await user.should_see("name: use lowercase letters")
+    await user.should_see("name: use lowercase letters", retries=RETRIES_FOR_THE_SERVICE)
+    assert not user.find(marker="start-study").elements.pop().enabled
 
 
 async def test_live_study_updates_from_the_stream(user, gw):

@@ -44,8 +44,8 @@ IMPORTS = {
     "tracking": {"common", "tracking"},
     "registry": {"common", "registry"},
     "gateway": {"common"},
-    "ui": {"common", "tuning"},  # until CreateStudy validates alone (validate_only)
-    "cli": {"common", "tuning"},
+    "ui": {"common"},  # the search space's rules are asked of the service (validate_only)
+    "cli": {"common"},
 }
 STUBS = {"DataServiceStub": "data", "TuningServiceStub": "tuning", "TrackingServiceStub": "tracking",
          "RegistryServiceStub": "registry", "GatewayStub": "gateway"}
@@ -144,3 +144,16 @@ def test_a_stray_arrow_is_caught(tmp_path, planted, problem):
 def test_a_diagram_missing_an_arrow_is_caught():
     readme = (REPO / "README.md").read_text().replace("TUN -->|gRPC| TRK", "TUN --- TRK")
     assert diagram_arrows(readme) != ARROWS
+
+
+def test_the_shared_hyperparameter_names_need_no_service():
+    """hyperparams/ is what the UI and the CLI know of the search space without importing
+    services: it imports no service, and no optuna (the UI image has none)."""
+    imported = set()
+    for f in (REPO / "hyperparams").rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Import):
+                imported.update(a.name.split(".")[0] for a in node.names)
+    assert imported and not imported & {"services", "optuna", "ui", "cli", "gateway"}, imported

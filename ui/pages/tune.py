@@ -1,16 +1,26 @@
-"""Tune: pick a dataset, set ranges (checked as you type), sampler, pruner and budget,
-then start the study and open its live page."""
+"""Tune: pick a dataset, set ranges (checked by the tuning service as you type), sampler,
+pruner and budget, then start the study and open its live page."""
 
 from __future__ import annotations
 
-from nicegui import ui
+import asyncio
+
+import grpc
+from nicegui import background_tasks, ui
 
 from kubetune.data.v1 import data_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from ui.calls import attempt
+from ui.context import ctx
+from ui.gateway_client import error_text
 from ui.layout import layout, section
-from ui.search_form import CHOICES, FLOAT, ParamRow, default_rows, search_space, size_text, spec_error
+from ui.search_form import CHOICES, FLOAT, ParamRow, default_rows, search_space, size_text
 from ui.session import show_if
+
+# The service is asked once the user pauses this long: not at every keystroke.
+DEBOUNCE_S = 0.3
+# What a validate-only CreateStudy answers for a spec the service refuses.
+REFUSALS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.FAILED_PRECONDITION}
 
 SAMPLERS = {pb.SAMPLER_TPE: "TPE (Bayesian, default)", pb.SAMPLER_RANDOM: "Random", pb.SAMPLER_CMAES: "CMA-ES",
             pb.SAMPLER_QMC: "Quasi-Monte Carlo", pb.SAMPLER_NSGA2: "NSGA-II", pb.SAMPLER_GRID: "Grid (choices only)"}
@@ -30,6 +40,10 @@ class TuneForm:
         # Each metric's direction, kept when the metric is taken out and put back.
         self.maximize = {m: m == "val_accuracy" for m in METRICS}
         self.row_errors: dict[str, ui.label] = {}
+        # The service's last refusal: (the row it names or "", its message); shown until
+        # the service answers for the spec as it is now.
+        self.refusal: tuple[str, str] | None = None
+        self._asking: asyncio.Task | None = None
 
     def spec(self) -> pb.StudySpec:
         v = self.values
@@ -43,20 +57,23 @@ class TuneForm:
             pruner_warmup_epochs=int(v["warmup"] or 0), cv_folds=int(v.get("cv_folds") or 0),
         )
 
-    def errors(self) -> list[str]:
+    def unfinished(self) -> list[str]:
+        """What the form lacks before the service can judge it: rows without a shape, no
+        dataset, no objective."""
         out = [e for e in (r.error() for r in self.rows) if e]
         v = self.values
         if not v["dataset"]:
             out.append("dataset: pick a dataset")
         if not v["metrics"]:
             out.append("objectives: pick at least one metric")
-        for key, label in (("n_trials", "trials"), ("max_parallel", "trials at once"), ("max_epochs", "epochs")):
-            if not v[key] or v[key] < 1:
-                out.append(f"{label}: must be at least 1")
-        if not out:
-            whole = spec_error(self.spec())
-            if whole:
-                out.append(whole)
+        return out
+
+    def errors(self) -> list[str]:
+        """What stops the study now: an unfinished form, else the service's refusal."""
+        out = self.unfinished()
+        if not out and self.refusal:
+            row, message = self.refusal
+            out.append(f"{row}: {message}" if row else message)
         return out
 
     def build(self) -> None:
@@ -159,12 +176,33 @@ class TuneForm:
     def check(self, *_args) -> None:
         if not getattr(self, "ready", False):
             return
+        self.show()
+        if self._asking is not None:
+            self._asking.cancel()
+        if not self.unfinished():
+            # The user's gateway taken here, in the page's context: the task runs outside it.
+            self._asking = background_tasks.create(self.ask_service(ctx.gateway), name="validate study")
+
+    async def ask_service(self, gateway) -> None:
+        """The tuning service's verdict on the spec as it is (CreateStudy, validate_only);
+        cancelled by the next change, so one call goes out when the user pauses."""
+        await asyncio.sleep(DEBOUNCE_S)
+        try:
+            await gateway.call("CreateStudy", pb.CreateStudyRequest(spec=self.spec(), validate_only=True))
+            self.refusal = None
+        except grpc.aio.AioRpcError as exc:
+            # Could not ask (the gateway down, a viewer's role): Start tries, and says why.
+            self.refusal = refusal_of(error_text(exc)) if exc.code() in REFUSALS else None
+        self.show()
+
+    def show(self) -> None:
+        refused_row = self.refusal[0] if self.refusal else ""
         for row in self.rows:
             label = self.row_errors[row.name]
-            label.text = row.error()
+            label.text = row.error() or (f"{row.name}: {self.refusal[1]}" if row.name == refused_row else "")
             label.set_visibility(bool(label.text))
         errors = self.errors()
-        self.size_label.text = size_text(self.rows)
+        self.size_label.text = size_text(self.rows, {refused_row})
         self.form_error.text = "\n".join(errors)
         self.submit.set_enabled(not errors)
 
@@ -180,6 +218,15 @@ class TuneForm:
             return
         ui.notify(f"Study {response.study.spec.name or response.study.id} created", type="positive")
         ui.navigate.to(f"/study/{response.study.id}")
+
+
+def refusal_of(message: str) -> tuple[str, str]:
+    """(the search-space row a message names, the rest) or ("", the message): the service
+    names the field first, as in `search_space.dropout: min 0.6 is greater than max 0.4`."""
+    field, _, rest = message.partition(": ")
+    if field.startswith("search_space.") and rest:
+        return field.removeprefix("search_space."), rest
+    return "", message
 
 
 def dataset_options(datasets) -> list[str]:

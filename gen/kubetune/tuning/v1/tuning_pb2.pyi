@@ -268,10 +268,12 @@ class Study(_message.Message):
     def __init__(self, id: _Optional[str] = ..., spec: _Optional[_Union[StudySpec, _Mapping]] = ..., state: _Optional[_Union[StudyState, str]] = ..., dataset_version: _Optional[str] = ..., counts: _Optional[_Union[TrialCounts, _Mapping]] = ..., best_trial: _Optional[_Union[Trial, _Mapping]] = ..., best_values: _Optional[_Iterable[float]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., mlflow_experiment_id: _Optional[str] = ..., mlflow_run_id: _Optional[str] = ..., task_kind: _Optional[str] = ..., baseline: _Optional[_Union[Baseline, _Mapping]] = ...) -> None: ...
 
 class CreateStudyRequest(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "validate_only")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    VALIDATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     spec: StudySpec
-    def __init__(self, spec: _Optional[_Union[StudySpec, _Mapping]] = ...) -> None: ...
+    validate_only: bool
+    def __init__(self, spec: _Optional[_Union[StudySpec, _Mapping]] = ..., validate_only: _Optional[bool] = ...) -> None: ...
 
 class CreateStudyResponse(_message.Message):
     __slots__ = ("study",)

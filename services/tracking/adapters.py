@@ -1,4 +1,4 @@
-"""The tracking service's durable JetStream pull consumer: fetches trial and study
+"""The tracking service's NATS side, its durable JetStream pull consumer: fetches trial and study
 events in batches, hands them to the EventRecorder, acks what was written and asks
 for a later redelivery of what was not. Being durable, it resumes where it stopped:
 events published while tracking was down are written when it returns."""

@@ -1,7 +1,10 @@
-"""Who uses which dataset version: studies and registered models, learned from their
-events through JetStream durable pull consumers, so nothing is missed while the data
-service is down and replicas share the work. Recorded references make DeleteDataset
-refuse to delete a version still in use."""
+"""The data service's NATS side: the catalog's facts as events (BusNotifier, the
+catalog's Notifier port), and who uses which dataset version (ReferenceConsumer).
+
+References: studies and registered models, learned from their events through JetStream
+durable pull consumers, so nothing is missed while the data service is down and
+replicas share the work. Recorded references make DeleteDataset refuse to delete a
+version still in use."""
 
 from __future__ import annotations
 
@@ -15,8 +18,9 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from kubetune.events.v1 import events_pb2
 from services.common import subjects
 from services.common.events import EventBus, decode
+from services.common.outbox import OutboxEvent, Relay
 from services.data.catalog import Catalog
-from services.data.records import Reference
+from services.data.records import DatasetVersion, Reference
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,32 @@ CONSUMERS = {
     subjects.STUDY_CREATED: "data-study-references",
     subjects.MODEL_REGISTERED: "data-model-references",
 }
+
+
+class BusNotifier:
+    """The catalog's facts as kubetune.data.* events: a change's, stored with it and sent
+    by the outbox relay; progress, published live."""
+
+    def __init__(self, bus: EventBus, relay: Relay):
+        self.bus = bus
+        self.relay = relay
+
+    def registered(self, version: DatasetVersion) -> OutboxEvent:
+        return OutboxEvent.of(dataset_registered=events_pb2.DatasetRegistered(
+            name=version.name, version=version.version,
+            content_sha256=version.content_sha256, row_count=version.row_count,
+        ))
+
+    def deleted(self, name: str, version: str) -> OutboxEvent:
+        return OutboxEvent.of(dataset_deleted=events_pb2.DatasetDeleted(name=name, version=version))
+
+    def stored(self) -> None:
+        self.relay.wake()
+
+    async def progressed(self, name: str, uri: str, done: int, total: int) -> None:
+        await self.bus.publish(
+            download_progressed=events_pb2.DownloadProgressed(name=name, uri=uri, bytes_done=done, bytes_total=total)
+        )
 
 
 def reference_of(event: events_pb2.Event) -> tuple[str, Reference] | None:

@@ -67,9 +67,24 @@ def read_until(proc: subprocess.Popen, marker: str, timeout: float = 300) -> lis
     raise AssertionError(f"no {marker!r} in {timeout}s:\n" + "".join(lines))
 
 
+def _free_pair() -> int:
+    """A free port whose next one is free too: worker-1 listens on the worker port + 1
+    (a taken one there made the taken-port test name worker-1 instead of the gateway)."""
+    import socket
+
+    while True:
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
 @pytest.fixture
 def ports():
-    return {name: free_port() for name in PORTS if name != "worker"} | {"worker": free_port()}
+    return {name: free_port() for name in PORTS if name != "worker"} | {"worker": _free_pair()}
 
 
 def test_up_runs_the_thin_path_and_stops_clean(tmp_path, ports):

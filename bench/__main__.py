@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 BENCHMARKS = [
-    "training_loop", "optuna_storage", "footprint", "tuning", "gateway",
+    "training_loop", "gpu", "optuna_storage", "footprint", "tuning", "gateway",
     "data_register", "tracking_queries", "predict", "ui_experiments", "ui_live", "quality", "outbox_latency",
 ]
 

@@ -32,7 +32,7 @@ UPLOAD_CHUNK = 1 << 20
 PARAM_FLAGS = {
     "lr": "learning_rate", "dropout": "dropout", "layers": "n_layers", "units": "units",
     "batch_size": "batch_size", "optimizer": "optimizer", "activation": "activation",
-    "weight_decay": "weight_decay", "momentum": "momentum",
+    "weight_decay": "weight_decay", "momentum": "momentum", "precision": "precision",
 }
 SAMPLERS = {"tpe": pb.SAMPLER_TPE, "random": pb.SAMPLER_RANDOM, "cmaes": pb.SAMPLER_CMAES, "qmc": pb.SAMPLER_QMC,
             "nsga2": pb.SAMPLER_NSGA2, "grid": pb.SAMPLER_GRID}

@@ -17,6 +17,9 @@ MAX_UNITS = 8192
 MAX_EPOCHS = 10_000
 ACTIVATIONS = ("relu", "tanh", "gelu", "leaky_relu", "silu", "elu")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+# Training precision (Lightning's names): fp32, or autocast to bfloat16 / float16 (with
+# gradient scaling) for the matrix products; weights and the logged model stay fp32.
+PRECISIONS = ("32", "bf16-mixed", "16-mixed")
 # Float hyperparameters with the bounds a value may take.
 FLOAT_PARAMS = {
     "learning_rate": (1e-8, 10.0),
@@ -30,7 +33,7 @@ INT_PARAMS = {
     "batch_size": (1, 65536),
     "max_epochs": (1, MAX_EPOCHS),
 }
-CATEGORICAL_PARAMS = {"activation": ACTIVATIONS, "optimizer": OPTIMIZERS}
+CATEGORICAL_PARAMS = {"activation": ACTIVATIONS, "optimizer": OPTIMIZERS, "precision": PRECISIONS}
 PER_LAYER_UNITS = re.compile(r"^units_l(\d+)$")
 
 # What a trial uses for a hyperparameter the search space leaves out.
@@ -44,6 +47,7 @@ DEFAULTS = {
     "batch_size": 32,
     "activation": "relu",
     "optimizer": "adam",
+    "precision": "32",
 }
 
 # What a study searches when its spec names no hyperparameter: the Tune page's ticked

@@ -11,6 +11,7 @@ from nicegui import app, ui
 from ui.config import Settings
 from ui.context import ctx
 from ui.gateway_client import GatewayClient
+from ui.memory import reclaimer
 
 
 def register_pages() -> None:
@@ -44,6 +45,7 @@ def setup(settings: Settings) -> None:
     ctx.settings = settings
     ctx.base = GatewayClient(settings.gateway_address)
     app.on_shutdown(ctx.base.close)
+    app.on_delete(reclaimer.page_closed)
     register_pages()
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -36,13 +37,15 @@ import pyarrow.parquet as pq
 
 from services.common.errors import FailedPrecondition
 from services.data.records import IngestOptions, Kind, MissingPolicy, Role, Stats, Table, TargetStats, TaskKind
-from services.data.readers import PARQUET_BATCH_ROWS, Plan, Reader, Replan, read_csv_table, read_parquet_table, read_xy
+from services.data.readers import Plan, Reader, Replan, first_of_each, read_csv_table, read_parquet_table, read_xy
 from services.data.sniff import SourceFile, sha256_file
 
 __all__ = ["SourceFile", "sha256_file", "ingest", "Moments"]
 
-# Rows per Parquet row group: CSV blocks are gathered up to this before they are written.
+# Rows per Parquet row group: CSV blocks are gathered up to this before they are written,
+# unless the group would pass ROW_GROUP_BYTES first (a table of many columns).
 ROW_GROUP_ROWS = 64_000
+ROW_GROUP_BYTES = 16 << 20
 AUTO_MAX_CLASSES = 20
 AUTO_MIN_ROWS_PER_CLASS = 20
 MAX_CLASSES = 1000
@@ -86,23 +89,28 @@ class Moments:
 
 
 class _RowGroupWriter:
-    """A Parquet writer that gathers small batches into row groups of ROW_GROUP_ROWS."""
+    """A Parquet writer that gathers small batches into row groups of ROW_GROUP_ROWS rows,
+    or fewer when they would pass ROW_GROUP_BYTES: the writer holds a whole row group
+    encoded until it closes it, and the second pass reads one back at a time, so a row
+    group's size is what bounds memory however many columns a table has."""
 
     def __init__(self, path: Path, schema: pa.Schema):
         self.writer = pq.ParquetWriter(path, schema)
         self.pending: list[pa.RecordBatch] = []
         self.rows = 0
+        self.bytes = 0
 
     def write_batch(self, batch: pa.RecordBatch) -> None:
         self.pending.append(batch)
         self.rows += batch.num_rows
-        if self.rows >= ROW_GROUP_ROWS:
+        self.bytes += batch.nbytes
+        if self.rows >= ROW_GROUP_ROWS or self.bytes >= ROW_GROUP_BYTES:
             self.flush()
 
     def flush(self) -> None:
         if self.pending:
             self.writer.write_table(pa.Table.from_batches(self.pending), row_group_size=max(self.rows, 1))
-            self.pending, self.rows = [], 0
+            self.pending, self.rows, self.bytes = [], 0, 0
 
     def __enter__(self):
         return self
@@ -180,7 +188,6 @@ def write_table(reader: Reader, options: IngestOptions, out: Path, *, min_rows: 
     texts = {name: _TextColumn() for name in features if name in text}
     binary = {name: True for name in moments}  # numbers that are all 0 or 1
     target_moments = Moments()
-    distinct = _Distinct(reader.text_target)
     schema = pa.schema(
         [pa.field(f, pa.string() if f in text else pa.float64()) for f in features]
         + [pa.field(reader.target, pa.string() if reader.text_target else pa.float64())]
@@ -261,7 +268,6 @@ def write_table(reader: Reader, options: IngestOptions, out: Path, *, min_rows: 
                     if all_integer and not np.array_equal(target, np.round(target)):
                         all_integer = False
                     target = pa.array(target, type=pa.float64())
-                distinct.add(target)
                 writer.write_batch(pa.RecordBatch.from_arrays([*cols, target], schema=schema))
         if rows_in == 0:
             raise FailedPrecondition(f"{label} has no rows")
@@ -272,7 +278,7 @@ def write_table(reader: Reader, options: IngestOptions, out: Path, *, min_rows: 
                 + f"; the train/validation/test split needs at least {min_rows}"
             )
         columns, final = _decide_columns(reader, options, moments, texts, binary, label)
-        labels, count = distinct.result()
+        labels, count = _distinct_targets(staging, reader, rows_out)
         if count < 2:
             only = labels[0] if labels else "?"
             raise FailedPrecondition(
@@ -387,53 +393,43 @@ def _task_kind(requested, reader, labels, count, all_integer, rows, label) -> Ta
     return TaskKind.REGRESSION
 
 
-class _Distinct:
-    """Exact distinct target values. Numbers: sorted numpy arrays merged as they come
-    (8 bytes a distinct value). Text: a set, given up past MAX_CLASSES (it must be classes)."""
-
-    def __init__(self, text: bool):
-        self.text = text
-        self.values: set[str] = set()
-        self.overflow = False
-        self.merged = np.empty(0, dtype=np.float64)
-        self.pending: list[np.ndarray] = []
-        self.pending_size = 0
-
-    def add(self, target: pa.Array) -> None:
-        if self.text:
-            if not self.overflow:
-                self.values.update(pc.unique(target).to_pylist())
-                self.overflow = len(self.values) > MAX_CLASSES
-            return
-        unique = np.unique(target.to_numpy(zero_copy_only=False))
-        self.pending.append(unique)
-        self.pending_size += unique.size
-        if self.pending_size > max(self.merged.size, 65_536):
-            self._merge()
-
-    def _merge(self) -> None:
-        if self.pending:
-            self.merged = np.unique(np.concatenate([self.merged, *self.pending]))
-            self.pending, self.pending_size = [], 0
-
-    def result(self) -> tuple[list[str], int]:
-        """Labels (sorted; empty when there are too many to be classes) and the count."""
-        if self.text:
-            if self.overflow:
-                return [], len(self.values)
-            values = sorted(self.values)
-            return values, len(values)
-        self._merge()
-        count = int(self.merged.size)
-        if count > MAX_CLASSES:
-            return [label_of(self.merged[0])], count
-        return [label_of(v) for v in self.merged.tolist()], count
+def _distinct_targets(staging: Path, reader: Reader, rows: int) -> tuple[list[str], int]:
+    """The target's distinct values (labels sorted; only the least when there are too many
+    to be classes) and their count, read back from the staged table once the CSV reader
+    and the Parquet writer are gone, so their buffers and these values are never held
+    together. Text: a set, given up past MAX_CLASSES (it must be classes). Numbers: all
+    of them sorted in place, 9 bytes a row at most however many are distinct."""
+    if reader.text_target:
+        values: set[str] = set()
+        for batch in _row_groups(staging, [reader.target]):
+            values.update(pc.unique(batch.column(0)).to_pylist())
+            if len(values) > MAX_CLASSES:
+                return [], len(values)
+        return sorted(values), len(values)
+    numbers = np.empty(rows, dtype=np.float64)
+    at = 0
+    for batch in _row_groups(staging, [reader.target]):
+        column = batch.column(0).to_numpy(zero_copy_only=False)
+        numbers[at:at + column.size] = column
+        at += column.size
+    distinct = numbers[first_of_each(numbers)]
+    if distinct.size > MAX_CLASSES:
+        return [label_of(distinct[0])], int(distinct.size)
+    return [label_of(v) for v in distinct.tolist()], int(distinct.size)
 
 
 def label_of(value) -> str:
     if isinstance(value, str):
         return value
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _row_groups(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """A Parquet file we wrote, one row group (bounded by _RowGroupWriter) as one batch at a
+    time: the second pass then holds one group, and writes the same groups back."""
+    pf = pq.ParquetFile(path)
+    for group in range(pf.num_row_groups):
+        yield from pf.read_row_group(group, columns=columns).combine_chunks().to_batches()
 
 
 def _second_pass(staging: Path, out: Path, features, text, booleans, reader: Reader, kind, labels):
@@ -448,18 +444,19 @@ def _second_pass(staging: Path, out: Path, features, text, booleans, reader: Rea
         keys = pa.array(labels) if reader.text_target else pa.array(sorted(float(v) for v in labels), pa.float64())
     moments = Moments()
     bool_moments = {name: Moments() for name in booleans}
-    pf = pq.ParquetFile(staging)
+    words = pa.array(list(BOOLEAN_WORDS))
+    numbers = pa.array(list(BOOLEAN_WORDS.values()), pa.float64())
     with _RowGroupWriter(out, schema) as writer:
-        for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=[*features, reader.target]):
+        for batch in _row_groups(staging, [*features, reader.target]):
             cols = []
             for name in features:
                 values = batch.column(name)
                 if name in bool_moments:
-                    words = pc.utf8_lower(values).to_pylist()
-                    numbers = np.array([np.nan if w is None else BOOLEAN_WORDS[w] for w in words], dtype=np.float64)
-                    bool_moments[name].add(numbers[~np.isnan(numbers)])
-                    bool_moments[name].missing += int(np.isnan(numbers).sum())
-                    values = pa.array(numbers, type=pa.float64())
+                    # Words to 0/1; a missing word becomes NaN (not null), as numbers are stored.
+                    values = pc.take(numbers, pc.index_in(pc.utf8_lower(values), value_set=words)).fill_null(math.nan)
+                    present = values.to_numpy(zero_copy_only=False)
+                    bool_moments[name].add(present[~np.isnan(present)])
+                    bool_moments[name].missing += int(np.isnan(present).sum())
                 cols.append(values)
             target = batch.column(reader.target)
             if classify:

@@ -20,9 +20,10 @@ from services.common.errors import FailedPrecondition, InvalidArgument
 from services.data.records import Column, IngestOptions, Kind, Role
 from services.data.sniff import INDEX_NAMES, CsvShape, SourceFile, is_number, looks_like_index, looks_like_integers, sniff_csv
 
-# pyarrow's streaming CSV reader reads ahead several blocks on its threads: small blocks
-# keep that bounded (1 MiB: ~120 MiB peak RSS for any file size, and no slower than 8 MiB).
-CSV_BLOCK_BYTES = 1 << 20
+# pyarrow's streaming CSV reader keeps several blocks in flight (read, parsed, converted):
+# 35 MiB of Arrow memory with 1 MiB blocks, 9 MiB with 256 KiB, at the same speed (a
+# 200 MiB CSV, 2 CPUs; bench/data_register.py has the service's figures).
+CSV_BLOCK_BYTES = 256 << 10
 CSV_THREADS = True
 PARQUET_BATCH_ROWS = 256_000
 SHOWN_COLUMNS = 20
@@ -207,17 +208,30 @@ def _as_float(array: pa.Array) -> np.ndarray:
     return array.to_numpy(zero_copy_only=False)
 
 
+def first_of_each(values: np.ndarray) -> np.ndarray:
+    """Sorts `values` in place and marks the first of each run of equal values: the
+    distinct values in 1 byte a value beyond the array itself (np.unique holds 3 copies)."""
+    values.sort()
+    first = np.empty(values.size, dtype=bool)
+    first[:1] = True
+    np.not_equal(values[1:], values[:-1], out=first[1:])
+    return first
+
+
 class _IndexChecker:
     """Checks, block by block, that a planned index column is one: consecutive integers
     for a named candidate (`index`, `id`), unique integers for an unnamed first column
     (pandas writes its index unnamed, with gaps after a filter or in any order after a
-    shuffle). Uniqueness is checked once every block was seen (8 bytes a row)."""
+    shuffle). Unique integers that only ever rise are unique; any others are kept (8 bytes
+    a row) and sorted once every block was seen."""
 
     def __init__(self, consecutive: bool):
         self.consecutive = consecutive
         self.offset = 0
         self.start = None
         self.seen: list[np.ndarray] = []
+        self.rising = True
+        self.last = -np.inf
 
     def __call__(self, values: np.ndarray) -> None:
         if self.consecutive:
@@ -229,17 +243,19 @@ class _IndexChecker:
         elif not (np.isfinite(values).all() and np.array_equal(values, np.round(values))):
             raise Replan(allow_index=False)
         else:
-            self.seen.append(values.astype(np.int64))
+            integers = values.astype(np.int64)
+            if self.rising and integers.size:
+                self.rising = bool(integers[0] > self.last and (integers[1:] > integers[:-1]).all())
+                self.last = integers[-1]
+            self.seen.append(integers)
         self.offset += values.size
 
     def finish(self) -> None:
-        if self.seen:
+        if self.seen and not self.rising:
             values = np.concatenate(self.seen)
             self.seen = []
-            if np.unique(values).size != values.size:
+            if not first_of_each(values).all():
                 raise Replan(allow_index=False)
-
-
 def _index_note(name: str, consecutive: bool) -> str:
     if consecutive:
         return "row index: consecutive integers, not a feature"

@@ -19,7 +19,7 @@ from optuna.distributions import (
 
 from hyperparams import (  # noqa: F401 - the names the service and workers read as space.X
     ACTIVATIONS, CATEGORICAL_PARAMS, DEFAULT_SEARCH_SPACE, DEFAULTS, FLOAT_PARAMS, INT_PARAMS, KNOWN, MAX_EPOCHS,
-    MAX_LAYERS, MAX_SEED, MAX_UNITS, OPTIMIZERS, PER_LAYER_UNITS, PRUNER_NAMES, SAMPLER_NAMES, format_value,
+    MAX_LAYERS, MAX_SEED, MAX_UNITS, OPTIMIZERS, PER_LAYER_UNITS, PRECISIONS, PRUNER_NAMES, SAMPLER_NAMES, format_value,
     kind_of, space_size,
 )
 from kubetune.tuning.v1 import tuning_pb2 as pb

@@ -41,6 +41,7 @@ class StudyView:
     search_space: tuple[ParamSpace, ...] = ()
     # Changes whenever a trial finishes or the study's state changes.
     revision: str = ""
+    running: bool = False  # trials may still finish
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Summary:
     counts_by_state: dict[str, int]
     importances: list[tuple[str, float]]
     parallel_coordinates: list[tuple[int, dict[str, str], float]]
+    importances_from: int = 0  # completed trials the importances were computed from
 
 
 class StudySource(abc.ABC):
@@ -177,7 +179,17 @@ def importances(study: StudyView, trials: list[TrialView]) -> list[tuple[str, fl
     return [(k, float(v)) for k, v in result.items()]
 
 
-def summarize(study: StudyView, trials: list[TrialView]) -> Summary:
+# While a study runs, importances are computed again once its completed trials have grown
+# by this fraction. fANOVA over every completed trial costs O(trials); computed at every
+# trial's end, as each open study page asked, a 300-trial study kept the service computing it
+# (then tracking) busy on it alone and StudySummary took ~20 s (tests/reliability/test_soak.py).
+# Growing geometrically, a study of n trials costs a few times one computation over n.
+IMPORTANCE_GROWTH = 0.10
+
+
+def summarize(study: StudyView, trials: list[TrialView], previous: Summary | None = None) -> Summary:
+    """`previous`: the study's last summary, whose importances are kept while the study
+    runs and has not grown by IMPORTANCE_GROWTH since they were computed."""
     maximize = bool(study.directions) and study.directions[0] == "maximize"
     better = max if maximize else min
     history, best = [], math.nan
@@ -194,13 +206,20 @@ def summarize(study: StudyView, trials: list[TrialView]) -> Summary:
         history.append(HistoryPoint(t.number, value, best, t.state))
     parallel = [(t.number, dict(t.params), t.values[0]) for t in sorted(trials, key=lambda t: t.number)
                 if t.state == "COMPLETE" and t.values]
+    complete = sum(1 for t in trials if t.state == "COMPLETE" and t.values)
+    if (previous is not None and study.running and previous.importances_from
+            and complete < previous.importances_from * (1 + IMPORTANCE_GROWTH)):
+        found, found_from = previous.importances, previous.importances_from
+    else:
+        found, found_from = importances(study, trials), complete
     return Summary(
         study_id=study.study_id,
         revision=study.revision,
         history=history,
         counts_by_state=dict(Counter(t.state for t in trials)),
-        importances=importances(study, trials),
+        importances=found,
         parallel_coordinates=parallel,
+        importances_from=found_from,
     )
 
 
@@ -226,7 +245,7 @@ class SummaryCache:
             if cached is not None and cached.revision == study.revision:
                 return cached
             trials = await self.source.list_trials(study_id)
-            summary = await asyncio.to_thread(summarize, study, trials)
+            summary = await asyncio.to_thread(summarize, study, trials, cached)
             self.computed += 1
             self._cache[study_id] = summary
             self._cache.move_to_end(study_id)
@@ -260,7 +279,8 @@ def study_view(study: pb.Study) -> StudyView:
         c.queued, c.running, c.complete, c.pruned, c.fail, study.state,
         ",".join(repr(v) for v in study.best_values), study.finished_at.seconds,
     ))
-    return StudyView(study.id, directions, search_space(study.spec), revision)
+    return StudyView(study.id, directions, search_space(study.spec), revision,
+                     running=study.state == pb.STUDY_STATE_RUNNING)
 
 
 def trial_view(t: pb.Trial) -> TrialView:

@@ -39,6 +39,18 @@ async def shot(page, screenshots, name: str) -> None:
     await page.screenshot(path=str(screenshots / f"{name}.png"), full_page=True)
 
 
+async def register_top_run_by_val_loss(page, model: str) -> None:
+    """On the Experiments page, nothing selected: sort by val_loss (ascending), select
+    the top run, register it as `model`."""
+    await page.locator(".runs-table th", has_text=re.compile(r"(?<!best_)val_loss\s*$")).first.click()
+    await page.wait_for_function(SORTED_BY_LOSS, timeout=10_000)
+    await page.locator(".runs-table tbody tr").nth(0).locator(".q-checkbox").click()
+    await page.get_by_role("button", name="Register as models").click()
+    await field(page, "Model name").fill(model)
+    await page.get_by_role("button", name="Register", exact=True).click()
+    await page.get_by_text(re.compile(rf"Registered {re.escape(model)} v\d+")).wait_for(timeout=120_000)
+
+
 def field(page, label: str):
     """A Quasar input by its label, as a person finds it."""
     return page.get_by_label(label, exact=True)
@@ -111,13 +123,7 @@ async def journey(base, page, screenshots):
     # Register the best: sort by val_loss (ascending), select only the top run.
     await runs.nth(0).locator(".q-checkbox").click()
     await runs.nth(1).locator(".q-checkbox").click()
-    await page.locator(".runs-table th", has_text=re.compile(r"(?<!best_)val_loss\s*$")).first.click()
-    await page.wait_for_function(SORTED_BY_LOSS, timeout=10_000)
-    await runs.nth(0).locator(".q-checkbox").click()
-    await page.get_by_role("button", name="Register as models").click()
-    await field(page, "Model name").fill("journey-model")
-    await page.get_by_role("button", name="Register", exact=True).click()
-    await page.get_by_text(re.compile(r"Registered journey-model v\d+")).wait_for(timeout=120_000)
+    await register_top_run_by_val_loss(page, "journey-model")
 
     # Models: the version with its lineage, champion, a prediction.
     await page.get_by_role("button", name="Models", exact=True).click()

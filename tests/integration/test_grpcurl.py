@@ -53,3 +53,53 @@ def test_unary_and_streaming_calls(platform):
 def test_errors_come_back_with_their_status(platform):
     bad = grpcurl("-d", '{"ref": "no-such-dataset"}', platform.gateway, "kubetune.gateway.v1.Gateway/GetDataset")
     assert bad.returncode != 0 and "NotFound" in bad.stderr
+
+
+def call(platform, method: str, body: dict, timeout: float = 120) -> dict:
+    done = grpcurl("-d", json.dumps(body), platform.gateway, f"kubetune.gateway.v1.Gateway/{method}", timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_mixed_table_through_grpcurl(platform, tmp_path):
+    """Issue 13 with nothing but grpcurl: column types inferred and overridden at
+    registration, a study, the best model registered, predictions by column name in any
+    order with an extra column, an unseen category and a missing value; a missing column
+    refused by name."""
+    from testing.tables import binary_table, write_table
+
+    table = binary_table(rows=300, seed=2)
+    csv = write_table(table, tmp_path)["csv"]
+    version = call(platform, "RegisterDataset", {"name": "grpcurl-mixed", "uri": str(csv), "options": {
+        "targetColumn": table.target, "excludeColumns": ["colour"]}})["version"]
+    columns = {c["name"]: c for c in version["columns"]}
+    assert columns["region"]["kind"] == "COLUMN_KIND_CATEGORICAL"
+    assert columns["age"]["kind"] == "COLUMN_KIND_NUMERIC"
+    assert columns["is_member"]["kind"] == "COLUMN_KIND_BOOLEAN"
+    assert columns["colour"]["role"] == "COLUMN_ROLE_EXCLUDED"  # as asked
+    assert columns["customer_id"]["role"] == "COLUMN_ROLE_EXCLUDED" and "distinct" in columns["customer_id"]["note"]
+
+    spec = {"dataset": f"grpcurl-mixed@{version['version']}", "nTrials": 2, "maxEpochs": 3, "pruner": "PRUNER_NONE"}
+    study_id = call(platform, "CreateStudy", {"spec": spec})["study"]["id"]
+    grpcurl("-d", json.dumps({"studyId": study_id}), platform.gateway, "kubetune.gateway.v1.Gateway/WatchStudy",
+            timeout=300)  # returns when the study ends
+    study = call(platform, "GetStudy", {"studyId": study_id})["study"]
+    assert study["state"] == "STUDY_STATE_COMPLETED", study["state"]
+    # grpcurl prints proto field names.
+    assert "test/accuracy" in study["best_trial"]["metrics"] and "test/accuracy" in study["baseline"]["metrics"]
+    call(platform, "RegisterModel", {"runId": study["best_trial"]["mlflow_run_id"], "name": "grpcurl-mixed-net",
+                                     "alias": "champion"})
+
+    names = ["row_id", "is_member", "region", "score", "income", "plan", "tenure_months", "product", "age", "noise"]
+    rows = [["7", "true", "north", "0.5", "41000", "pro", "12", "p03", "44", "0.1"],
+            ["8", "no", "atlantis", "", "52000", "basic", "", "p07", "61", "-1"]]  # unseen, missing
+    answer = call(platform, "Predict", {"model": "grpcurl-mixed-net@champion", "columns": names,
+                                        "rows": [{"textValues": r} for r in rows]}, timeout=300)
+    assert len(answer["predictions"]) == 2 and answer["ignored_columns"] == ["row_id"]
+    for p in answer["predictions"]:
+        assert p["label"] in p["probabilities"] and sum(p["probabilities"].values()) == pytest.approx(1.0)
+
+    missing = grpcurl("-d", json.dumps({"model": "grpcurl-mixed-net@champion", "columns": names[:-1],
+                                        "rows": [{"textValues": rows[0][:-1]}]}),
+                      platform.gateway, "kubetune.gateway.v1.Gateway/Predict")
+    assert missing.returncode != 0 and "InvalidArgument" in missing.stderr and "noise" in missing.stderr

@@ -90,14 +90,20 @@ def test_prod_replicates_and_guards_the_services():
     assert not [d for d in docs if d["kind"] == "Secret"], "prod Secrets are created by hand"
 
 
-def test_keda_component_scales_the_workers(tmp_path):
+def prod_workers_with(component: str, tmp_path) -> list[dict]:
+    """The prod tuning-worker with an optional component added, rendered and validated."""
     up = os.path.relpath(K8S, tmp_path)  # kustomize takes relative folders only
     (tmp_path / "kustomization.yaml").write_text(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
         f"resources:\n  - {up}/overlays/prod/tuning-worker\n"
-        f"components:\n  - {up}/components/keda-workers\n")
+        f"components:\n  - {up}/components/{component}\n")
     docs = render(tmp_path)
     assert validate(docs, VERSIONS[-1]) == []
+    return docs
+
+
+def test_keda_component_scales_the_workers(tmp_path):
+    docs = prod_workers_with("keda-workers", tmp_path)
     scaled = next(d for d in docs if d["kind"] == "ScaledObject")
     assert scaled["spec"]["scaleTargetRef"]["name"] == "tuning-worker"
     assert any(d["kind"] == "Deployment" and d["metadata"]["name"] == "tuning-worker" for d in docs)
@@ -107,3 +113,14 @@ def test_keda_component_scales_the_workers(tmp_path):
     assert (meta["stream"], meta["consumer"], meta["account"]) == ("KUBETUNE_WORK", "workers", "$G")
     assert meta["natsServerMonitoringEndpoint"].split(".")[0] == "nats"
     assert meta["natsServerMonitoringEndpoint"].endswith(":8222")
+
+
+def test_gpu_component_gives_each_worker_a_gpu(tmp_path):
+    docs = prod_workers_with("gpu-workers", tmp_path)
+    worker = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "tuning-worker")
+    pod = worker["spec"]["template"]["spec"]
+    limits = pod["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "1" and limits["cpu"] == "4"  # the overlay's limits kept
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "tuning-worker-config")
+    assert config["data"]["KUBETUNE_WORKER_DEVICE"] == "cuda"

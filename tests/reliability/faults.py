@@ -1,6 +1,7 @@
 """What the fault tests share: calls that ride out a restarting gateway, a watcher
-that reconnects, waiting for a killed part to come back, and the MLflow audit of a
-finished study (every metric once, every model loadable, no run left RUNNING)."""
+that reconnects, waiting for a killed part to come back, a part's resident memory, and
+the MLflow audit of a finished study (every metric once, every model loadable, no run
+left RUNNING)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import mlflow
+import psutil
 
 from cli.local_platform import health
 from kubetune.gateway.v1 import gateway_pb2_grpc
@@ -30,6 +32,15 @@ def retrying(call, *args, timeout: float = 90, **kwargs):
             if exc.code() not in TRANSIENT or time.monotonic() > deadline:
                 raise
             time.sleep(0.3)
+
+
+def rss_mb(proc) -> float:
+    """A part's resident memory (VmRSS), its children included (MLflow serves from a child)."""
+    try:
+        p = psutil.Process(proc.pid)
+        return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)]) / 2**20
+    except psutil.NoSuchProcess:
+        return float("nan")
 
 
 def wait_for(study_id: str, gateway, until, timeout: float = 300) -> pb.Study:

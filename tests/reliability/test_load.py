@@ -12,7 +12,6 @@ import time
 from collections import Counter, defaultdict
 
 import grpc
-import psutil
 import pytest
 
 from kubetune.gateway.v1 import gateway_pb2_grpc
@@ -20,8 +19,8 @@ from kubetune.registry.v1 import registry_pb2
 from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from tests.reliability.conftest import Authed
-from tests.reliability.faults import wait_for
 from testing.studies import small_spec
+from tests.reliability.faults import rss_mb, wait_for
 
 pytestmark = pytest.mark.slow
 DURATION_S = float(os.environ.get("KUBETUNE_LOAD_SECONDS", "60"))
@@ -32,15 +31,6 @@ MAX_GROWTH = 0.10
 # the event stream grows): below this many MB of growth, 10% is noise, not a leak.
 GROWTH_FLOOR_MB = 8
 ROWS = [registry_pb2.FeatureRow(values=[0.1 * i, 0.2, -0.3, 0.4 * i, 1.0]) for i in range(8)]
-
-
-def rss_mb(proc) -> float:
-    """A part's resident memory, its children included (MLflow serves from a child)."""
-    try:
-        p = psutil.Process(proc.pid)
-        return sum(q.memory_info().rss for q in [p, *p.children(recursive=True)]) / 2**20
-    except psutil.NoSuchProcess:
-        return float("nan")
 
 
 def test_mixed_traffic_has_no_errors_and_flat_memory(secured):

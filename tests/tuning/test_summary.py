@@ -85,3 +85,19 @@ async def test_cache_recomputes_only_when_the_study_changed():
     second = await cache.get("s1")
     assert second is not first and second.revision == "b"
     assert cache.computed == 2
+
+
+def test_a_running_study_recomputes_importances_as_it_grows_by_a_tenth():
+    """fANOVA costs O(trials): at every trial's end it was O(trials²) for a study."""
+    ts = trials(60)
+    complete = [t for t in ts if t.state == "COMPLETE"]  # 48 of them
+    first = summarize(StudyView("s1", ("minimize",), SPACE, "r1", running=True), ts[:40])
+    assert first.importances_from == 32 and first.importances
+    # 33 completed is under 32 × 1.1 = 35.2: the importances are kept; 36 is over it.
+    kept = summarize(StudyView("s1", ("minimize",), SPACE, "r2", running=True), ts[:42], first)
+    assert kept.importances_from == 32 and kept.importances is first.importances
+    assert [h.trial for h in kept.history] == [h.trial for h in summarize(StudyView("s1"), ts[:42]).history]
+    grown = summarize(StudyView("s1", ("minimize",), SPACE, "r3", running=True), ts[:45], kept)
+    assert grown.importances_from == 36 and grown.importances is not first.importances
+    done = summarize(StudyView("s1", ("minimize",), SPACE, "r4", running=False), ts, grown)
+    assert done.importances_from == len(complete)

@@ -19,8 +19,10 @@ MODULES = sorted(p.stem for p in (REPO / "bench").glob("*.py") if p.stem not in 
 # The smallest settings of the benchmarks that take seconds with them (a platform start
 # at most); the rest (whole studies, repeated) are import-checked only.
 SMALL = {
+    "training_loop": ["--repeats", "1", "--epochs", "2"],
+    "gpu": ["--rows", "2000", "--epochs", "1", "--repeats", "1"],  # on the CPU it says there is no CUDA
     "tracking_queries": ["--runs", "40", "--steps", "3", "--repeat", "1", "--mlflow-repeat", "1"],
-    "data_register": ["--mb", "1"],
+    "data_register": ["--mb", "1", "--repeat", "1"],
     "predict": ["--rows", "10", "--repeat", "3"],
     "ui_experiments": ["--runs", "150", "--repeat", "1"],  # 3 pages: Quasar shows "last page" from 3 on
     "ui_live": ["--epochs", "3", "--gap", "0.1"],

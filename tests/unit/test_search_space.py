@@ -48,6 +48,7 @@ def test_the_original_projects_ranges_are_valid():
     (spec(cat("optimizer")), "search_space.optimizer", "choices are empty"),
     (spec(cat("optimizer", "adam", "rmsprop")), "search_space.optimizer", "'rmsprop'"),
     (spec(cat("batch_size", "8", "big")), "search_space.batch_size", "not a number"),
+    (spec(cat("precision", "bf16")), "search_space.precision", "'bf16' is not one of 32, bf16-mixed, 16-mixed"),
     (spec(flt("learning_rate", float("nan"), 1)), "search_space.learning_rate", "finite"),
     (spec(integer("n_layers", 1, 500)), "search_space.n_layers", "within"),
     (spec(flt("colour", 0, 1)), "search_space", "unknown hyperparameter"),
@@ -90,7 +91,9 @@ def test_per_layer_units_and_defaults():
     s = spec(integer("n_layers", 3, 3), integer("units_l0", 8, 8), integer("units_l1", 16, 16))
     params = space.suggest(optuna.create_study().ask(), s, validate(s))
     assert params["layer_units"] == [8, 16, 32]  # units_l2 falls back to the shared default
-    assert params["optimizer"] == "adam" and params["max_epochs"] == 20
+    assert params["optimizer"] == "adam" and params["max_epochs"] == 20 and params["precision"] == "32"
+    mixed = spec(cat("precision", "bf16-mixed"))
+    assert space.suggest(optuna.create_study().ask(), mixed, validate(mixed))["precision"] == "bf16-mixed"
     with pytest.raises(InvalidArgument, match="not both"):
         validate(spec(integer("units", 4, 8), integer("units_l0", 4, 8)))
 

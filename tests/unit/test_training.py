@@ -1,15 +1,21 @@
-"""The worker's Lightning training on the seed data."""
+"""The worker's training on the seed data: its loop, device, precision and pruning."""
 
+import mlflow
 import numpy as np
+import optuna
 import pandas as pd
+import pydantic
 import pytest
 import torch
 
 from services.tuning.worker import baseline, metrics
 from services.tuning.worker.tabular_model import (FIRST_CATEGORY, UNKNOWN, InputError, Preprocessing, TabularNet,
                                                  embedding_dim)
-from services.tuning.worker.training import TabularModule, prepare, split_indices, train
-from services.tuning.worker.trials import split_metrics
+from services.common import mlflow_tags
+from services.tuning.worker.config import Settings
+from services.tuning.worker.training import (EpochEndPruning, TabularModule, prepare, resolve_device, split_indices,
+                                             train)
+from services.tuning.worker.trials import TrialRunner, log_model, split_metrics
 from tests.conftest import SEED
 
 PARAMS = dict(learning_rate=1e-2, dropout=0.0, weight_decay=0.0, momentum=0.9, n_layers=2, units=16,
@@ -228,3 +234,95 @@ def test_models_saved_before_the_linear_path_and_narrow_embeddings_still_load():
     again.load_state_dict(saved)  # strict: same keys and shapes
     new = TabularNet(**old, linear_skip=True, embedding_dims=[embedding_dim(c) for c in old["cardinalities"]])
     assert new.embeddings[0].embedding_dim == 2 and new.skip.in_features == 3 + 2 + 2
+
+
+def test_the_device_setting_is_honoured():
+    """`cpu` and `auto` (the CPU where there is no CUDA) train there; `cuda` without a GPU
+    is refused with the reason, never silently replaced by the CPU."""
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device here"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match=r"CUDA device\(s\)|no CUDA device here"):
+        resolve_device("cuda:99")
+    with pytest.raises(ValueError, match="give auto, cpu, cuda or cuda:N"):
+        resolve_device("tpu")
+    assert Settings(device="cuda:1").device == "cuda:1"
+    with pytest.raises(pydantic.ValidationError, match="device"):
+        Settings(device="gpu")
+    # The worker resolves its setting when it starts: a missing GPU stops it there.
+    runner = TrialRunner(None, None, None, "w", "http://127.0.0.1:1", device="cpu")
+    assert runner.device == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device here"):
+            TrialRunner(None, None, None, "w", "http://127.0.0.1:1", device="cuda")
+
+
+def test_data_moves_to_the_device_once(seed_data):
+    """Tensors are moved once per cached dataset, not per trial or batch ("meta" stands in
+    for a GPU: a device of its own that needs none)."""
+    meta = torch.device("meta")
+    moved = seed_data.on(meta)
+    assert moved is seed_data.on(meta) and seed_data.on(torch.device("cpu")) is seed_data
+    assert all(t.device == meta for split in (moved.x_num, moved.x_cat, moved.y) for t in split.values())
+    result = train(seed_data, {**PARAMS, "max_epochs": 2}, seed=0, patience=5, device="cpu")
+    assert all(v.device.type == "cpu" for v in result.state_dict.values())
+
+
+def test_mixed_precision_trains_and_logs_a_model_that_predicts(seed_data, tmp_path):
+    """bf16 autocast (the CPU has it; a GPU adds fp16): the model learns, its weights stay
+    fp32, the validation loss it reports is the fp32 model's, and the logged pyfunc predicts."""
+    params = {**PARAMS, "precision": "bf16-mixed", "max_epochs": 30}
+    result = train(seed_data, params, seed=1, patience=100)
+    fp32 = train(seed_data, {**params, "precision": "32"}, seed=1, patience=100)
+    assert result.history[-1].train_loss < 0.6 * result.history[0].train_loss
+    assert result.best_val_loss == pytest.approx(fp32.best_val_loss, rel=0.05)
+    assert all(v.dtype == torch.float32 for v in result.state_dict.values() if v.is_floating_point())
+    module = TabularModule(seed_data, params)
+    module.net.load_state_dict(result.state_dict)
+    assert module.evaluate(*seed_data.split("val"))[0] == pytest.approx(result.best_val_loss, rel=1e-5)
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("mixed", artifact_location=(tmp_path / "artifacts").as_uri())
+    run = client.create_run(experiment)
+    log_model(client, run.info.run_id, result, seed_data)
+    model = mlflow.pyfunc.load_model(f"{run.info.artifact_uri}/{mlflow_tags.MODEL_ARTIFACT}")
+    rows = pd.read_csv(SEED / "X.csv", header=None).iloc[:5, 1:]
+    rows.columns = [f"x{i}" for i in range(5)]
+    predicted = model.predict(rows)["prediction"].to_numpy()
+    assert predicted.shape == (5,) and np.isfinite(predicted).all()
+    with pytest.raises(ValueError, match="precision 'fp8'"):
+        train(seed_data, {**PARAMS, "precision": "fp8"}, seed=1, patience=5)
+
+
+def test_the_pruner_sees_every_epoch_and_stops_the_trial(seed_data):
+    """EpochEndPruning reports the monitored metric at each epoch to Optuna and ends the
+    trial with TrialPruned when the pruner says so."""
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1e9, n_warmup_steps=3))
+    trial = study.ask()
+    seen = []
+    result = train(seed_data, {**PARAMS, "max_epochs": 5}, seed=0, patience=100, on_epoch=seen.append,
+                   callbacks=[EpochEndPruning(trial, monitor="val_loss")])
+    assert trial.storage.get_trial(trial._trial_id).intermediate_values == {e.epoch: e.val_loss for e in seen}
+    assert len(result.history) == 5
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0, n_warmup_steps=2))
+    trial, seen = study.ask(), []
+    with pytest.raises(optuna.TrialPruned, match="epoch 2"):
+        train(seed_data, {**PARAMS, "max_epochs": 8}, seed=0, patience=100, on_epoch=seen.append,
+              callbacks=[EpochEndPruning(trial, monitor="val_loss")])
+    assert len(seen) == 3  # the pruned epoch is reported too
+
+
+def test_the_module_still_fits_under_lightnings_trainer(seed_data):
+    """The loop drives the module's own steps; a Lightning Trainer (several devices) can
+    fit the same module, its training_step and configure_optimizers unchanged."""
+    import lightning as L
+
+    from services.tuning.worker.training import TensorBatches
+
+    module = TabularModule(seed_data, PARAMS)
+    before = module.evaluate(*seed_data.split("val"))[0]
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, train_dataloaders=TensorBatches(seed_data.split("train"), 16, shuffle=True))
+    assert module.evaluate(*seed_data.split("val"))[0] < before

@@ -1,11 +1,20 @@
 """Study (live): one WatchStudy stream per browser tab feeds the progress bar, the
 trial table and the charts; no polling. The stream's task is cancelled when the tab
-goes away for good."""
+goes away for good.
+
+Events are applied as they come but drawn at most every RENDER_EVERY_S: a chart or the
+table is redrawn whole (every trial's curve, every row), so drawing per event cost
+O(trials) per event in this process and in the browser. With hundreds of trials and
+several epochs a second, a browser on a busy machine fell behind its own socket (20 s
+of queued redraws) and NiceGUI reloaded the page (the soak test,
+tests/reliability/test_soak.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 
 import grpc
 from nicegui import background_tasks, ui
@@ -41,6 +50,10 @@ SUMMARY_CATCH_UP = 5  # retries, a second apart, while the summary lags the even
 FILL_AFTER_S = 1.5
 FILL_TRIES = 5
 CHART_H = "h-80"
+RENDER_EVERY_S = 0.3  # events arriving faster are drawn together (the live latency target is 0.5 s)
+# Importances (fANOVA in the tuning service, over every finished trial) at most this often
+# while trials finish; once more when the study completes.
+SUMMARY_EVERY_S = 5.0
 
 
 def mlflow_link(study: pb.Study) -> str:
@@ -57,8 +70,13 @@ class StudyView:
         self.curve_metric = "val_loss"
         self.summary_task: asyncio.Task | None = None
         self.summary_again = False
+        self.summary_at = -math.inf  # when the last summary was asked for (monotonic)
         self.fill_task: asyncio.Task | None = None
         self.updates = 0  # events applied; the benchmark and tests read it
+        # What events changed and is not drawn yet (see draw_soon).
+        self.dirty: set[str] = set()
+        self.draw_task: asyncio.Task | None = None
+        self.drawn_at = -math.inf
 
     # Skeleton, filled in by render() once the snapshot is in.
 
@@ -244,25 +262,45 @@ class StudyView:
         kind = self.live.apply(event)
         self.updates += 1
         if kind == "epoch_completed":
-            self.render_curves()
-            self.render_table()
+            self.dirty |= {"curves", "table"}
             self.fill_holes()
         elif kind == "trial_started":
-            self.render_table()
-            self.render_progress()
+            self.dirty |= {"table", "progress"}
         elif kind in ("trial_completed", "trial_pruned", "trial_failed"):
-            self.render_progress()
-            self.render_table()
-            self.render_history()
-            self.render_curves()
-            self.render_params()
+            self.dirty |= {"progress", "table", "history", "curves", "params"}
             self.refresh_summary()
         elif kind.startswith("study_"):
-            self.render_header()
-            self.render_progress()
+            self.dirty |= {"header", "progress"}
             if kind == "study_completed":
+                self.draw()  # the notification names the best trial
                 ui.notify(f"Study {study_name(self.live.study)} completed: {self.best_label.text}", type="positive")
-                self.refresh_summary()
+                self.refresh_summary(now=True)
+        self.draw_soon()
+
+    def draw_soon(self) -> None:
+        """Draws what changed now if nothing was drawn for RENDER_EVERY_S, else once that
+        much time has passed: a burst of events is drawn once, and the last is never left out."""
+        if not self.dirty or (self.draw_task is not None and not self.draw_task.done()):
+            return
+        wait = self.drawn_at + RENDER_EVERY_S - time.monotonic()
+        if wait <= 0:
+            self.draw()
+        else:
+            self.draw_task = background_tasks.create(self._draw_after(wait), name=f"draw {self.study_id}")
+
+    async def _draw_after(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        if not self.root.is_deleted:
+            self.draw()
+
+    def draw(self) -> None:
+        dirty, self.dirty = self.dirty, set()
+        self.drawn_at = time.monotonic()
+        for part, render in (("header", self.render_header), ("progress", self.render_progress),
+                             ("table", self.render_table), ("history", self.render_history),
+                             ("curves", self.render_curves), ("params", self.render_params)):
+            if part in dirty:
+                render()
 
     async def watch(self) -> None:
         """Reads the study's stream until it ends (study completed) or the tab goes away."""
@@ -277,8 +315,10 @@ class StudyView:
                 async for message in call:
                     if message.HasField("snapshot"):
                         self.live = LiveStudy.from_snapshot(message.snapshot)
+                        self.dirty.clear()
+                        self.drawn_at = time.monotonic()
                         self.render()
-                        self.refresh_summary()
+                        self.refresh_summary(now=True)
                         self.fill_holes()
                         if warned:
                             ui.notify("Live updates are back.", type="positive")
@@ -318,13 +358,16 @@ class StudyView:
                     log.info("could not read the curves of study %s again", self.study_id, exc_info=True)
                     return
                 self.live.fill_holes(response.trials)
-                self.render_curves()
-                self.render_table()
+                self.dirty |= {"curves", "table"}
+                self.draw_soon()
                 if not self.live.has_holes():
                     return
 
-    def refresh_summary(self) -> None:
-        """Importances come from the tracking service's summary; one request at a time."""
+    def refresh_summary(self, now: bool = False) -> None:
+        """Importances come from the tracking service's summary; one request at a time,
+        at most every SUMMARY_EVERY_S unless `now` (the first, and the study's end)."""
+        if now:
+            self.summary_at = -math.inf
         if self.summary_task is not None and not self.summary_task.done():
             self.summary_again = True
             return
@@ -338,6 +381,12 @@ class StudyView:
         catch_up = 0
         while True:
             self.summary_again = False
+            wait = self.summary_at + SUMMARY_EVERY_S - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                if self.root.is_deleted:
+                    return
+            self.summary_at = time.monotonic()
             try:
                 summary = await ctx.gateway.call("StudySummary", pb.StudySummaryRequest(study_id=self.study_id))
             except Exception as exc:  # noqa: BLE001 - a note on the chart, not an error dialog
@@ -345,10 +394,13 @@ class StudyView:
                 return
             recorded = sum(1 for h in summary.history if h.state.lower() in ("complete", "completed"))
             known = self.live.study.counts.complete if self.live else 0
-            if recorded < known and catch_up < SUMMARY_CATCH_UP:
-                # The tracking service records trial events a moment after they happen.
+            running = self.live is not None and self.live.study.state == pb.STUDY_STATE_RUNNING
+            if recorded < known and catch_up < SUMMARY_CATCH_UP and not running:
+                # The tracking service records trial events a moment after they happen; while
+                # trials still finish, the next refresh catches up anyway.
                 catch_up += 1
                 await asyncio.sleep(1.0)
+                self.summary_at = -math.inf
                 continue
             await self.refresh_quality()
             items = [(i.param, i.importance) for i in summary.importances]

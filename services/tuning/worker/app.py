@@ -67,12 +67,13 @@ async def start(settings: Settings) -> WorkerApp:
             )
             return TrialRunner(storage, ports, cache, settings.name, settings.mlflow_uri,
                                heartbeat_s=settings.heartbeat_s, grace_s=settings.trial_grace_s,
-                               curve_every_s=settings.curve_every_s)
+                               curve_every_s=settings.curve_every_s, device=settings.device)
 
         worker = Worker(settings, bus, runner_factory)
         await worker.watch_studies()
         server = await make_server(settings.address, lambda s: [])
         worker.task = asyncio.create_task(worker.consume())
         opened.add(worker.stop)  # the first to stop: the running trial gives its ticket back
-        log.info("worker %s ready (torch threads %d)", settings.name, settings.torch_threads)
+        log.info("worker %s ready (device %s, torch threads %d)", settings.name, worker.runner.device,
+                 settings.torch_threads)
         return WorkerApp(opened.serve(server), worker)

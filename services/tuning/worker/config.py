@@ -20,6 +20,9 @@ class Settings(PartSettings, env_prefix="KUBETUNE_WORKER_"):
     mlflow_uri: str = mlflow_uri()
     data_address: str = address_of("data")
     tracking_address: str = address_of("tracking")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="Where trials train: auto (CUDA when present, else the CPU), cpu, cuda or "
+                        "cuda:N. A CUDA device that is absent stops the worker at start with the reason.")
     torch_threads: int = Field(1, description="torch threads per worker, so N workers do not fight over cores.")
     cache_dir: str = Field("", description="Dataset cache; empty: <home>/worker-cache.")
     ack_wait_s: float = Field(30.0, description="A ticket not acked or extended for this long is redelivered.")

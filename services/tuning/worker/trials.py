@@ -33,7 +33,8 @@ from services.tuning.worker import baseline, metrics, tabular_model
 from services.tuning.worker.curves import CurveLog
 from services.tuning.worker.datasets import DatasetCache
 from services.tuning.worker.heartbeat import Heartbeat
-from services.tuning.worker.training import EpochEndPruning, EpochResult, TabularData, TrainResult, train
+from services.tuning.worker.training import (EpochEndPruning, EpochResult, TabularData, TrainResult, resolve_device,
+                                             train)
 
 log = logging.getLogger(__name__)
 MODEL_CODE = Path(tabular_model.__file__)
@@ -112,8 +113,10 @@ def _announced(run: _RunWhileTraining | None) -> str:
 class TrialRunner:
     def __init__(self, storage: optuna.storages.BaseStorage, ports: Ports, cache: DatasetCache,
                  worker: str, mlflow_uri: str, patience_default: int = 5, *,
-                 heartbeat_s: float = 5.0, grace_s: float = 30.0, curve_every_s: float = 1.0):
+                 heartbeat_s: float = 5.0, grace_s: float = 30.0, curve_every_s: float = 1.0, device: str = "auto"):
         self.storage = storage
+        # Resolved once, at the worker's start: `cuda` where there is none stops it here.
+        self.device = resolve_device(device)
         self.ports = ports
         self.cache = cache
         self.worker = worker
@@ -378,9 +381,10 @@ class TrialRunner:
         seed = (spec.seed or 42) + trial.number
         patience = spec.early_stopping_patience or self.patience_default
         result = train(folds[0], params, seed=seed, patience=patience, callbacks=callbacks, on_epoch=on_epoch,
-                       should_stop=stop)
+                       should_stop=stop, device=self.device)
         if len(folds) > 1 and not result.stopped_by_request:
-            others = [train(fold, params, seed=seed, patience=patience, should_stop=stop) for fold in folds[1:]]
+            others = [train(fold, params, seed=seed, patience=patience, should_stop=stop, device=self.device)
+                      for fold in folds[1:]]
             result.cv_val_losses = [result.best_val_loss, *(r.best_val_loss for r in others)]
             result.cv_val_accuracies = [result.val_accuracy, *(r.val_accuracy for r in others)]
             result.stopped_by_request = any(r.stopped_by_request for r in others)

@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from tests import servers
+from testing import servers
 
 ROOT = Path(__file__).resolve().parents[1]
 BUCKET = "kubetune-bench"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.platform import running_platform
+from testing.platform import running_platform
 
 QUERY_PARTS = ("data", "tracking", "registry", "gateway")
 # What each candidate costs a process that starts it: the client as a store would build it.

@@ -22,8 +22,8 @@ from kubetune.data.v1 import data_pb2, data_pb2_grpc
 from kubetune.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from kubetune.tuning.v1 import tuning_pb2_grpc
-from tests.platform import running_platform
-from tests.studies import completed, run_study, small_spec, wait_for_study
+from testing.platform import running_platform
+from testing.studies import completed, run_study, small_spec, wait_for_study
 
 
 def cpu_seconds(pid: int) -> float:

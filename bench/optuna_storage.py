@@ -11,7 +11,7 @@ from pathlib import Path
 
 import optuna
 
-from tests.servers import free_port, port_open, wait_for
+from testing.servers import free_port, port_open, wait_for
 
 TRIALS_PER_CLIENT = 150
 

@@ -17,8 +17,8 @@ from kubetune.events.v1 import events_pb2
 from services.common.events import EventBus
 from services.common.outbox import OutboxEvent, Relay
 from services.data.store import SqliteCatalogStore
-from tests.data.test_store import make_version
-from tests.servers import nats_server
+from testing.datasets import make_version
+from testing.servers import nats_server
 
 PAIRS = 300
 

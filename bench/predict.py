@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests import servers
+from testing import servers
 
 
 async def measure(args) -> dict:
@@ -29,7 +29,7 @@ async def measure(args) -> dict:
     from services.common.clients import channel
     from services.registry.app import start
     from services.registry.config import Settings
-    from tests.registry.model_fixture import log_trial_run, seed_data
+    from testing.models import log_trial_run, seed_data
 
     root = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     out = {}

@@ -9,7 +9,7 @@ the linear baseline are fitted on the train split and scored on the test split, 
 being `split_indices` of the worker (80/10/10, stratified for classes). The network: the
 table is uploaded through the gateway (CSV, target named, nothing else declared), a study
 runs --trials trials, and the best trial's `test/rmse` or `test/accuracy` is read from its
-MLflow run through the gateway. Without --gateway a platform is started here (tests/platform.py).
+MLflow run through the gateway. Without --gateway a platform is started here (testing/platform.py).
 A table the platform refuses, or a study that fails, is reported on its row, not raised.
 
 Targets (issue 13), on tables of 5,000 rows or more: network test RMSE within 10% of
@@ -118,7 +118,7 @@ def split_differs(table: Table, version) -> str:
 
 def study_spec(table: Table, dataset: str, args):
     from kubetune.tuning.v1 import tuning_pb2 as pb
-    from tests.studies import param_choice, param_float, param_int
+    from testing.studies import param_choice, param_float, param_int
 
     batches = ("16", "32", "64") if table.rows < 2000 else ("64", "128", "256")
     return pb.StudySpec(
@@ -136,7 +136,7 @@ def network_part(gateway, rows: list[Row], args) -> None:
 
     from kubetune.tracking.v1 import tracking_pb2
     from kubetune.tuning.v1 import tuning_pb2 as pb
-    from tests.studies import completed, wait_for_mlflow, wait_for_study
+    from testing.studies import completed, wait_for_mlflow, wait_for_study
 
     folder = Path(tempfile.mkdtemp(prefix="kubetune-quality-"))
     for row in rows:
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             with grpc.insecure_channel(args.gateway) as ch:
                 network_part(gateway_pb2_grpc.GatewayStub(ch), rows, args)
         else:
-            from tests.platform import running_platform
+            from testing.platform import running_platform
 
             with tempfile.TemporaryDirectory(prefix="kubetune-quality-") as tmp, \
                     running_platform(Path(tmp), workers=args.parallel, sample=False) as platform:

@@ -22,7 +22,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests import servers
+from testing import servers
 
 
 def seed(backend_uri: str, experiment_id: str, n_runs: int, steps: int) -> list[str]:

@@ -18,8 +18,8 @@ import time
 import pandas as pd
 import torch
 
+from cli.local_platform import SAMPLE as SEED
 from services.tuning.worker.training import AUTOCAST, TabularModule, TensorBatches, prepare, train
-from tests.conftest import SEED
 
 PARAMS = dict(learning_rate=1e-3, dropout=0.1, weight_decay=0.0, momentum=0.9, n_layers=3, units=64,
               layer_units=[64, 64, 64], batch_size=16, activation="relu", optimizer="adam", max_epochs=50)

@@ -34,8 +34,8 @@ from services.tuning import space
 from services.tuning.worker.datasets import DatasetCache
 from services.tuning.worker.training import train
 from services.tuning.worker.trials import log_model
-from tests.platform import running_platform
-from tests.studies import param_choice, param_float, param_int, run_study
+from testing.platform import running_platform
+from testing.studies import param_choice, param_float, param_int, run_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

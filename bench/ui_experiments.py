@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from bench.tracking_queries import seed
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.platform import running_platform
+from testing.browser import CHROMIUM, CHROMIUM_ARGS
+from testing.platform import running_platform
 
 FIRST_ROWS = """(n) => {
   const summary = [...document.querySelectorAll('div')].find(d => /^[\\d,]+ runs · showing 1–/.test(d.innerText));

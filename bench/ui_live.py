@@ -21,9 +21,9 @@ from pathlib import Path
 from kubetune.events.v1 import events_pb2 as ev
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common.events import EventBus
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.studies import small_spec
-from tests.platform import running_platform
+from testing.browser import CHROMIUM, CHROMIUM_ARGS
+from testing.studies import small_spec
+from testing.platform import running_platform
 
 WATCH = """() => {
   window.__seen = [];

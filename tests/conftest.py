@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import servers
+from testing import servers
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = REPO / "services" / "data" / "sample"
@@ -46,7 +46,7 @@ def seed_dir() -> Path:
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory):
     """The whole platform, UI included, shared by the tests that only use it."""
-    from tests.platform import running_platform
+    from testing.platform import running_platform
 
     with running_platform(tmp_path_factory.mktemp("platform"), ui=True) as p:
         yield p

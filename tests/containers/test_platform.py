@@ -22,8 +22,8 @@ from kubetune.tuning.v1 import tuning_pb2 as pb
 from tests.conftest import SEED
 from tests.containers.pods import Cluster, Manifests
 from tests.k8s.parts import K8S, render
-from tests.servers import free_port
-from tests.studies import finished, small_spec, wait_for_mlflow, wait_for_study
+from testing.servers import free_port
+from testing.studies import finished, small_spec, wait_for_mlflow, wait_for_study
 
 # The first test to ask for the images builds the missing ones: minutes on a cold machine.
 pytestmark = [pytest.mark.containers, pytest.mark.slow, pytest.mark.timeout(3600)]

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from bench.data_register import make_csv, memory_kib, register, start_data_service, upload
-from tests import servers
+from testing import servers
 
 pytestmark = pytest.mark.slow
 

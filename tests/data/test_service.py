@@ -24,7 +24,7 @@ from kubetune.data.v1 import data_pb2, data_pb2_grpc
 from kubetune.events.v1 import events_pb2
 from services.common.clients import channel
 from services.common.events import EventBus, decode
-from tests import servers
+from testing import servers
 from tests.data.conftest import upload_folder
 
 Req = data_pb2.RegisterDatasetRequest

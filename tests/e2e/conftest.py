@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from testing.browser import CHROMIUM, CHROMIUM_ARGS
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOTS = Path(__file__).with_name("screenshots")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

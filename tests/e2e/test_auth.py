@@ -18,7 +18,7 @@ import pytest
 from kubetune.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.e2e.conftest import need_chromium
 from tests.e2e.test_up import KUBETUNE, read_until, start_up
-from tests.servers import free_port
+from testing.servers import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -75,7 +75,7 @@ def test_model_list_counts_versions(platform, gateway):
     """Issue 16.4: `model list` showed 0 versions for a model that had some."""
     from kubetune.registry.v1 import registry_pb2
     from kubetune.tuning.v1 import tuning_pb2 as pb
-    from tests.studies import run_study, small_spec
+    from testing.studies import run_study, small_spec
 
     study = run_study(gateway, small_spec(trials=2, epochs=2, name="cli-versions", pruner=pb.PRUNER_NONE))
     runs = [t.mlflow_run_id for t in gateway.ListTrials(pb.ListTrialsRequest(study_id=study.id)).trials]

@@ -24,8 +24,8 @@ from kubetune.registry.v1 import registry_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import mlflow_tags
 from services.common.config import PORTS
-from tests.servers import free_port
-from tests.studies import run_study, small_spec
+from testing.servers import free_port
+from testing.studies import run_study, small_spec
 
 pytestmark = pytest.mark.slow
 KUBETUNE = Path(sys.executable).parent / "kubetune"

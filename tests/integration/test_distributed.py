@@ -11,8 +11,8 @@ import pytest
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import mlflow_tags
-from tests.platform import running_platform
-from tests.studies import finished, run_study, small_spec
+from testing.platform import running_platform
+from testing.studies import finished, run_study, small_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from bench.footprint import QUERY_PARTS, footprint
-from tests.platform import running_platform
+from testing.platform import running_platform
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ from kubetune.common.v1 import options_pb2
 from kubetune.data.v1 import data_pb2
 from kubetune.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from tests.servers import free_port
+from testing.servers import free_port
 
 pytestmark = pytest.mark.slow
 TOKENS = {"viewer": "view-token-123", "editor": "edit-token-456", "admin": "admin-token-789"}

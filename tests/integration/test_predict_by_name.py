@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from kubetune.registry.v1 import registry_pb2 as pb
-from tests.registry.model_fixture import log_trial_run, seed_data
+from testing.models import log_trial_run, seed_data
 
 pytestmark = pytest.mark.slow
 KUBETUNE = str(Path(sys.executable).parent / "kubetune")

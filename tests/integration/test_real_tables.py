@@ -23,8 +23,8 @@ from kubetune.gateway.v1 import gateway_pb2_grpc
 from kubetune.registry.v1 import registry_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from testing.tables import Table, binary_table, multiclass_table, regression_table, write_table
-from tests.platform import running_platform
-from tests.studies import completed, param_float, param_int, wait_for_study
+from testing.platform import running_platform
+from testing.studies import completed, param_float, param_int, wait_for_study
 
 pytestmark = pytest.mark.slow
 KUBETUNE = str(Path(sys.executable).parent / "kubetune")

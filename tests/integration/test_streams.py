@@ -12,7 +12,7 @@ from nats.js.errors import APIError
 
 from kubetune.events.v1 import events_pb2 as ev
 from services.common import events, subjects
-from tests import servers
+from testing import servers
 
 GiB = 1024**3
 

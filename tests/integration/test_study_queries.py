@@ -7,7 +7,7 @@ import pytest
 
 from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from tests.studies import run_study, small_spec, wait_for_mlflow
+from testing.studies import run_study, small_spec, wait_for_mlflow
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import pytest
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import mlflow_tags
-from tests.studies import (
+from testing.studies import (
     completed, finished, param_choice, param_float, param_int, run_study, small_spec, wait_for_study,
 )
 
@@ -226,7 +226,7 @@ def test_optuna_dashboard_opens_a_kubetune_study(platform, gateway):
     import urllib.request
     from pathlib import Path
 
-    from tests.servers import free_port, port_open, stop, wait_for
+    from testing.servers import free_port, port_open, stop, wait_for
 
     study = run_study(gateway, small_spec(trials=2, epochs=2, name="for-the-dashboard"))
     port = free_port()

@@ -23,7 +23,7 @@ from services.common.events import EventBus
 from services.registry.app import start
 from services.registry.config import Settings
 from services.registry.predictor import Predictor, load_pyfunc
-from tests.registry.model_fixture import CATEGORICAL, INPUT_SCHEMA, log_trial_run, seed_data
+from testing.models import CATEGORICAL, INPUT_SCHEMA, log_trial_run, seed_data
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from services.common.clients import sync_health_status
-from tests.servers import free_port
+from testing.servers import free_port
 
 # Runs the part's __main__ with a thread that keeps writing the top-level modules the
 # process has imported to a file, so the test can see inside the running service.

@@ -11,7 +11,7 @@ import pytest
 from cli.local_platform import SAMPLE
 from kubetune.data.v1 import data_pb2
 from kubetune.gateway.v1 import gateway_pb2_grpc
-from tests.platform import running_platform
+from testing.platform import running_platform
 
 TOKENS = {"viewer": "kt-viewer-token-5c1d0e", "editor": "kt-editor-token-8a2f4b", "admin": "kt-admin-token-3e9b7d"}
 S3_SECRET = "kt-s3-secret-key-9f81c6d2"

@@ -21,7 +21,7 @@ from kubetune.data.v1 import data_pb2
 from kubetune.gateway.v1 import gateway_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from tests.reliability.conftest import bearer
-from tests.studies import param_float
+from testing.studies import param_float
 
 pytestmark = pytest.mark.slow
 ROUTES = routes()

@@ -15,9 +15,9 @@ import time
 import pytest
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from tests.platform import running_platform
+from testing.platform import running_platform
 from tests.reliability.faults import Watcher, audit_mlflow, retrying, wait_back, wait_for
-from tests.studies import finished, small_spec
+from testing.studies import finished, small_spec
 
 pytestmark = pytest.mark.slow
 TRIALS = 12

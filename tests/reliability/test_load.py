@@ -19,8 +19,8 @@ from kubetune.registry.v1 import registry_pb2
 from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from tests.reliability.conftest import Authed
+from testing.studies import small_spec
 from tests.reliability.faults import rss_mb, wait_for
-from tests.studies import small_spec
 
 pytestmark = pytest.mark.slow
 DURATION_S = float(os.environ.get("KUBETUNE_LOAD_SECONDS", "60"))

@@ -31,9 +31,9 @@ from services.tuning.app import start as start_tuning
 from services.tuning.config import Settings as TuningSettings
 from tests.data.conftest import make_settings
 from tests.reliability.outage import Seen, once_each, stored
-from tests.servers import RestartableNats
-from tests.registry.model_fixture import log_trial_run
-from tests.studies import small_spec
+from testing.servers import RestartableNats
+from testing.models import log_trial_run
+from testing.studies import small_spec
 
 DATASET_EVENTS = "kubetune.data.dataset.*"
 STUDY_EVENTS = "kubetune.tuning.study.*"

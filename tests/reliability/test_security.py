@@ -17,7 +17,7 @@ from kubetune.tuning.v1 import tuning_pb2 as pb
 from tests.integration.test_gateway import assert_every_method_guarded
 from tests.reliability.conftest import DATA_MAX_BYTES, S3_KEY_ID, S3_SECRET, SECRETS, Authed, bearer
 from tests.reliability.faults import wait_for
-from tests.studies import small_spec
+from testing.studies import small_spec
 
 pytestmark = pytest.mark.slow
 WRONG_TOKEN = "kt-wrong-token-0d4c2a71"

@@ -17,8 +17,8 @@ from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common.config import PORTS
 from tests.e2e.test_up import read_until, start_up
 from tests.reliability.faults import audit_mlflow, retrying, wait_for
-from tests.servers import free_port
-from tests.studies import finished, small_spec
+from testing.servers import free_port
+from testing.studies import finished, small_spec
 
 pytestmark = pytest.mark.slow
 TRIALS, EPOCHS = 8, 300

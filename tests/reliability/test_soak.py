@@ -17,10 +17,11 @@ import psutil
 import pytest
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, need_chromium
-from tests.platform import running_platform
+from testing.browser import CHROMIUM, CHROMIUM_ARGS
+from testing.platform import running_platform
+from testing.studies import finished, small_spec
+from tests.e2e.conftest import need_chromium
 from tests.reliability.faults import rss_mb
-from tests.studies import finished, small_spec
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.soak]
 

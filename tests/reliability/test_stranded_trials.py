@@ -15,9 +15,9 @@ import pytest
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import mlflow_tags
 from services.tuning.worker.crash_points import STEPS
-from tests.platform import running_platform
+from testing.platform import running_platform
 from tests.reliability.faults import audit_mlflow, retrying, trial_runs, wait_for
-from tests.studies import finished, small_spec
+from testing.studies import finished, small_spec
 
 pytestmark = pytest.mark.slow
 GRACE_S = 5

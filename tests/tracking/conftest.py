@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests import servers
+from testing import servers
 
 
 @pytest.fixture(scope="session")

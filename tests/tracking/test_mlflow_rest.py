@@ -14,7 +14,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.mlflow_rest import CONNECTION_ERROR, Metric, MlflowError, MlflowRest
 from services.registry.mlflow_store import MlflowRegistryStore
 from services.tracking.mlflow_store import MlflowStore, domain_error
-from tests.servers import free_port
+from testing.servers import free_port
 
 
 class Script:

@@ -21,7 +21,7 @@ from kubetune.tracking.v1 import tracking_pb2 as pb
 from kubetune.tracking.v1 import tracking_pb2_grpc
 from services.common import mlflow_tags
 from services.common.clients import channel, sync_health_status
-from tests import servers
+from testing import servers
 
 pytestmark = pytest.mark.slow
 

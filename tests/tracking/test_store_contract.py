@@ -20,7 +20,7 @@ from services.common.errors import InvalidArgument
 from services.tracking.mlflow_store import MlflowStore
 from services.tracking.records import Columns, DatasetRecord, MetricValue, RunFilter, RunQuery
 from services.tracking.sql_store import MlflowSqlStore, read_only_engine
-from tests import servers
+from testing import servers
 
 N = 24
 T0 = 1_700_000_000_000  # runs start an hour apart from here

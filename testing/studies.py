@@ -1,4 +1,4 @@
-"""Study helpers for tests: specs and waiting on a study through the gateway."""
+"""Study helpers for tests and benchmarks: specs and waiting on a study through the gateway."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The whole platform for tests: the same plan and supervisor as `kubetune up`,
+"""The whole platform for tests and benchmarks: the same plan and supervisor as `kubetune up`,
 on free ports, with its own NATS, MLflow and data home."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import grpc
 from cli.local_platform import Part, Supervisor, own_admin_token, plan, register_demos
 from kubetune.gateway.v1 import gateway_pb2_grpc
 from services.common.config import PORTS
-from tests.servers import free_port
+from testing.servers import free_port
 
 
 @dataclass

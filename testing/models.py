@@ -27,7 +27,7 @@ from mlflow.types import ColSpec, Schema
 
 from services.common import mlflow_tags
 
-SEED = Path(__file__).resolve().parents[2] / "services" / "data" / "sample"
+SEED = Path(__file__).resolve().parents[1] / "services" / "data" / "sample"
 NUMERIC = [f"x{i}" for i in range(5)]
 CATEGORICAL = "region"
 REGIONS = ["north", "south", "east"]

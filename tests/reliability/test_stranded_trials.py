@@ -76,7 +76,9 @@ def test_a_frozen_worker_whose_trial_was_taken_over_stops_it(crashing):
     for step in STEPS:  # no crash here: only the freeze
         (flags / step).touch()
     ch, gw = platform.stub()
-    spec = small_spec(trials=3, epochs=400, parallel=1, pruner=pb.PRUNER_NONE, early_stopping_patience=400)
+    # Long trials: the study must still be running when the test stops it (400 epochs
+    # finished all three trials first once the worker's training loop got faster).
+    spec = small_spec(trials=3, epochs=4000, parallel=1, pruner=pb.PRUNER_NONE, early_stopping_patience=4000)
     study = retrying(gw.CreateStudy, pb.CreateStudyRequest(spec=spec)).study
     client = mlflow.MlflowClient(platform.mlflow_uri)
     running = None
@@ -99,7 +101,7 @@ def test_a_frozen_worker_whose_trial_was_taken_over_stops_it(crashing):
     taken = next(t for t in gw.ListTrials(pb.ListTrialsRequest(study_id=study.id)).trials if t.number == running.number)
     assert taken.state == pb.TRIAL_STATE_FAIL and "no heartbeat" in taken.reason, taken.reason
     # Thawed, the worker stops the trial at its next epoch: it trains no further and
-    # uploads no model into the failed run (it would have run to 400 epochs).
+    # uploads no model into the failed run (it would have run to 4,000 epochs).
     time.sleep(3)
     history = client.get_metric_history(taken.mlflow_run_id, "val_loss")
     time.sleep(2)

@@ -52,6 +52,9 @@ class TabularData:
     frame: pd.DataFrame | None = None
     kinds: dict[str, str] = field(default_factory=dict)
     seed: int = 0
+    # Reads (frame, raw_y) again when they were not kept: data mapped from a prepared
+    # file keeps no table in memory, and only k-fold objectives need it.
+    source: Callable[[], tuple[pd.DataFrame, np.ndarray]] | None = field(default=None, repr=False)
     _folds: dict[int, list["TabularData"]] = field(default_factory=dict, repr=False)
     _on_device: dict[str, "TabularData"] = field(default_factory=dict, repr=False)
 
@@ -98,10 +101,11 @@ class TabularData:
         with its own preprocessing fitted on its own training rows; the test rows stay
         the test split. Stratified for classification; kept while the data is cached."""
         if k not in self._folds:
+            frame, raw_y = (self.frame, self.raw_y) if self.frame is not None else self.source()
             pool = np.concatenate([self.rows["train"], self.rows["val"]])
-            fold_of = _fold_of(self.raw_y[pool] if self.classification else None, len(pool), k, self.seed + k)
+            fold_of = _fold_of(raw_y[pool] if self.classification else None, len(pool), k, self.seed + k)
             self._folds[k] = [
-                _build(self.frame, self.kinds, self.raw_y, self.classes or None, self.seed,
+                _build(frame, self.kinds, raw_y, self.classes or None, self.seed,
                        {"train": pool[fold_of != i], "val": pool[fold_of == i], "test": self.rows["test"]})
                 for i in range(k)
             ]

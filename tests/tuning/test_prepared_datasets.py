@@ -27,8 +27,8 @@ from testing import tables
 REPO = Path(__file__).resolve().parents[2]
 MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
 ROWS = 50_000
-PARAMS = dict(learning_rate=1e-2, dropout=0.1, weight_decay=0.0, momentum=0.9, layer_units=[32, 16], batch_size=256,
-              activation="relu", optimizer="adam", max_epochs=2)
+PARAMS = dict(learning_rate=1e-2, dropout=0.1, weight_decay=0.0, momentum=0.9, layer_units=[32, 16], batch_size=1024,
+              activation="relu", optimizer="adam", max_epochs=1)
 
 
 @pytest.fixture(scope="module")

@@ -181,7 +181,11 @@ def test_a_network_learns_from_categories_and_missing_values():
     assert scores["test/r2"] > 0.8, scores
 
 
-def test_baseline_is_scikit_learns_ridge_and_logistic_regression_on_the_same_inputs():
+# 97 rows a chunk: the ridge's Gram matrix and the predictions summed over several
+# chunks, the last one short, give scikit-learn's fit all the same.
+@pytest.mark.parametrize("chunk_rows", [baseline.CHUNK_ROWS, 97])
+def test_baseline_is_scikit_learns_ridge_and_logistic_regression_on_the_same_inputs(chunk_rows, monkeypatch):
+    monkeypatch.setattr(baseline, "CHUNK_ROWS", chunk_rows)
     linear_model = pytest.importorskip("sklearn.linear_model")
     rng = np.random.default_rng(2)
     n = 600

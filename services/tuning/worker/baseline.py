@@ -28,36 +28,53 @@ class Baseline:
     metrics: dict[str, float]
 
 
-def linear_inputs(data: TabularData, split: str) -> torch.Tensor:
-    x_num, x_cat, _ = data.split(split)
+# Rows one-hot encoded at a time: a million rows with a 1,000-value category would be
+# ~8 GB of inputs at once; in chunks the memory is bounded and the result the same.
+CHUNK_ROWS = 50_000
+
+
+def linear_inputs(data: TabularData, split: str, rows: slice = slice(None)) -> torch.Tensor:
+    x_num, x_cat, _ = (t[rows] for t in data.split(split))
     parts = [x_num.double()]
     for i, cardinality in enumerate(data.prep.cardinalities):
         parts.append(torch.nn.functional.one_hot(x_cat[:, i], cardinality).double())
     return torch.cat(parts, dim=1)
 
 
+def _chunks(data: TabularData, split: str):
+    n = len(data.y[split])
+    for start in range(0, n, CHUNK_ROWS):
+        rows = slice(start, start + CHUNK_ROWS)
+        yield linear_inputs(data, split, rows), data.y[split][rows]
+
+
 def fit(data: TabularData) -> Baseline:
-    train = linear_inputs(data, "train")
     if data.classification:
-        weights = _logistic(train, data.y["train"], len(data.classes))
+        weights = _logistic(linear_inputs(data, "train"), data.y["train"], len(data.classes))
         name = "logistic regression"
     else:
-        weights = _ridge(train, data.y["train"].double())
+        weights = _ridge(_chunks(data, "train"))
         name = "ridge regression"
 
     def outputs(split: str) -> np.ndarray:
-        x = linear_inputs(data, split)
-        return (torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1) @ weights).numpy()
+        return torch.cat([x @ weights[:-1] + weights[-1] for x, _ in _chunks(data, split)]).numpy()
 
     return Baseline(name, metrics.scores(outputs, data))
 
 
-def _ridge(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Closed form with an unpenalised intercept: centre, solve, add the intercept back."""
-    mean_x, mean_y = x.mean(dim=0), y.mean()
-    xc = x - mean_x
-    gram = xc.T @ xc + RIDGE_ALPHA * torch.eye(x.shape[1], dtype=x.dtype)
-    w = torch.linalg.solve(gram, xc.T @ (y - mean_y))
+def _ridge(chunks) -> torch.Tensor:
+    """Closed form with an unpenalised intercept: centre, solve, add the intercept back.
+    The centred Gram matrix is summed chunk by chunk (X'X - n mean mean'), so the inputs
+    are never all in memory at once."""
+    n, sum_x, sum_y, xtx, xty = 0, 0.0, 0.0, 0.0, 0.0
+    for x, y in chunks:
+        y = y.double()
+        n += len(x)
+        sum_x, sum_y = sum_x + x.sum(dim=0), sum_y + y.sum()
+        xtx, xty = xtx + x.T @ x, xty + x.T @ y
+    mean_x, mean_y = sum_x / n, sum_y / n
+    gram = xtx - n * torch.outer(mean_x, mean_x) + RIDGE_ALPHA * torch.eye(len(mean_x), dtype=mean_x.dtype)
+    w = torch.linalg.solve(gram, xty - n * mean_x * mean_y)
     return torch.cat([w, (mean_y - mean_x @ w).reshape(1)]).reshape(-1, 1)
 
 

@@ -181,8 +181,8 @@ def test_a_network_learns_from_categories_and_missing_values():
     assert scores["test/r2"] > 0.8, scores
 
 
-# 97 rows a chunk: the ridge's Gram matrix and the predictions summed over several
-# chunks, the last one short, give scikit-learn's fit all the same.
+# 97 rows a chunk: the ridge's X'X summed over several chunks (the last one short) without
+# one-hot inputs gives scikit-learn's fit on the one-hot inputs all the same.
 @pytest.mark.parametrize("chunk_rows", [baseline.CHUNK_ROWS, 97])
 def test_baseline_is_scikit_learns_ridge_and_logistic_regression_on_the_same_inputs(chunk_rows, monkeypatch):
     monkeypatch.setattr(baseline, "CHUNK_ROWS", chunk_rows)
@@ -190,9 +190,11 @@ def test_baseline_is_scikit_learns_ridge_and_logistic_regression_on_the_same_inp
     rng = np.random.default_rng(2)
     n = 600
     frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n),
-                          "c": rng.choice(["x", "y", "z"], n)})
-    y = 2 * frame["a"].to_numpy() - frame["b"].to_numpy() + (frame["c"] == "x") * 1.5 + rng.normal(size=n) * 0.3
-    data = prepare(frame, {"a": "numeric", "b": "numeric", "c": "categorical"}, y, seed=0)
+                          "c": rng.choice(["x", "y", "z"], n), "d": rng.choice(list("pqrstu"), n)})
+    y = (2 * frame["a"].to_numpy() - frame["b"].to_numpy() + (frame["c"] == "x") * 1.5 - (frame["d"] == "q")
+         + rng.normal(size=n) * 0.3)
+    kinds = {"a": "numeric", "b": "numeric", "c": "categorical", "d": "categorical"}
+    data = prepare(frame, kinds, y, seed=0)
     fitted = baseline.fit(data)
     inputs = {k: baseline.linear_inputs(data, k).numpy() for k in ("train", "test")}
     ridge = linear_model.Ridge(alpha=1.0).fit(inputs["train"], data.y["train"].numpy())
@@ -201,7 +203,7 @@ def test_baseline_is_scikit_learns_ridge_and_logistic_regression_on_the_same_inp
     assert fitted.model == "ridge regression"
     assert fitted.metrics["test/rmse"] == pytest.approx(np.sqrt(np.mean((expected - truth) ** 2)), rel=1e-4)
     labels = (y > np.median(y)).astype(np.int64)
-    data = prepare(frame, {"a": "numeric", "b": "numeric", "c": "categorical"}, labels, seed=0, classes=["lo", "hi"])
+    data = prepare(frame, kinds, labels, seed=0, classes=["lo", "hi"])
     fitted = baseline.fit(data)
     inputs = {k: baseline.linear_inputs(data, k).numpy() for k in ("train", "test")}
     logistic = linear_model.LogisticRegression(C=1.0, max_iter=1000).fit(inputs["train"], data.y["train"].numpy())

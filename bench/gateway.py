@@ -59,7 +59,8 @@ asyncio.run(main(int(sys.argv[1]), *sys.argv[2:]))
 def bare_proxy(backend_address: str, service: str, method: str):
     """The floor: a grpc.aio proxy of one method that only forwards bytes."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", BARE_PROXY, str(port), backend_address, service, method])
+    proc = subprocess.Popen([sys.executable, "-c", BARE_PROXY, str(port), backend_address, service, method],
+                            start_new_session=True)  # a group of its own: stop() signals the group
     try:
         wait_for(lambda: port_open(port), 30, "bare proxy", proc)
         yield f"127.0.0.1:{port}", proc.pid

@@ -33,8 +33,8 @@ from services.tuning.worker import baseline, metrics, tabular_model
 from services.tuning.worker.curves import CurveLog
 from services.tuning.worker.datasets import DatasetCache
 from services.tuning.worker.heartbeat import Heartbeat
-from services.tuning.worker.training import (EpochEndPruning, EpochResult, TabularData, TrainResult, resolve_device,
-                                             train)
+from services.tuning.worker.training import (EpochEndPruning, EpochResult, TabularData, TrainResult, eval_chunks,
+                                             resolve_device, train)
 
 log = logging.getLogger(__name__)
 MODEL_CODE = Path(tabular_model.__file__)
@@ -437,9 +437,9 @@ def split_metrics(architecture: dict, state_dict: dict, data: TabularData) -> di
     net.eval()
 
     def outputs(split: str) -> np.ndarray:
-        x_num, x_cat, _ = data.split(split)
+        x_num, x_cat, y = data.split(split)
         with torch.no_grad():
-            return net(x_num, x_cat).numpy()
+            return np.concatenate([net(x_num[rows], x_cat[rows]).numpy() for rows in eval_chunks(len(y))])
 
     return metrics.scores(outputs, data)
 

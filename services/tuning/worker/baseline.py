@@ -58,11 +58,15 @@ def _linear(data: TabularData, split: str, weights: torch.Tensor) -> np.ndarray:
     """inputs @ weights + intercept (the last row), a category's one-hot product read as
     its weight row."""
     x_num, x_cat, _ = data.split(split)
-    p = data.prep.n_numeric
-    out = x_num.double() @ weights[:p] + weights[-1]
-    for i, at in enumerate(_offsets(data)):
-        out += weights[at + x_cat[:, i]]
-    return out.numpy()
+    p, offsets = data.prep.n_numeric, _offsets(data)
+    parts = []
+    for start in range(0, len(x_num), CHUNK_ROWS):  # float64 copies of a chunk, not of the split
+        rows = slice(start, start + CHUNK_ROWS)
+        out = x_num[rows].double() @ weights[:p] + weights[-1]
+        for i, at in enumerate(offsets):
+            out += weights[at + x_cat[rows, i]]
+        parts.append(out)
+    return torch.cat(parts).numpy()
 
 
 def fit(data: TabularData) -> Baseline:

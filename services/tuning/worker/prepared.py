@@ -31,12 +31,6 @@ def folder_name(content_sha256: str, seed: int) -> str:
     return f"{content_sha256}-seed{seed}.prepared-v{FORMAT}"
 
 
-def nbytes(data: TabularData) -> int:
-    """The model inputs' size in memory: what one copy of the prepared dataset costs."""
-    tensors = [*data.x_num.values(), *data.x_cat.values(), *data.y.values()]
-    return sum(t.element_size() * t.nelement() for t in tensors)
-
-
 def save(data: TabularData, folder: Path) -> None:
     """Writes `data` into `folder` whole or not at all: a temporary folder beside it, renamed."""
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name, suffix=".part"))

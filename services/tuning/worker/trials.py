@@ -27,7 +27,7 @@ from kubetune.data.v1 import data_pb2
 from kubetune.events.v1 import events_pb2 as ev
 from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common import mlflow_tags
+from services.common import mlflow_tags, packed_model
 from services.tuning import space, store
 from services.tuning.worker import baseline, metrics, tabular_model
 from services.tuning.worker.curves import CurveLog
@@ -37,7 +37,6 @@ from services.tuning.worker.training import (EpochEndPruning, EpochResult, Tabul
                                              train)
 
 log = logging.getLogger(__name__)
-MODEL_CODE = Path(tabular_model.__file__)
 
 
 @dataclass
@@ -445,25 +444,18 @@ def split_metrics(architecture: dict, state_dict: dict, data: TabularData) -> di
 
 
 def log_model(client: mlflow.MlflowClient, run_id: str, result: TrainResult, data: TabularData) -> None:
-    """An MLflow pyfunc (models from code), preprocessing included, uploaded to the run;
-    its signature names each input column and its type."""
+    """The trial's model as ONE artifact, `model/kubetune-model.pt` (packed_model.py): the
+    weights, the preprocessing and architecture, the signature naming each input column
+    and its type, and the pip requirements. One upload where a pyfunc folder took ~7;
+    the registry makes the full pyfunc of it when the run is registered."""
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        weights = tmp / "weights.pt"
-        torch.save(result.state_dict, weights)
-        spec_file = tmp / "spec.json"
-        spec_file.write_text(json.dumps({**data.spec(), "architecture": result.architecture}))
-        signature = model_signature(data)
-        mlflow.pyfunc.save_model(
-            path=tmp / "model",
-            python_model=str(MODEL_CODE),
-            artifacts={"weights": str(weights), "spec": str(spec_file)},
-            signature=signature,
+        path = packed_model.pack(
+            Path(tmp) / packed_model.PACKED_FILE, result.state_dict,
+            {**data.spec(), "architecture": result.architecture}, model_signature(data).to_dict(),
             # Explicit: inferring requirements costs seconds per model (DESIGN.md).
-            pip_requirements=[f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
-                              f"pandas=={pd.__version__}", f"numpy=={np.__version__}"],
-        )
-        client.log_artifacts(run_id, str(tmp / "model"), mlflow_tags.MODEL_ARTIFACT)
+            [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
+             f"pandas=={pd.__version__}", f"numpy=={np.__version__}"])
+        client.log_artifact(run_id, str(path), mlflow_tags.MODEL_ARTIFACT)
 
 
 def input_schema(data: TabularData) -> list[dict[str, str]]:

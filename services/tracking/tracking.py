@@ -146,6 +146,9 @@ class Tracking:
         # Creation is idempotent per key across replicas (`one_run`); within one
         # replica, concurrent retries also wait for the first instead of racing it.
         self._locks: dict[tuple, asyncio.Lock] = {}
+        # Called with the id of each trial run this process created (and so knows to have
+        # no metrics yet): the event recorder then looks up none of its steps.
+        self.on_run_created: list = []
 
     async def _call(self, fn, *args):
         return await asyncio.to_thread(fn, *args)
@@ -172,11 +175,12 @@ class Tracking:
         settled_tags = {**wanted, **settle}
         lone_since = None
         for _ in range(ONE_RUN_ROUNDS):
-            settled = await self._call(self.store.find_runs, experiment_id, settled_tags)
-            if settled:
-                return settled[0]
+            # Any run at all first: a new trial's (the usual case) is then one look-up, not two.
             found = await self._call(self.store.find_runs, experiment_id, wanted)
             if found:
+                settled = await self._call(self.store.find_runs, experiment_id, settled_tags)
+                if settled:
+                    return settled[0]
                 # A rival deciding, or (a lone run for a long while) one whose creator died
                 # before settling it, or one made before runs were settled: adopt it.
                 lone_since = (lone_since or asyncio.get_running_loop().time()) if len(found) == 1 else None
@@ -235,6 +239,9 @@ class Tracking:
                 await self._call(self.store.log_dataset, run_id, dataset)
             missing = {k: v for k, v in params.items() if existing is None or k not in existing.params}
             await self._call(self.store.log_batch, run_id, [], missing, settle)
+            if created:
+                for callback in self.on_run_created:
+                    callback(run_id)
 
         async with self._lock(("trial", study_id, trial)):
             return await self.one_run(experiment_id, wanted, lambda: self.store.create_run(

@@ -173,7 +173,7 @@ class Tracking:
         pause. A caller that finds runs but none settled waits for the outcome."""
         settle = {mlflow_tags.TAG_SETTLED: "true"}
         settled_tags = {**wanted, **settle}
-        lone_since = None
+        lone_run, lone_since = None, 0.0
         for _ in range(ONE_RUN_ROUNDS):
             # Any run at all first: a new trial's (the usual case) is then one look-up, not two.
             found = await self._call(self.store.find_runs, experiment_id, wanted)
@@ -183,8 +183,14 @@ class Tracking:
                     return settled[0]
                 # A rival deciding, or (a lone run for a long while) one whose creator died
                 # before settling it, or one made before runs were settled: adopt it.
-                lone_since = (lone_since or asyncio.get_running_loop().time()) if len(found) == 1 else None
-                if lone_since is not None and asyncio.get_running_loop().time() - lone_since >= ONE_RUN_PATIENCE_S:
+                # The same lone run all along: a rival's run can be lone for a moment, deleted,
+                # and another's lone after it; adopting one on the first's clock would write
+                # to a deleted run.
+                now = asyncio.get_running_loop().time()
+                lone = found[0] if len(found) == 1 else None
+                if lone != lone_run:
+                    lone_run, lone_since = lone, now
+                if lone is not None and now - lone_since >= ONE_RUN_PATIENCE_S:
                     await fill(found[0], False, settle)
                     return found[0]
                 await asyncio.sleep(random.uniform(*ONE_RUN_PAUSE_S))

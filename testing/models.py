@@ -169,7 +169,8 @@ def log_trial_run(tracking_uri: str, experiment: str, *, classes: list[str] | No
 def log_packed_trial_run(tracking_uri: str, experiment: str) -> tuple[str, pd.DataFrame, np.ndarray]:
     """A trial run as a worker logs one now: the worker's own training on the seed's
     numeric columns and its one-file model (services/common/packed_model.py). Returns
-    (run_id, the input frame, the target)."""
+    (run_id, the input frame, the trained network's own predictions for it)."""
+    from services.tuning.worker.tabular_model import TabularNet  # noqa: PLC0415
     from services.tuning.worker.training import prepare, train as train_trial  # noqa: PLC0415
     from services.tuning.worker.trials import input_schema, log_model  # noqa: PLC0415
 
@@ -190,4 +191,9 @@ def log_packed_trial_run(tracking_uri: str, experiment: str) -> tuple[str, pd.Da
         mlflow_tags.TAG_FEATURES: json.dumps(NUMERIC), mlflow_tags.TAG_INPUT_SCHEMA: json.dumps(input_schema(data))})
     log_model(client, run.info.run_id, result, data)
     client.set_terminated(run.info.run_id)
-    return run.info.run_id, x, y
+    net = TabularNet(**result.architecture)
+    net.load_state_dict(result.state_dict)
+    net.eval()
+    with torch.no_grad():
+        expected = data.prep.outputs(net(*data.prep.tensors(x)))["prediction"].to_numpy()
+    return run.info.run_id, x, expected

@@ -107,7 +107,7 @@ async def test_a_workers_one_file_model_registers_as_a_full_pyfunc(env):
     """A worker logs one file per trial; registering the run makes the full pyfunc in the
     run's `model/` folder, which Predict serves and MLflow loads like any model."""
     stub, tag = env["stub"], uuid.uuid4().hex[:6]
-    run_id, x, y = await asyncio.to_thread(log_packed_trial_run, env["uri"], f"kubetune/registry-packed-{tag}")
+    run_id, x, expected = await asyncio.to_thread(log_packed_trial_run, env["uri"], f"kubetune/registry-packed-{tag}")
     client = mlflow.MlflowClient(env["uri"])
     listed = lambda: sorted(a.path for a in client.list_artifacts(run_id, "model"))  # noqa: E731
     assert listed() == [packed_model.PACKED_PATH]
@@ -118,8 +118,9 @@ async def test_a_workers_one_file_model_registers_as_a_full_pyfunc(env):
     served = np.array([p.value for p in out.predictions])
     local = local_predictions(env["uri"], f"packed-{tag}@champion", x)["prediction"].to_numpy()
     np.testing.assert_allclose(served, local, rtol=1e-5)
-    # It learnt the table: better than predicting the mean.
-    assert np.sqrt(np.mean((served - y) ** 2)) < 0.9 * np.std(y)
+    # What the trained network itself predicts: weights and preprocessing came through whole.
+    np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-3)
+    assert np.std(served) > 1.0  # not a constant
     # A second model from the same run finds the pyfunc already made.
     again = await stub.RegisterModel(pb.RegisterModelRequest(run_id=run_id, name=f"packed-{tag}-b"))
     assert again.version.version == "1"

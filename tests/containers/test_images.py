@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.containers.conftest import build
+from tests.containers.prepare import build
 from tests.k8s.parts import PARTS
 
 # The first test to ask for the images builds the missing ones: minutes on a cold machine.

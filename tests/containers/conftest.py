@@ -41,23 +41,23 @@ def need_podman() -> str:
 
 
 class BackgroundBuild:
-    """`python -m tests.containers.prepare` in its own process group, started once."""
+    """A command (the build) in its own process group, started once, its output in a log;
+    it leaves its result, JSON, in `refs_file`."""
 
-    def __init__(self, log: Path):
-        self.log, self.refs_file = log, log.with_suffix(".json")
+    def __init__(self, command: list[str], log: Path):
+        self.command, self.log, self.refs_file = command, log, log.with_suffix(".json")
         self.proc: subprocess.Popen | None = None
         self.started = 0.0
 
     def start(self) -> None:
-        if self.proc is not None or not shutil.which("podman"):
+        if self.proc is not None:
             return
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.refs_file.unlink(missing_ok=True)
         self.started = time.monotonic()
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
-                ["nice", "-n", str(BUILD_NICENESS), sys.executable, "-m", "tests.containers.prepare",
-                 str(self.refs_file)],
+                ["nice", "-n", str(BUILD_NICENESS), *self.command, str(self.refs_file)],
                 cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (
                     str(REPO), str(REPO / "gen"), os.environ.get("PYTHONPATH"))))})
@@ -65,7 +65,6 @@ class BackgroundBuild:
     def result(self) -> dict:
         """Waits for the build; fails with the end of its log when it failed."""
         self.start()
-        assert self.proc is not None, "the build starts only where podman is installed"
         code = self.proc.wait()
         waited = time.monotonic() - self.started
         if code != 0 or not self.refs_file.exists():
@@ -92,7 +91,7 @@ class BackgroundBuild:
                 continue
 
 
-BUILD = BackgroundBuild(BUILD_LOG)
+BUILD = BackgroundBuild([sys.executable, "-m", "tests.containers.prepare"], BUILD_LOG)
 
 
 def needs_images(item: pytest.Item) -> bool:
@@ -105,7 +104,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_collection_finish(session):
-    if not session.config.option.collectonly and any(needs_images(i) for i in session.items):
+    if (not session.config.option.collectonly and shutil.which("podman")
+            and any(needs_images(i) for i in session.items)):
         BUILD.start()
 
 

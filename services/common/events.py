@@ -16,7 +16,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, ServiceUnavailableError
+from nats.js.errors import BadRequestError, NotFoundError, ServerError, ServiceUnavailableError
 
 from kubetune.events.v1 import events_pb2
 from services.common import subjects
@@ -65,13 +65,19 @@ def stream_configs() -> list[StreamConfig]:
 
 
 async def declare_streams(js) -> None:
-    """Creates the streams, or updates them to the config above (a stream made by an
-    older release gets today's limits); safe to repeat."""
+    """Updates the streams to the config above, or creates them (a stream made by an older
+    release gets today's limits); safe to repeat, and from several parts at once. Update
+    first: the server reserves an added stream's max_bytes against its max_file_store
+    before it finds the stream exists, so with the manifests' 8G store an add by the
+    second part to start fails (insufficient storage resources)."""
     for config in stream_configs():
         try:
-            await js.add_stream(config)
-        except BadRequestError:
             await js.update_stream(config)
+        except NotFoundError:
+            try:
+                await js.add_stream(config)
+            except (BadRequestError, ServerError):  # another part made it meanwhile
+                await js.update_stream(config)
 
 
 async def connect(url: str, name: str, **kwargs) -> nats.NATS:

@@ -1,4 +1,5 @@
-"""The images `make images` builds, checked as built: each within its size budget, run as
+"""The images `make images` builds, checked as built: each within its size budget, every
+module of its part importable in it (torch only in the worker's and registry's), run as
 uid 10001 with HOME on the writable volume, and not rebuilt when nothing in it changed."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.containers.conftest import build
+from tests.containers.prepare import build
 from tests.k8s.parts import PARTS
 
 # The first test to ask for the images builds the missing ones: minutes on a cold machine.
@@ -44,13 +45,33 @@ def test_images_run_as_the_manifests_user_with_home_on_a_volume(engine, images):
         assert env["HOME"] == "/tmp" and env["KUBETUNE_MODULE"] == part.module, part.image
 
 
-def test_torch_stays_out_of_the_query_images(engine, images):
+# Imports every module of a package (from its files: a package is not imported to be
+# walked) but the subpackages named after it and __main__ (which would start the part).
+IMPORT_EVERY_MODULE = """
+import importlib, importlib.util, pathlib, sys
+root, skip = sys.argv[1], tuple(sys.argv[2:])
+top = pathlib.Path(importlib.util.find_spec(root).origin).parent
+for f in sorted(top.rglob("*.py")):
+    parts = (root, *f.relative_to(top).with_suffix("").parts)
+    name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+    if parts[-1] != "__main__" and not any(name == s or name.startswith(s + ".") for s in skip):
+        importlib.import_module(name)
+print(f"torch={importlib.util.find_spec('torch') is not None}")
+"""
+
+
+def test_every_module_of_a_part_imports_in_its_image_and_torch_only_where_needed(engine, images):
+    """What a part's image installs is what its code imports (a module that imports a
+    package only another extra brings fails here, not in a pod): each part's package
+    less the other parts' packages inside it (the worker's, inside tuning's). And torch
+    is in the worker's and the registry's images only."""
     for part in PARTS.values():
-        done = subprocess.run([engine, "run", "--rm", "--pull", "never", "--entrypoint", "python",
-                               images[part.image], "-c", "import importlib.util as u; "
-                               "print(u.find_spec('torch') is not None)"],
-                              capture_output=True, text=True, check=True, timeout=120)
-        assert done.stdout.strip() == str(part.torch), part.image
+        inside = [p.module for p in PARTS.values() if p.module.startswith(part.module + ".")]
+        done = subprocess.run([engine, "run", "--rm", "--pull", "never", "--read-only", "--entrypoint",
+                               "python", images[part.image], "-c", IMPORT_EVERY_MODULE, part.module, *inside],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{part.image}: {done.stderr[-3000:]}"
+        assert done.stdout.split()[-1] == f"torch={part.torch}", (part.image, done.stdout)
 
 
 def test_unchanged_images_are_not_rebuilt(engine, images, base_image, capsys):

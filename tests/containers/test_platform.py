@@ -22,6 +22,7 @@ from kubetune.tuning.v1 import tuning_pb2 as pb
 from tests.conftest import SEED
 from tests.containers.pods import Cluster, Manifests
 from tests.k8s.parts import K8S, render
+from testing.browser import sign_in
 from testing.servers import free_port
 from testing.studies import finished, small_spec, wait_for_mlflow, wait_for_study
 
@@ -47,7 +48,7 @@ class Running:
 
 
 class Authed:
-    """The gateway stub, every call with the UI's token (the dev overlay's Secret)."""
+    """The gateway stub, every call with an admin's token (the dev overlay's Secret)."""
 
     def __init__(self, stub, token: str):
         self._stub, self._md = stub, (("authorization", f"Bearer {token}"),)
@@ -73,7 +74,9 @@ def platform(engine, images, tmp_path_factory):
             cluster.wait_ready(pods)
             if "minio" in group:  # its Job makes the buckets once S3 answers
                 cluster.run_job("minio-buckets")
-        token = manifests.secrets["kubetune-ui"]["gateway-token"]
+        # An admin's token from the gateway's tokens Secret (`token role` lines).
+        lines = manifests.secrets["kubetune-gateway-tokens"]["tokens"].splitlines()
+        token = next(line.rsplit(" ", 1)[0].strip() for line in lines if line.strip().endswith(" admin"))
         yield Running(cluster, f"127.0.0.1:{gateway_port}", f"http://127.0.0.1:{ui_port}", token)
     finally:
         if os.environ.get("KUBETUNE_KEEP_CONTAINERS") != "1":
@@ -122,7 +125,7 @@ def test_dataset_study_model_prediction_through_the_gateway_container(platform):
 
 
 async def test_ui_container_page_in_chromium(platform, page):
-    await page.goto(platform.ui_url + "/")
+    await sign_in(page, platform.ui_url, platform.token)
     await page.get_by_text("all systems serving").wait_for(timeout=60_000)
     assert page.errors == []
 

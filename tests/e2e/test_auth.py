@@ -18,6 +18,7 @@ import pytest
 from kubetune.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.e2e.conftest import need_chromium
 from tests.e2e.test_up import KUBETUNE, read_until, start_up
+from testing.browser import sign_in
 from testing.servers import free_port
 
 pytestmark = pytest.mark.slow
@@ -170,13 +171,6 @@ def wait_until(check, timeout: float) -> float:
 async def signed_page(secured_up, page):
     need_chromium()
     return page
-
-
-async def sign_in(page, base: str, token: str, path: str = "/") -> None:
-    await page.goto(base + path)
-    await page.wait_for_url("**/sign-in**")
-    await page.get_by_label("Token").fill(token)
-    await page.get_by_role("button", name="Sign in").click()
 
 
 async def visible(locator) -> int:

@@ -4,15 +4,18 @@ release's unbounded streams brought up to them on start, and what each limit doe
 from __future__ import annotations
 
 import asyncio
+import re
 
 import nats
 import pytest
+import yaml
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import APIError
 
 from kubetune.events.v1 import events_pb2 as ev
 from services.common import events, subjects
 from testing import servers
+from tests.k8s.parts import K8S
 
 GiB = 1024**3
 
@@ -51,6 +54,28 @@ async def test_streams_are_created_with_their_limits(fresh_nats):
     bus = await events.EventBus.open(fresh_nats, "test")
     await bus.close()
     assert_bounded(await stream_infos(fresh_nats))
+
+
+def manifest_file_store() -> str:
+    """The JetStream file store the manifests give NATS (k8s/base/infra/nats)."""
+    conf = yaml.safe_load((K8S / "base/infra/nats/configmap.yaml").read_text())["data"]["nats.conf"]
+    return re.search(r"max_file_store:\s*(\S+)", conf)[1]
+
+
+async def test_parts_starting_together_and_again_fit_the_manifests_file_store(tmp_path):
+    """Each part declares both streams as it starts: several at once, then one again after
+    a restart, against a server with only the file store the manifests give it (8G holds
+    the streams' 4.25 GiB once, not twice): none is refused."""
+    conf = tmp_path / "nats.conf"
+    conf.write_text(f"jetstream {{\n  max_file_store: {manifest_file_store()}\n}}\n")
+    with servers.nats_server(tmp_path / "nats", config=conf) as url:
+        async def start(part):
+            bus = await events.EventBus.open(url, part)
+            await bus.close()
+
+        await asyncio.gather(*(start(p) for p in ("data", "tuning", "tracking", "registry")))
+        await start("data")
+        assert_bounded(await stream_infos(url))
 
 
 async def test_streams_made_by_the_old_code_get_the_limits_on_start(fresh_nats):

@@ -101,3 +101,24 @@ def test_a_running_study_recomputes_importances_as_it_grows_by_a_tenth():
     assert grown.importances_from == 36 and grown.importances is not first.importances
     done = summarize(StudyView("s1", ("minimize",), SPACE, "r4", running=False), ts, grown)
     assert done.importances_from == len(complete)
+
+
+def test_importances_leave_no_forest_behind():
+    """fANOVA's trees (64 a computation) are freed once the importances are known: Optuna's
+    class-wide lru_cache kept every one alive, and the tuning service grew with each
+    computation (tests/reliability/test_soak.py)."""
+    import gc
+
+    from optuna.importance._fanova._tree import _FanovaTree
+
+    def trees() -> int:
+        gc.collect()
+        return sum(isinstance(o, _FanovaTree) for o in gc.get_objects())
+
+    # Counted before: pytest's log capture keeps the tracebacks of earlier tests' refusals,
+    # and with them the forest those were computing.
+    before = trees()
+    study = StudyView("s1", ("minimize",), SPACE, "r1")
+    for seed in range(3):
+        assert summarize(study, trials(seed=seed)).importances
+    assert trees() == before

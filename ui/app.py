@@ -52,6 +52,6 @@ def setup(settings: Settings) -> None:
 def run(settings: Settings) -> None:
     setup(settings)
     ui.run(host=settings.host, port=settings.port, title="kubetune", reload=False, show=False,
-           favicon="🎛", storage_secret=storage_secret(settings),
+           favicon="🎛", storage_secret=storage_secret(settings), reconnect_timeout=settings.reconnect_s,
            session_middleware_kwargs={"session_cookie": "kubetune_session", "max_age": settings.session_s,
                                       "same_site": "lax", "https_only": settings.secure_cookie})

@@ -67,7 +67,7 @@ up: install
 # tests/containers build every image with podman (a cold build is tens of minutes on 2
 # cores): `make test-containers` runs them. They stay out of `make test` until their
 # platform journey passes (issue 14 is open).
-# The soak (tests/reliability/test_soak.py: 500 trials, 20 browser sessions, 9-15 min) is
+# The soak (tests/reliability/test_soak.py: 500 trials, 20 browser sessions, 7-15 min) is
 # part of `make test`; `make test-soak` runs it alone.
 PYTEST_ARGS ?= -m "not containers"
 test: install-test

@@ -8,7 +8,7 @@ import sys
 
 BENCHMARKS = [
     "training_loop", "gpu", "optuna_storage", "footprint", "tuning", "gateway",
-    "data_register", "tracking_queries", "predict", "ui_experiments", "ui_live", "quality", "outbox_latency",
+    "data_register", "large_table", "tracking_queries", "predict", "ui_experiments", "ui_live", "quality", "outbox_latency",
 ]
 
 

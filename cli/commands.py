@@ -305,7 +305,9 @@ def runs_compare(client, args):
 # -- models -----------------------------------------------------------------------------
 
 def model_register(client, args):
-    v = client("RegisterModel", registry_pb2.RegisterModelRequest(run_id=args.run_id, name=args.name, alias=args.alias or "")).version
+    # A run's first registration packages its model (services/common/packed_model.py): seconds.
+    v = client("RegisterModel", registry_pb2.RegisterModelRequest(run_id=args.run_id, name=args.name, alias=args.alias or ""),
+               timeout=300).version
     return emit(args, v, lambda: print(f"registered {v.name} version {v.version}" + (f" as @{args.alias}" if args.alias else "")))
 
 

@@ -1,6 +1,7 @@
 """Forwarding with auth, validation, deadlines, request ids, access log and metrics.
 
-Requests are parsed (to validate them); backend responses pass through as bytes."""
+Requests are parsed (to validate them) and forwarded as the bytes they came in;
+backend responses pass through as bytes."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ import time
 from collections.abc import Callable
 
 import grpc
+from google.protobuf.message import DecodeError
 from prometheus_client import Counter, Histogram
 
 from gateway import validation
 from gateway.auth import ROLE_NAMES, Authenticator
 from gateway.routes import Route
 from services.common.clients import Backend, StreamReader, backend_error
-from services.common.errors import KubetuneError, clipped, drain, status_for
+from services.common.errors import InvalidArgument, KubetuneError, clipped, drain, status_for
 
 log = logging.getLogger("gateway.access")
 
@@ -108,6 +110,18 @@ class Proxy:
         return min(cap, remaining) if remaining is not None else cap
 
     def handler(self, route: Route):
+        # A single request bound for a backend is forwarded as the bytes it came in: parsed
+        # once, to be validated, and never serialized again. Client streams are validated
+        # item by item as they pass, so they travel as messages.
+        raw = bool(route.backend) and not route.client_streaming
+        parse = route.request.FromString
+
+        def parsed(data: bytes):
+            try:
+                return parse(data)
+            except DecodeError:
+                raise InvalidArgument(f"the request is not a valid {route.request.DESCRIPTOR.full_name}") from None
+
         if route.backend:
             channel = self.channels[route.backend]
             target = route.backend_path
@@ -119,7 +133,8 @@ class Proxy:
                 (False, True): channel.unary_stream,
                 (True, True): channel.stream_stream,
             }[kind]
-            backend_call = make(target, request_serializer=route.request.SerializeToString, response_deserializer=None)
+            backend_call = make(target, request_serializer=None if raw else route.request.SerializeToString,
+                                response_deserializer=None)
         else:
             backend_call = self.local[route.name]
 
@@ -135,7 +150,7 @@ class Proxy:
         async def unary(request, context):
             call = await self._open(route, context)
             try:
-                validation.check(request)
+                validation.check(parsed(request) if raw else request)
                 if not route.backend:
                     return (await backend_call(request, context)).SerializeToString()
                 return await backend_call(request, timeout=self._deadline(context, route), metadata=call.metadata)
@@ -169,7 +184,7 @@ class Proxy:
                     if route.client_streaming:
                         stream = StreamReader(backend_call(_validated(request), metadata=call.metadata))
                     else:
-                        validation.check(request)
+                        validation.check(parsed(request) if raw else request)
                         stream = (StreamReader(backend_call(request, metadata=call.metadata)) if route.backend
                                   else backend_call(request, context))
                     cleanup.push_async_callback(stream.aclose)
@@ -183,7 +198,7 @@ class Proxy:
             finally:
                 call.done()
 
-        deserialize = route.request.FromString
+        deserialize = None if raw else parse
         if route.server_streaming and route.client_streaming:
             return grpc.stream_stream_rpc_method_handler(server_stream, request_deserializer=deserialize)
         if route.server_streaming:

@@ -164,3 +164,36 @@ def log_trial_run(tracking_uri: str, experiment: str, *, classes: list[str] | No
             client.log_metric(run.info.run_id, k, v)
     client.set_terminated(run.info.run_id)
     return run.info.run_id, metrics
+
+
+def log_packed_trial_run(tracking_uri: str, experiment: str) -> tuple[str, pd.DataFrame, np.ndarray]:
+    """A trial run as a worker logs one now: the worker's own training on the seed's
+    numeric columns and its one-file model (services/common/packed_model.py). Returns
+    (run_id, the input frame, the trained network's own predictions for it)."""
+    from services.tuning.worker.tabular_model import TabularNet  # noqa: PLC0415
+    from services.tuning.worker.training import prepare, train as train_trial  # noqa: PLC0415
+    from services.tuning.worker.trials import input_schema, log_model  # noqa: PLC0415
+
+    x = pd.read_csv(SEED / "X.csv", index_col=0, header=None)
+    x.columns = NUMERIC
+    x = x.reset_index(drop=True)
+    y = pd.read_csv(SEED / "y.csv", header=None).to_numpy(dtype=np.float64).ravel()[: len(x)]
+    data = prepare(x, {c: "numeric" for c in NUMERIC}, y, seed=7)
+    result = train_trial(data, dict(learning_rate=1e-2, dropout=0.0, weight_decay=0.0, momentum=0.9, n_layers=1,
+                                    units=16, layer_units=[16], batch_size=16, activation="relu", optimizer="adam",
+                                    max_epochs=40), seed=7, patience=40)
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+    run = client.create_run(exp_id, run_name=mlflow_tags.trial_run_name("study-2", 0), tags={
+        mlflow_tags.TAG_KIND: mlflow_tags.KIND_TRIAL, mlflow_tags.TAG_STUDY: "study-2", mlflow_tags.TAG_TRIAL: "0",
+        mlflow_tags.TAG_STATE: "COMPLETE", mlflow_tags.TAG_DATASET: "seed@1", mlflow_tags.TAG_TASK: "regression",
+        mlflow_tags.TAG_FEATURES: json.dumps(NUMERIC), mlflow_tags.TAG_INPUT_SCHEMA: json.dumps(input_schema(data))})
+    log_model(client, run.info.run_id, result, data)
+    client.set_terminated(run.info.run_id)
+    net = TabularNet(**result.architecture)
+    net.load_state_dict(result.state_dict)
+    net.eval()
+    with torch.no_grad():
+        expected = data.prep.outputs(net(*data.prep.tensors(x)))["prediction"].to_numpy()
+    return run.info.run_id, x, expected

@@ -15,10 +15,17 @@ class JsonFormatter(logging.Formatter):
         super().__init__()
         self.part = part
 
+    _second: int = -1
+    _stamp: str = ""
+
     def format(self, record: logging.LogRecord) -> str:
+        # A busy part logs many lines a second (the gateway's access log, one a call):
+        # the date is formatted once per second, not per line.
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": f"{self._stamp}.{int(record.msecs):03d}Z",
             "level": record.levelname,
             "part": self.part,
             "logger": record.name,
@@ -31,6 +38,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(part: str, level: str = "INFO") -> None:
+    # What the JSON lines never show is not gathered for each record (the logging docs'
+    # "Optimization"): the caller's file and line (a stack walk per record), thread and
+    # process names.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter(part))
     root = logging.getLogger()

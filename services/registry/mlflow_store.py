@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from services.common import mlflow_tags
+from services.common import mlflow_tags, packed_model
 from services.common.errors import NotFound
 from services.common.mlflow_rest import MlflowError, MlflowRest, ModelVersion, RegisteredModel, mlflow_calls
 from services.registry.store import ModelRecord, ModelSource, RegistryStore, RunInfo, VersionRecord
 
-MLMODEL = "MLmodel"
+MLMODEL = packed_model.MLMODEL
 
 
 def _quote(value: str) -> str:
@@ -33,6 +33,7 @@ def _with_versions(model: ModelRecord, versions: list[VersionRecord]) -> ModelRe
 @mlflow_calls(server="MLflow registry")
 class MlflowRegistryStore(RegistryStore):
     def __init__(self, uri: str):
+        self.uri = uri
         self.client = MlflowRest(uri)
 
     def close(self) -> None:
@@ -50,7 +51,10 @@ class MlflowRegistryStore(RegistryStore):
             return ModelSource(model_uri_hint, model_id)
         # The worker's way (and MLflow 2's): the model's files as run artifacts.
         artifacts = self.client.list_artifacts(run.run_id, mlflow_tags.MODEL_ARTIFACT)
-        if any(a.path.endswith(MLMODEL) for a in artifacts):
+        names = {a.path.rsplit("/", 1)[-1] for a in artifacts}
+        # A trial's one packed file becomes the full pyfunc beside it, first time only
+        # (packed_model.py); mlflow and torch load here, as for Predict.
+        if MLMODEL in names or (packed_model.PACKED_FILE in names and packed_model.package_run(self.uri, run.run_id)):
             artifact_uri = self.client.get_run(run.run_id).artifact_uri.rstrip("/")
             return ModelSource(f"{artifact_uri}/{mlflow_tags.MODEL_ARTIFACT}")
         # MLflow 3's way: a logged model whose source is the run.

@@ -58,7 +58,8 @@ class RegistryStore(abc.ABC):
     @abc.abstractmethod
     def model_source(self, run: RunInfo, model_uri_hint: str = "") -> ModelSource | None:
         """The run's logged model (`runs:/<id>/model` as artifacts, or an MLflow 3
-        logged model), or None when the run has none."""
+        logged model), or None when the run has none. A trial's packed model file
+        (packed_model.py) is made the full pyfunc first."""
 
     @abc.abstractmethod
     def ensure_model(self, name: str, description: str = "", tags: dict[str, str] | None = None) -> None:

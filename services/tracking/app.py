@@ -49,8 +49,10 @@ async def start(settings: Settings) -> TrackingApp:
         if settings.consume_events:
             bus = await EventBus.open(settings.nats_url, "tracking")
             opened.add(bus.close)
+            recorder = EventRecorder(store)
+            tracking.on_run_created.append(recorder.run_created)
             consumer = EventConsumer(
-                bus, EventRecorder(store), name=settings.consumer_name,
+                bus, recorder, name=settings.consumer_name,
                 batch_size=settings.batch_size, batch_wait_s=settings.batch_wait_s,
             )
             await consumer.start()

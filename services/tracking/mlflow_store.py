@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 
-from services.common import mlflow_tags
+from services.common import mlflow_tags, packed_model
 from services.common.mlflow_rest import DatasetInput, Metric, MlflowError, MlflowRest, Run, domain_error, mlflow_calls
 from services.common.errors import FailedPrecondition, InvalidArgument
 from services.tracking.records import (
@@ -332,8 +332,10 @@ class MlflowStore(TrackingStore):
         )
 
     def has_model_artifacts(self, run_id: str) -> bool:
-        """A model logged the MLflow 2 way: an MLmodel file in the run's artifacts."""
-        return any(a.path.endswith("MLmodel") for a in self.client.list_artifacts(run_id, mlflow_tags.MODEL_ARTIFACT))
+        """A model in the run's artifacts: a trial's packed file (packed_model.py), or one
+        logged the MLflow 2 way (an MLmodel file)."""
+        names = {a.path.rsplit("/", 1)[-1] for a in self.client.list_artifacts(run_id, mlflow_tags.MODEL_ARTIFACT)}
+        return bool(names & {packed_model.MLMODEL, packed_model.PACKED_FILE})
 
 
 __all__ = ["ALL_COLUMNS", "MlflowStore", "domain_error", "project"]

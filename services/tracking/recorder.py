@@ -62,6 +62,12 @@ class _Lru(OrderedDict):
             self.popitem(last=False)
 
 
+class _NewRun(dict):
+    """The steps of a run this process created: a key it has not written has none, so
+    none is looked up. (Events of the run another replica wrote and acked never come
+    here; as for any cached run, its unacked writes are what could repeat a step.)"""
+
+
 class EventRecorder:
     HANDLED = ("epoch_completed", "trial_completed", "trial_pruned", "trial_failed", "study_completed")
 
@@ -71,6 +77,10 @@ class EventRecorder:
         self._written_events = _Lru(100_000)  # event ids already written: skip without a look-up
         self._steps: _Lru = _Lru(cache_runs)  # run id -> {key: steps in MLflow}
         self._runs: _Lru = _Lru(cache_runs)  # (study id, trial or None) -> run id
+
+    def run_created(self, run_id: str) -> None:
+        """A run this process just created: it has no metric steps yet."""
+        self._steps.put(run_id, _NewRun())
 
     async def record(self, events: list[events_pb2.Event]) -> list[Outcome]:
         outcomes = [Outcome.DONE] * len(events)
@@ -196,7 +206,9 @@ class EventRecorder:
             known = {}
             self._steps.put(run_id, known)
         missing = sorted({m.key for m in metrics} - known.keys())
-        if missing:
+        if missing and isinstance(known, _NewRun):
+            known.update({key: set() for key in missing})
+        elif missing:
             known.update(await asyncio.to_thread(self.store.metric_steps, run_id, missing))
         out, batch_seen = [], set()
         for m in metrics:

@@ -146,6 +146,9 @@ class Tracking:
         # Creation is idempotent per key across replicas (`one_run`); within one
         # replica, concurrent retries also wait for the first instead of racing it.
         self._locks: dict[tuple, asyncio.Lock] = {}
+        # Called with the id of each trial run this process created (and so knows to have
+        # no metrics yet): the event recorder then looks up none of its steps.
+        self.on_run_created: list = []
 
     async def _call(self, fn, *args):
         return await asyncio.to_thread(fn, *args)
@@ -157,8 +160,9 @@ class Tracking:
 
     async def one_run(self, experiment_id: str, wanted: dict[str, str], create, fill) -> str:
         """The one active run carrying the `wanted` tags, created with `create()` if there
-        is none; `await fill(run_id, created)` completes it (params, dataset) before it is
-        settled, so a settled run is whole and nobody writes it twice at once (MLflow's
+        is none; `await fill(run_id, created, settle)` completes it (params, dataset) and
+        writes the `settle` tags in its last write (with the params: one MLflow call, not
+        two), so a settled run is whole and nobody writes it twice at once (MLflow's
         params insert would collide). Exactly one run survives however
         many tracking replicas ask at once, with MLflow's store as the only arbiter:
 
@@ -167,28 +171,34 @@ class Tracking:
         (Dekker's argument): a creator that sees only its own run keeps it and tags it
         settled; one that sees a rival deletes its own and starts over after a random
         pause. A caller that finds runs but none settled waits for the outcome."""
-        settled_tags = {**wanted, mlflow_tags.TAG_SETTLED: "true"}
-        lone_since = None
+        settle = {mlflow_tags.TAG_SETTLED: "true"}
+        settled_tags = {**wanted, **settle}
+        lone_run, lone_since = None, 0.0
         for _ in range(ONE_RUN_ROUNDS):
-            settled = await self._call(self.store.find_runs, experiment_id, settled_tags)
-            if settled:
-                return settled[0]
+            # Any run at all first: a new trial's (the usual case) is then one look-up, not two.
             found = await self._call(self.store.find_runs, experiment_id, wanted)
             if found:
+                settled = await self._call(self.store.find_runs, experiment_id, settled_tags)
+                if settled:
+                    return settled[0]
                 # A rival deciding, or (a lone run for a long while) one whose creator died
                 # before settling it, or one made before runs were settled: adopt it.
-                lone_since = (lone_since or asyncio.get_running_loop().time()) if len(found) == 1 else None
-                if lone_since is not None and asyncio.get_running_loop().time() - lone_since >= ONE_RUN_PATIENCE_S:
-                    await fill(found[0], False)
-                    await self._call(self.store.log_batch, found[0], [], None, {mlflow_tags.TAG_SETTLED: "true"})
+                # The same lone run all along: a rival's run can be lone for a moment, deleted,
+                # and another's lone after it; adopting one on the first's clock would write
+                # to a deleted run.
+                now = asyncio.get_running_loop().time()
+                lone = found[0] if len(found) == 1 else None
+                if lone != lone_run:
+                    lone_run, lone_since = lone, now
+                if lone is not None and now - lone_since >= ONE_RUN_PATIENCE_S:
+                    await fill(found[0], False, settle)
                     return found[0]
                 await asyncio.sleep(random.uniform(*ONE_RUN_PAUSE_S))
                 continue
             mine = await self._call(create)
             rivals = [r for r in await self._call(self.store.find_runs, experiment_id, wanted) if r != mine]
             if not rivals:
-                await fill(mine, True)
-                await self._call(self.store.log_batch, mine, [], None, {mlflow_tags.TAG_SETTLED: "true"})
+                await fill(mine, True, settle)
                 return mine
             await self._call(self.store.delete_run, mine)
             await asyncio.sleep(random.uniform(*ONE_RUN_PAUSE_S))
@@ -206,11 +216,10 @@ class Tracking:
         run_tags = {**tags, **wanted, mlflow_tags.TAG_STATE: "RUNNING"}
         if dataset_version:
             run_tags[mlflow_tags.TAG_DATASET] = dataset_version
-        async def fill(run_id: str, created: bool) -> None:
+        async def fill(run_id: str, created: bool, settle: dict[str, str]) -> None:
             existing = {} if created else (await self._call(self.store.get_runs, [run_id]))[0].params
             missing = {k: v for k, v in params.items() if k not in existing}
-            if missing:
-                await self._call(self.store.log_batch, run_id, [], missing, None)
+            await self._call(self.store.log_batch, run_id, [], missing, settle)
 
         async with self._lock(("study", study_id)):
             run_id = await self.one_run(
@@ -227,15 +236,18 @@ class Tracking:
             raise InvalidArgument(f"trial {trial}: must be 0 or more")
         wanted = {mlflow_tags.TAG_KIND: mlflow_tags.KIND_TRIAL, mlflow_tags.TAG_STUDY: study_id, mlflow_tags.TAG_TRIAL: str(trial)}
         run_tags = {**tags, **wanted, mlflow_tags.MLFLOW_PARENT: parent_run_id, mlflow_tags.TAG_STATE: "RUNNING"}
-        async def fill(run_id: str, created: bool) -> None:
+        async def fill(run_id: str, created: bool, settle: dict[str, str]) -> None:
             # Created now: all of it. Adopted (its creator died before settling it, or it
-            # predates settling): what its creator may not have written.
+            # predates settling): what its creator may not have written. The dataset
+            # first: the params' batch settles the run.
             existing = None if created else (await self._call(self.store.get_runs, [run_id]))[0]
-            missing = {k: v for k, v in params.items() if existing is None or k not in existing.params}
-            if missing:
-                await self._call(self.store.log_batch, run_id, [], missing, None)
             if dataset is not None and (existing is None or existing.dataset is None):
                 await self._call(self.store.log_dataset, run_id, dataset)
+            missing = {k: v for k, v in params.items() if existing is None or k not in existing.params}
+            await self._call(self.store.log_batch, run_id, [], missing, settle)
+            if created:
+                for callback in self.on_run_created:
+                    callback(run_id)
 
         async with self._lock(("trial", study_id, trial)):
             return await self.one_run(experiment_id, wanted, lambda: self.store.create_run(

@@ -52,7 +52,9 @@ async def start(settings: Settings) -> TuningApp:
         )
         hub = EventHub(bus, "kubetune.tuning.*.*")
         summaries = SummaryCache(ManagedStudies(studies), settings.summary_cache_size)
-        await bus.subscribe(subjects.TRIAL_EVENTS, functools.partial(top_up_on_trial_end, studies))
+        # A trial's end only: per-epoch events (most of them) need not reach this process.
+        for subject in (subjects.TRIAL_COMPLETED, subjects.TRIAL_PRUNED, subjects.TRIAL_FAILED):
+            await bus.subscribe(subject, functools.partial(top_up_on_trial_end, studies))
         reconciler = asyncio.create_task(reconcile_forever(studies))
         opened.add(functools.partial(stop_task, reconciler))
 

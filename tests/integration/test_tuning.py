@@ -10,7 +10,7 @@ import mlflow
 import pytest
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common import mlflow_tags
+from services.common import mlflow_tags, packed_model
 from testing.studies import (
     completed, finished, param_choice, param_float, param_int, run_study, small_spec, wait_for_study,
 )
@@ -63,8 +63,12 @@ def test_study_of_8_trials_on_2_workers_lands_in_mlflow(platform, gateway):
         assert len(client.get_metric_history(t.mlflow_run_id, "train_loss")) == 5
         assert float(run.data.params["learning_rate"]) == pytest.approx(float(t.params["learning_rate"]), rel=1e-4)
         assert run.inputs.dataset_inputs[0].dataset.name == "sample"
+    # A trial logs one packed file; the full pyfunc is made when asked for.
+    best_run = study.best_trial.mlflow_run_id
+    assert [a.path for a in client.list_artifacts(best_run, mlflow_tags.MODEL_ARTIFACT)] == [packed_model.PACKED_PATH]
+    assert packed_model.package_run(platform.mlflow_uri, best_run)
     mlflow.set_tracking_uri(platform.mlflow_uri)
-    model = mlflow.pyfunc.load_model(mlflow_tags.model_uri(study.best_trial.mlflow_run_id))
+    model = mlflow.pyfunc.load_model(mlflow_tags.model_uri(best_run))
     assert model.metadata.get_input_schema().input_names() == [f"x{i}" for i in range(5)]
 
 

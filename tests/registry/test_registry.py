@@ -17,13 +17,13 @@ import pytest_asyncio
 from kubetune.events.v1 import events_pb2 as ev
 from kubetune.registry.v1 import registry_pb2 as pb
 from kubetune.registry.v1 import registry_pb2_grpc
-from services.common import subjects
+from services.common import packed_model, subjects
 from services.common.clients import channel
 from services.common.events import EventBus
 from services.registry.app import start
 from services.registry.config import Settings
 from services.registry.predictor import Predictor, load_pyfunc
-from testing.models import CATEGORICAL, INPUT_SCHEMA, log_trial_run, seed_data
+from testing.models import CATEGORICAL, INPUT_SCHEMA, log_packed_trial_run, log_trial_run, seed_data
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -101,6 +101,29 @@ async def test_register_alias_and_predict_like_pyfunc(env):
     assert any(e.alias_set.name == name and e.alias_set.alias == "champion"
                for e in env["events"] if e.HasField("alias_set"))
     assert env["server"].predictor.loads == 1  # loaded once, served from the cache after
+
+
+async def test_a_workers_one_file_model_registers_as_a_full_pyfunc(env):
+    """A worker logs one file per trial; registering the run makes the full pyfunc in the
+    run's `model/` folder, which Predict serves and MLflow loads like any model."""
+    stub, tag = env["stub"], uuid.uuid4().hex[:6]
+    run_id, x, expected = await asyncio.to_thread(log_packed_trial_run, env["uri"], f"kubetune/registry-packed-{tag}")
+    client = mlflow.MlflowClient(env["uri"])
+    listed = lambda: sorted(a.path for a in client.list_artifacts(run_id, "model"))  # noqa: E731
+    assert listed() == [packed_model.PACKED_PATH]
+    r = await stub.RegisterModel(pb.RegisterModelRequest(run_id=run_id, name=f"packed-{tag}", alias="champion"))
+    assert (r.version.version, r.version.run_id, r.version.study_id) == ("1", run_id, "study-2")
+    assert "model/MLmodel" in listed() and packed_model.PACKED_PATH in listed()
+    out = await stub.Predict(by_name(f"packed-{tag}@champion", x))
+    served = np.array([p.value for p in out.predictions])
+    local = local_predictions(env["uri"], f"packed-{tag}@champion", x)["prediction"].to_numpy()
+    np.testing.assert_allclose(served, local, rtol=1e-5)
+    # What the trained network itself predicts: weights and preprocessing came through whole.
+    np.testing.assert_allclose(served, expected, rtol=1e-4, atol=1e-3)
+    assert np.std(served) > 1.0  # not a constant
+    # A second model from the same run finds the pyfunc already made.
+    again = await stub.RegisterModel(pb.RegisterModelRequest(run_id=run_id, name=f"packed-{tag}-b"))
+    assert again.version.version == "1"
 
 
 async def _status(call) -> grpc.aio.AioRpcError:

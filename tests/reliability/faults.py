@@ -17,7 +17,7 @@ import psutil
 from cli.local_platform import health
 from kubetune.gateway.v1 import gateway_pb2_grpc
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common import mlflow_tags
+from services.common import mlflow_tags, packed_model
 
 TRANSIENT = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
@@ -132,6 +132,7 @@ def audit_mlflow(mlflow_uri: str, study: pb.Study, trials: list[pb.Trial], drain
     mlflow.set_tracking_uri(mlflow_uri)
     for t in complete:
         try:
+            assert packed_model.package_run(mlflow_uri, t.mlflow_run_id), "no model logged"
             mlflow.pyfunc.load_model(mlflow_tags.model_uri(t.mlflow_run_id))
         except Exception as exc:  # noqa: BLE001 - reported with the others
             problems[f"trial {t.number} model"] = f"{type(exc).__name__}: {exc}"[:300]

@@ -254,6 +254,30 @@ async def test_replayed_events_never_double_a_step(stub, bus, tracking_mlflow, n
     assert [(m.step, m.value, m.timestamp) for m in client.get_metric_history(run_id, "val_loss")] == first
 
 
+async def test_a_run_this_service_created_is_written_without_step_look_ups(service, bus, tracking_mlflow):
+    """A trial run this replica created has no metrics but those it writes: its events
+    go to MLflow with no look-up of the steps MLflow holds (one per key and trial saved),
+    and each step still lands once."""
+    app, stub = service
+    store = app.tracking.store
+    looked_up, real = [], store.metric_steps
+    store.metric_steps = lambda run_id, keys: looked_up.append(run_id) or real(run_id, keys)
+    try:
+        study_id, study = await new_study(stub)
+        run_id = await new_trial(stub, study_id, study, 0)
+        await publish(bus, epochs(study_id, 0, run_id, 3))
+        await publish(bus, [make_event(trial_completed=ev.TrialCompleted(
+            study_id=study_id, trial=0, mlflow_run_id=run_id, values=[1.5], metrics={"val/loss": 1.5}, best_epoch=2))])
+        await eventually(lambda: _caught_up(bus, "tracking"))
+    finally:
+        del store.metric_steps
+    assert run_id not in looked_up
+    client = MlflowClient(tracking_mlflow[0])
+    assert sorted(m.step for m in client.get_metric_history(run_id, "val_loss")) == [0, 1, 2]
+    assert [m.step for m in client.get_metric_history(run_id, "val/loss")] == [2]
+    assert client.get_run(run_id).data.tags[mlflow_tags.TAG_SETTLED] == "true"
+
+
 async def test_mlflow_sql_store_keeps_identical_rows_once(tracking_mlflow):
     """What the dedupe relies on, and why it is needed: MLflow's SQL store drops a
     row identical in (key, value, timestamp, step), but keeps a second value at the

@@ -11,7 +11,7 @@ import torch
 from services.tuning.worker import baseline, metrics
 from services.tuning.worker.tabular_model import (FIRST_CATEGORY, UNKNOWN, InputError, Preprocessing, TabularNet,
                                                  embedding_dim)
-from services.common import mlflow_tags
+from services.common import mlflow_tags, packed_model
 from services.tuning.worker.config import Settings
 from services.tuning.worker.training import (EpochEndPruning, TabularModule, prepare, resolve_device, split_indices,
                                              train)
@@ -181,14 +181,20 @@ def test_a_network_learns_from_categories_and_missing_values():
     assert scores["test/r2"] > 0.8, scores
 
 
-def test_baseline_is_scikit_learns_ridge_and_logistic_regression_on_the_same_inputs():
+# 97 rows a chunk: the ridge's X'X summed over several chunks (the last one short) without
+# one-hot inputs gives scikit-learn's fit on the one-hot inputs all the same.
+@pytest.mark.parametrize("chunk_rows", [baseline.CHUNK_ROWS, 97])
+def test_baseline_is_scikit_learns_ridge_and_logistic_regression_on_the_same_inputs(chunk_rows, monkeypatch):
+    monkeypatch.setattr(baseline, "CHUNK_ROWS", chunk_rows)
     linear_model = pytest.importorskip("sklearn.linear_model")
     rng = np.random.default_rng(2)
     n = 600
     frame = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n),
-                          "c": rng.choice(["x", "y", "z"], n)})
-    y = 2 * frame["a"].to_numpy() - frame["b"].to_numpy() + (frame["c"] == "x") * 1.5 + rng.normal(size=n) * 0.3
-    data = prepare(frame, {"a": "numeric", "b": "numeric", "c": "categorical"}, y, seed=0)
+                          "c": rng.choice(["x", "y", "z"], n), "d": rng.choice(list("pqrstu"), n)})
+    y = (2 * frame["a"].to_numpy() - frame["b"].to_numpy() + (frame["c"] == "x") * 1.5 - (frame["d"] == "q")
+         + rng.normal(size=n) * 0.3)
+    kinds = {"a": "numeric", "b": "numeric", "c": "categorical", "d": "categorical"}
+    data = prepare(frame, kinds, y, seed=0)
     fitted = baseline.fit(data)
     inputs = {k: baseline.linear_inputs(data, k).numpy() for k in ("train", "test")}
     ridge = linear_model.Ridge(alpha=1.0).fit(inputs["train"], data.y["train"].numpy())
@@ -197,7 +203,7 @@ def test_baseline_is_scikit_learns_ridge_and_logistic_regression_on_the_same_inp
     assert fitted.model == "ridge regression"
     assert fitted.metrics["test/rmse"] == pytest.approx(np.sqrt(np.mean((expected - truth) ** 2)), rel=1e-4)
     labels = (y > np.median(y)).astype(np.int64)
-    data = prepare(frame, {"a": "numeric", "b": "numeric", "c": "categorical"}, labels, seed=0, classes=["lo", "hi"])
+    data = prepare(frame, kinds, labels, seed=0, classes=["lo", "hi"])
     fitted = baseline.fit(data)
     inputs = {k: baseline.linear_inputs(data, k).numpy() for k in ("train", "test")}
     logistic = linear_model.LogisticRegression(C=1.0, max_iter=1000).fit(inputs["train"], data.y["train"].numpy())
@@ -282,11 +288,18 @@ def test_mixed_precision_trains_and_logs_a_model_that_predicts(seed_data, tmp_pa
     module = TabularModule(seed_data, params)
     module.net.load_state_dict(result.state_dict)
     assert module.evaluate(*seed_data.split("val"))[0] == pytest.approx(result.best_val_loss, rel=1e-5)
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow.MlflowClient(uri)
     experiment = client.create_experiment("mixed", artifact_location=(tmp_path / "artifacts").as_uri())
     run = client.create_run(experiment)
     log_model(client, run.info.run_id, result, seed_data)
+    # One file per trial; the full pyfunc is made when asked for (on registration).
+    assert [a.path for a in client.list_artifacts(run.info.run_id, mlflow_tags.MODEL_ARTIFACT)] == [
+        packed_model.PACKED_PATH]
+    assert packed_model.package_run(uri, run.info.run_id)
+    assert packed_model.package_run(uri, run.info.run_id)  # already one: nothing to do
     model = mlflow.pyfunc.load_model(f"{run.info.artifact_uri}/{mlflow_tags.MODEL_ARTIFACT}")
+    assert model.metadata.get_input_schema().input_names() == [f"x{i}" for i in range(5)]
     rows = pd.read_csv(SEED / "X.csv", header=None).iloc[:5, 1:]
     rows.columns = [f"x{i}" for i in range(5)]
     predicted = model.predict(rows)["prediction"].to_numpy()

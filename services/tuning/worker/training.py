@@ -52,6 +52,9 @@ class TabularData:
     frame: pd.DataFrame | None = None
     kinds: dict[str, str] = field(default_factory=dict)
     seed: int = 0
+    # Reads (frame, raw_y) again when they were not kept: data mapped from a prepared
+    # file keeps no table in memory, and only k-fold objectives need it.
+    source: Callable[[], tuple[pd.DataFrame, np.ndarray]] | None = field(default=None, repr=False)
     _folds: dict[int, list["TabularData"]] = field(default_factory=dict, repr=False)
     _on_device: dict[str, "TabularData"] = field(default_factory=dict, repr=False)
 
@@ -98,10 +101,11 @@ class TabularData:
         with its own preprocessing fitted on its own training rows; the test rows stay
         the test split. Stratified for classification; kept while the data is cached."""
         if k not in self._folds:
+            frame, raw_y = (self.frame, self.raw_y) if self.frame is not None else self.source()
             pool = np.concatenate([self.rows["train"], self.rows["val"]])
-            fold_of = _fold_of(self.raw_y[pool] if self.classification else None, len(pool), k, self.seed + k)
+            fold_of = _fold_of(raw_y[pool] if self.classification else None, len(pool), k, self.seed + k)
             self._folds[k] = [
-                _build(self.frame, self.kinds, self.raw_y, self.classes or None, self.seed,
+                _build(frame, self.kinds, raw_y, self.classes or None, self.seed,
                        {"train": pool[fold_of != i], "val": pool[fold_of == i], "test": self.rows["test"]})
                 for i in range(k)
             ]
@@ -174,6 +178,15 @@ def _build(frame: pd.DataFrame, kinds: dict[str, str], y: np.ndarray, classes: l
         y={k: torch.from_numpy(ys[v]) for k, v in idx.items()},
         rows=idx, raw_y=y, frame=frame, kinds=kinds, seed=seed,
     )
+
+
+# Rows a held-out forward pass takes at a time: a million-row table's splits in one pass
+# would hold ~1 GB of activations at once (and the heap would keep much of it).
+EVAL_ROWS = 65_536
+
+
+def eval_chunks(n: int) -> list[slice]:
+    return [slice(start, start + EVAL_ROWS) for start in range(0, n, EVAL_ROWS)]
 
 
 # A trial's `precision` (space.PRECISIONS): the autocast dtype, None for plain fp32.
@@ -273,12 +286,15 @@ class TabularModule(L.LightningModule):
         logged model predicts in fp32); accuracy is NaN for regression."""
         was_training = self.training
         self.eval()
+        n, loss_sum, correct = len(y), 0.0, 0
         with torch.no_grad():
-            out = self(x_num, x_cat)
-            loss = float(self.loss_fn(out, y))
-            accuracy = float((out.argmax(dim=1) == y).float().mean()) if self.classification else float("nan")
+            for rows in eval_chunks(n):
+                out = self(x_num[rows], x_cat[rows])
+                loss_sum += float(self.loss_fn(out, y[rows])) * len(out)  # the loss is a mean
+                if self.classification:
+                    correct += int((out.argmax(dim=1) == y[rows]).sum())
         self.train(was_training)
-        return loss, accuracy
+        return loss_sum / n, correct / n if self.classification else float("nan")
 
     def configure_optimizers(self):
         name = self.params["optimizer"]

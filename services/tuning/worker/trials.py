@@ -27,17 +27,16 @@ from kubetune.data.v1 import data_pb2
 from kubetune.events.v1 import events_pb2 as ev
 from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common import mlflow_tags
+from services.common import mlflow_tags, packed_model
 from services.tuning import space, store
 from services.tuning.worker import baseline, metrics, tabular_model
 from services.tuning.worker.curves import CurveLog
 from services.tuning.worker.datasets import DatasetCache
 from services.tuning.worker.heartbeat import Heartbeat
-from services.tuning.worker.training import (EpochEndPruning, EpochResult, TabularData, TrainResult, resolve_device,
-                                             train)
+from services.tuning.worker.training import (EpochEndPruning, EpochResult, TabularData, TrainResult, eval_chunks,
+                                             resolve_device, train)
 
 log = logging.getLogger(__name__)
-MODEL_CODE = Path(tabular_model.__file__)
 
 
 @dataclass
@@ -130,6 +129,8 @@ class TrialRunner:
         # Creates each trial's MLflow run while the trial trains, notes its curves while
         # its model uploads.
         self._background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-run")
+        # experiment id -> where its runs' artifact folders are (see `_artifacts`).
+        self._artifact_roots: dict[str, str] = {}
 
     # -- the ticket ----------------------------------------------------------------
 
@@ -352,12 +353,31 @@ class TrialRunner:
         summary = self._final_metrics(result, data)
         # The curves go into the storage while the model uploads; both before the tell.
         stored = self._background.submit(self._note_results, trial, curves, summary)
-        log_model(self.mlflow, run_id, result, data)
+        log_model(self.mlflow, run_id, result, data, self._artifacts(attrs.get(store.EXPERIMENT, ""), run_id))
         self.ports.crash_point("after_model_logged")
         stored.result()
         return self._end(study, trial, "trial_completed", ev.TrialCompleted(
             study_id=study_id, trial=trial.number, mlflow_run_id=run_id, values=values, metrics=summary,
             epochs_done=len(result.history), best_epoch=result.best_epoch))
+
+    def _artifacts(self, experiment_id: str, run_id: str):
+        """The run's artifact repository without a look-up of the run (one MLflow call a
+        trial fewer): MLflow puts a run's artifacts at `<experiment root>/<run id>/artifacts`.
+        The root is learnt from the first run of each experiment, whose artifact URI is
+        looked up; where a URI does not follow that rule, every run's is looked up."""
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository  # noqa: PLC0415
+
+        suffix = f"/{run_id}/artifacts"
+        root = self._artifact_roots.get(experiment_id)
+        if root is not None:
+            uri = root + suffix
+        else:
+            uri = self.mlflow.get_run(run_id).info.artifact_uri
+            if experiment_id and uri.endswith(suffix):
+                if len(self._artifact_roots) > 1000:
+                    self._artifact_roots.clear()
+                self._artifact_roots[experiment_id] = uri[:-len(suffix)]
+        return get_artifact_repository(uri, tracking_uri=self.mlflow_uri)
 
     @staticmethod
     def _note_results(trial: optuna.Trial, curves: CurveLog, summary: dict[str, float]) -> None:
@@ -437,33 +457,31 @@ def split_metrics(architecture: dict, state_dict: dict, data: TabularData) -> di
     net.eval()
 
     def outputs(split: str) -> np.ndarray:
-        x_num, x_cat, _ = data.split(split)
+        x_num, x_cat, y = data.split(split)
         with torch.no_grad():
-            return net(x_num, x_cat).numpy()
+            return np.concatenate([net(x_num[rows], x_cat[rows]).numpy() for rows in eval_chunks(len(y))])
 
     return metrics.scores(outputs, data)
 
 
-def log_model(client: mlflow.MlflowClient, run_id: str, result: TrainResult, data: TabularData) -> None:
-    """An MLflow pyfunc (models from code), preprocessing included, uploaded to the run;
-    its signature names each input column and its type."""
+def log_model(client: mlflow.MlflowClient, run_id: str, result: TrainResult, data: TabularData,
+              repository=None) -> None:
+    """The trial's model as ONE artifact, `model/kubetune-model.pt` (packed_model.py): the
+    weights, the preprocessing and architecture, the signature naming each input column
+    and its type, and the pip requirements. One upload where a pyfunc folder took ~7;
+    the registry makes the full pyfunc of it when the run is registered. `repository`:
+    the run's artifact repository where the caller knows it (else MLflow looks the run up)."""
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        weights = tmp / "weights.pt"
-        torch.save(result.state_dict, weights)
-        spec_file = tmp / "spec.json"
-        spec_file.write_text(json.dumps({**data.spec(), "architecture": result.architecture}))
-        signature = model_signature(data)
-        mlflow.pyfunc.save_model(
-            path=tmp / "model",
-            python_model=str(MODEL_CODE),
-            artifacts={"weights": str(weights), "spec": str(spec_file)},
-            signature=signature,
+        path = packed_model.pack(
+            Path(tmp) / packed_model.PACKED_FILE, result.state_dict,
+            {**data.spec(), "architecture": result.architecture}, model_signature(data).to_dict(),
             # Explicit: inferring requirements costs seconds per model (DESIGN.md).
-            pip_requirements=[f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
-                              f"pandas=={pd.__version__}", f"numpy=={np.__version__}"],
-        )
-        client.log_artifacts(run_id, str(tmp / "model"), mlflow_tags.MODEL_ARTIFACT)
+            [f"mlflow=={mlflow.__version__}", f"torch=={torch.__version__.split('+')[0]}",
+             f"pandas=={pd.__version__}", f"numpy=={np.__version__}"])
+        if repository is not None:
+            repository.log_artifact(str(path), mlflow_tags.MODEL_ARTIFACT)
+        else:
+            client.log_artifact(run_id, str(path), mlflow_tags.MODEL_ARTIFACT)
 
 
 def input_schema(data: TabularData) -> list[dict[str, str]]:

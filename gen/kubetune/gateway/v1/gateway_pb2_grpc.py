@@ -329,6 +329,7 @@ class GatewayServicer:
 
     def RegisterModel(self, request, context):
         """Models and predictions.
+        Long: a run's first registration makes the full pyfunc of its one-file model.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

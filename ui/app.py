@@ -10,8 +10,15 @@ from nicegui import app, ui
 
 from ui.config import Settings
 from ui.context import ctx
-from ui.gateway_client import GatewayClient
+from ui.gateway_client import DEADLINE_S, GatewayClient
 from ui.memory import reclaimer
+from ui.session import WHO_DEADLINE_S
+
+# How long a page may take to build: the sign-in check and a page's first read from the
+# gateway (Experiments' rows) are awaited before it goes out, each within its deadline.
+# Past NiceGUI's default, 3 s, the browser got an error page instead (HTTP 500): on a
+# loaded machine, 1 of 80 pages in the soak (tests/reliability/test_soak.py).
+PAGE_BUILD_S = WHO_DEADLINE_S + DEADLINE_S + 5
 
 
 def register_pages() -> None:
@@ -21,12 +28,10 @@ def register_pages() -> None:
     from ui.pages import data, experiments, home, models, study, tune
 
     session.register()
-    ui.page("/")(session.signed_in(home.page))
-    ui.page("/data")(session.signed_in(data.page))
-    ui.page("/tune")(session.signed_in(tune.page))
-    ui.page("/study/{study_id}")(session.signed_in(study.page))
-    ui.page("/experiments")(session.signed_in(experiments.page))
-    ui.page("/models")(session.signed_in(models.page))
+    for path, page in (("/", home.page), ("/data", data.page), ("/tune", tune.page),
+                       ("/study/{study_id}", study.page), ("/experiments", experiments.page),
+                       ("/models", models.page)):
+        ui.page(path, response_timeout=PAGE_BUILD_S)(session.signed_in(page))
 
 
 def storage_secret(settings: Settings) -> str:
@@ -52,6 +57,6 @@ def setup(settings: Settings) -> None:
 def run(settings: Settings) -> None:
     setup(settings)
     ui.run(host=settings.host, port=settings.port, title="kubetune", reload=False, show=False,
-           favicon="🎛", storage_secret=storage_secret(settings),
+           favicon="🎛", storage_secret=storage_secret(settings), reconnect_timeout=settings.reconnect_s,
            session_middleware_kwargs={"session_cookie": "kubetune_session", "max_age": settings.session_s,
                                       "same_site": "lax", "https_only": settings.secure_cookie})

@@ -18,3 +18,9 @@ class Settings(PartSettings, env_prefix="KUBETUNE_UI_"):
     session_s: int = Field(8 * 3600, gt=0, description="How long a sign-in lasts, in seconds.")
     secure_cookie: bool = Field(False, description="Send the session cookie over HTTPS only (behind TLS).")
     mlflow_ui_url: str = Field(DEFAULT_MLFLOW_URI, description="MLflow UI link shown to users.")
+    reconnect_s: float = Field(20.0, gt=0, description=(
+        "How long a page whose connection dropped is kept for its browser to come back, in "
+        "seconds; past it the browser reloads the page, and a closed page's memory is freed only "
+        "then. The connection's heartbeat follows it (NiceGUI: a ping every 0.8x, to be answered "
+        "within 0.4x, at least 4 s and 2 s): at NiceGUI's 3 s, a browser or UI busy for 2 s on a "
+        "loaded machine lost its page (tests/reliability/test_soak.py)."))

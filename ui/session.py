@@ -35,6 +35,7 @@ CSRF_KEY = "kubetune_csrf"
 ROLE_NAMES = {options_pb2.ROLE_VIEWER: "viewer", options_pb2.ROLE_EDITOR: "editor", options_pb2.ROLE_ADMIN: "admin"}
 RANK = {"viewer": 1, "editor": 2, "admin": 3}
 SIGN_IN = "/sign-in"
+WHO_DEADLINE_S = 5
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def _to_sign_in(path: str, reason: str = "") -> RedirectResponse:
 
 
 async def _who(token: str) -> gateway_pb2.WhoAmIResponse:
-    return await ctx.base.as_user(token).call("WhoAmI", gateway_pb2.WhoAmIRequest(), timeout=5)
+    return await ctx.base.as_user(token).call("WhoAmI", gateway_pb2.WhoAmIRequest(), timeout=WHO_DEADLINE_S)
 
 
 async def admit(request: Request) -> RedirectResponse | None:

@@ -176,7 +176,26 @@ def importances(study: StudyView, trials: list[TrialView]) -> list[tuple[str, fl
     except (ValueError, RuntimeError) as exc:  # e.g. no parameter common to every trial
         log.info("no importances for study %s: %s", study.study_id, exc)
         return []
+    finally:
+        _forget_fanova_trees()
     return [(k, float(v)) for k, v in result.items()]
+
+
+def _forget_fanova_trees() -> None:
+    """Lets the forest of the fANOVA just computed be freed. Optuna's _FanovaTree caches its
+    node look-ups with `lru_cache` on the methods, i.e. in one class-wide cache keyed by the
+    tree itself, so every tree of every computation (64 a call, with their scikit-learn trees
+    and arrays) stayed alive for good: the tuning service grew by 16 MB per computation at
+    150 trials, 364 -> 572 MB over a 500-trial study (tests/reliability/test_soak.py;
+    optuna/optuna#6859). The caches only speed up one computation; clearing them while
+    another study's runs in its thread costs that one some look-ups again, nothing more."""
+    try:
+        from optuna.importance._fanova._tree import _FanovaTree
+    except ImportError:  # scikit-learn absent (PED-ANOVA) or Optuna moved it: nothing cached here
+        return
+    for attribute in vars(_FanovaTree).values():
+        if hasattr(attribute, "cache_clear"):
+            attribute.cache_clear()
 
 
 # While a study runs, importances are computed again once its completed trials have grown
@@ -224,35 +243,48 @@ def summarize(study: StudyView, trials: list[TrialView], previous: Summary | Non
 
 
 class SummaryCache:
-    """One summary per study, recomputed only when the study's revision changes."""
+    """One summary per study, recomputed only when the study's revision changes.
+
+    A computation, once started, finishes and is kept even when every caller has gone (a
+    deadline, a closed page): shielded from their cancellation. Cancelled with its caller,
+    fANOVA over a few hundred trials on a loaded machine (~30 s) outlasted the gateway's
+    deadline each time, was never kept, and each new request started it again: the tuning
+    service computed importances without end once the soak's study had completed, its
+    event loop starved (GetStudy past 10 s) and its RSS +48% (tests/reliability/test_soak.py)."""
 
     def __init__(self, source: StudySource, capacity: int = 64):
         self.source = source
         self.capacity = capacity
         self._cache: OrderedDict[str, Summary] = OrderedDict()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._running: dict[str, asyncio.Task] = {}  # study -> its computation under way
         self.computed = 0  # how many times a summary was computed (tests read it)
 
     async def get(self, study_id: str) -> Summary:
-        study = await self.source.get_study(study_id)
-        cached = self._cache.get(study_id)
-        if cached is not None and cached.revision == study.revision:
-            self._cache.move_to_end(study_id)
-            return cached
-        lock = self._locks.setdefault(study_id, asyncio.Lock())
-        async with lock:
+        while True:
+            study = await self.source.get_study(study_id)
             cached = self._cache.get(study_id)
             if cached is not None and cached.revision == study.revision:
+                self._cache.move_to_end(study_id)
                 return cached
-            trials = await self.source.list_trials(study_id)
-            summary = await asyncio.to_thread(summarize, study, trials, cached)
-            self.computed += 1
-            self._cache[study_id] = summary
-            self._cache.move_to_end(study_id)
-            while len(self._cache) > self.capacity:
-                evicted, _ = self._cache.popitem(last=False)
-                self._locks.pop(evicted, None)
-            return summary
+            task = self._running.get(study_id)
+            if task is None:
+                task = asyncio.get_running_loop().create_task(self._compute(study, cached))
+                self._running[study_id] = task
+                task.add_done_callback(lambda _, study_id=study_id: self._running.pop(study_id, None))
+            summary = await asyncio.shield(task)
+            if summary.revision == study.revision:
+                return summary
+            # That computation was of an older revision: the study has changed since.
+
+    async def _compute(self, study: StudyView, cached: Summary | None) -> Summary:
+        trials = await self.source.list_trials(study.study_id)
+        summary = await asyncio.to_thread(summarize, study, trials, cached)
+        self.computed += 1
+        self._cache[study.study_id] = summary
+        self._cache.move_to_end(study.study_id)
+        while len(self._cache) > self.capacity:
+            self._cache.popitem(last=False)
+        return summary
 
 
 def search_space(spec: pb.StudySpec) -> tuple[ParamSpace, ...]:

@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import grpc
 import psutil
 import pytest
 
@@ -22,8 +23,11 @@ from testing.platform import running_platform
 from testing.studies import finished, small_spec
 from tests.e2e.conftest import need_chromium
 from tests.reliability.faults import rss_mb
+from ui.config import Settings as UISettings
+from ui.memory import COLLECT_AFTER_S
 
-pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.soak]
+# The study alone is given 20 min (below); the suite's 600 s per test is too short for it.
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.soak, pytest.mark.timeout(1800)]
 
 TRIALS = int(os.environ.get("KUBETUNE_SOAK_TRIALS", "500"))
 EPOCHS = 2
@@ -32,9 +36,9 @@ AT_ONCE = 3  # sessions with a page open at one time: 2 cores also run the study
 WARM_TRIALS = max(1, TRIALS // 10)  # warm-up: this many trials and one round of every session
 MAX_GROWTH = 0.10
 SAMPLE_EVERY_S = 2.0
-# A closed page's client is deleted NiceGUI's reconnect_timeout (3 s) after its socket goes,
-# and collected 3 s later (ui/memory.py).
-QUIET_S = 10.0
+# A closed page's client is deleted the UI's reconnect_s (20 s) after its socket goes, and
+# collected COLLECT_AFTER_S later (ui/memory.py).
+QUIET_S = UISettings.model_fields["reconnect_s"].default + COLLECT_AFTER_S + 4.0
 PAGE_TIMEOUT_MS = 60_000
 DWELL_MS = 1_500  # on each page, receiving its live updates
 
@@ -48,6 +52,7 @@ class Sampler:
     study_id: str
     samples: list[tuple[float, dict[str, float]]] = field(default_factory=list)
     study: pb.Study | None = None
+    slow_reads: list[str] = field(default_factory=list)  # GetStudy calls that failed (deadline)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def take(self) -> dict[str, float]:
@@ -73,7 +78,10 @@ class Sampler:
         ch, stub = self.platform.stub()
         try:
             while not self.stop.is_set():
-                self.study = stub.GetStudy(pb.GetStudyRequest(study_id=self.study_id), timeout=10).study
+                try:
+                    self.study = stub.GetStudy(pb.GetStudyRequest(study_id=self.study_id), timeout=10).study
+                except grpc.RpcError as exc:  # memory is still read; a slow answer is not the soak's error
+                    self.slow_reads.append(f"{exc.code().name} at {time.monotonic():.0f}")
                 self.samples.append((time.monotonic(), self.take()))
                 self.stop.wait(SAMPLE_EVERY_S)
         finally:
@@ -83,8 +91,24 @@ class Sampler:
         return [s for at, s in self.samples if at >= t]
 
 
-async def session(browser, base: str, study_id: str, errors: list[str]) -> None:
-    """One person: a new browser (context), the study's live page, then Experiments, gone."""
+async def session(browser, base: str, study_id: str, errors: list[str], disturbed: list[str]) -> None:
+    """One person: a new browser (context), the study's live page, then Experiments, gone.
+
+    Chromium aborts its connections, loopback ones included, when a network interface
+    comes or goes on the host (net::ERR_NETWORK_CHANGED): on a shared machine, a container
+    build next door. Nothing the UI did or could do; such a session is counted and the
+    person tries once more, and any other error, or a second abort, fails the test."""
+    for attempt in (1, 2):
+        found: list[str] = []
+        await visit_once(browser, base, study_id, found)
+        if attempt == 1 and found and any("ERR_NETWORK_CHANGED" in e for e in found):
+            disturbed.append(found[0][:200])
+            continue
+        errors.extend(found)
+        return
+
+
+async def visit_once(browser, base: str, study_id: str, errors: list[str]) -> None:
     context = await browser.new_context(viewport={"width": 1280, "height": 900})
     try:
         page = await context.new_page()
@@ -109,12 +133,12 @@ async def visit(page, base: str, study_id: str) -> None:
     await page.wait_for_timeout(DWELL_MS)
 
 
-async def round_of_sessions(browser, base: str, study_id: str, errors: list[str]) -> None:
+async def round_of_sessions(browser, base: str, study_id: str, errors: list[str], disturbed: list[str]) -> None:
     gate = asyncio.Semaphore(AT_ONCE)
 
     async def one():
         async with gate:
-            await session(browser, base, study_id, errors)
+            await session(browser, base, study_id, errors, disturbed)
 
     await asyncio.gather(*(one() for _ in range(SESSIONS)))
 
@@ -160,6 +184,7 @@ async def test_500_trials_and_20_sessions_leave_memory_flat(tmp_path):
         thread = threading.Thread(target=sampler.run, daemon=True)
         thread.start()
         errors: list[str] = []
+        disturbed: list[str] = []
         quiet_ui: list[tuple[int, float]] = []  # (trials finished, UI MB) after each round closed
         t0 = time.monotonic()
         warm_at = None
@@ -168,7 +193,7 @@ async def test_500_trials_and_20_sessions_leave_memory_flat(tmp_path):
             async with async_playwright() as p:
                 browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
                 while sampler.study is None or sampler.study.state != pb.STUDY_STATE_COMPLETED:
-                    await round_of_sessions(browser, platform.ui_url, study.id, errors)
+                    await round_of_sessions(browser, platform.ui_url, study.id, errors, disturbed)
                     rounds += 1
                     await asyncio.sleep(QUIET_S)
                     quiet_ui.append((finished(sampler.study), rss_mb(platform.part("ui").proc)))
@@ -206,6 +231,15 @@ async def test_500_trials_and_20_sessions_leave_memory_flat(tmp_path):
     ui_back = quiet_ui[-1][1] / warm_ui - 1
     print(f"  UI with no page open: {' '.join(f'{n}:{mb:.1f}' for n, mb in quiet_ui)} MB; "
           f"after the last round {ui_back * 100:+.1f}% of its warm value ({warm_ui:.1f} MB)")
+
+    if sampler.slow_reads:
+        print(f"  GetStudy failed {len(sampler.slow_reads)} times: {sampler.slow_reads[:5]}")
+    if disturbed:
+        print(f"  {len(disturbed)} sessions tried again after the host's network changed: {disturbed[:3]}")
+    for e in errors:
+        print(f"  error: {e}")
+    (tmp_path / "samples.json").write_text(json.dumps(sampler.samples))
+    print(f"  samples (monotonic s, MB by part): {tmp_path / 'samples.json'}")
 
     assert final.state == pb.STUDY_STATE_COMPLETED
     assert finished(final) == TRIALS and final.counts.complete == TRIALS, final.counts

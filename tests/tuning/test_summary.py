@@ -87,6 +87,28 @@ async def test_cache_recomputes_only_when_the_study_changed():
     assert cache.computed == 2
 
 
+async def test_a_summary_whose_callers_gave_up_is_still_kept():
+    """A computation outlasting its caller's deadline was cancelled with it and never
+    kept: on a loaded machine every request started fANOVA again (the soak)."""
+    import asyncio
+
+    source = FakeSource()
+    cache = SummaryCache(source)
+    waiting = asyncio.ensure_future(cache.get("s1"))
+    while source.listed == 0:
+        await asyncio.sleep(0.01)
+    waiting.cancel()  # the caller's deadline, during the computation
+
+    async def computed():
+        while cache.computed == 0:
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(computed(), 30)  # cancelled with its caller, it never ends
+    kept = await cache.get("s1")
+    assert kept.revision == "a" and kept.importances
+    assert (cache.computed, source.listed) == (1, 1)
+
+
 def test_a_running_study_recomputes_importances_as_it_grows_by_a_tenth():
     """fANOVA costs O(trials): at every trial's end it was O(trials²) for a study."""
     ts = trials(60)
@@ -101,3 +123,24 @@ def test_a_running_study_recomputes_importances_as_it_grows_by_a_tenth():
     assert grown.importances_from == 36 and grown.importances is not first.importances
     done = summarize(StudyView("s1", ("minimize",), SPACE, "r4", running=False), ts, grown)
     assert done.importances_from == len(complete)
+
+
+def test_importances_leave_no_forest_behind():
+    """fANOVA's trees (64 a computation) are freed once the importances are known: Optuna's
+    class-wide lru_cache kept every one alive, and the tuning service grew with each
+    computation (tests/reliability/test_soak.py)."""
+    import gc
+
+    from optuna.importance._fanova._tree import _FanovaTree
+
+    def trees() -> int:
+        gc.collect()
+        return sum(isinstance(o, _FanovaTree) for o in gc.get_objects())
+
+    # Counted before: pytest's log capture keeps the tracebacks of earlier tests' refusals,
+    # and with them the forest those were computing.
+    before = trees()
+    study = StudyView("s1", ("minimize",), SPACE, "r1")
+    for seed in range(3):
+        assert summarize(study, trials(seed=seed)).importances
+    assert trees() == before

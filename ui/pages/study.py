@@ -81,6 +81,8 @@ class StudyView:
     # Skeleton, filled in by render() once the snapshot is in.
 
     def build(self) -> None:
+        self.client = ui.context.client
+        self.client.on_connect(self.draw_soon)
         self.root = ui.column().classes("w-full max-w-screen-2xl mx-auto p-4 gap-4")
         with self.root:
             with ui.row().classes("w-full items-center gap-3"):
@@ -279,8 +281,13 @@ class StudyView:
 
     def draw_soon(self) -> None:
         """Draws what changed now if nothing was drawn for RENDER_EVERY_S, else once that
-        much time has passed: a burst of events is drawn once, and the last is never left out."""
+        much time has passed: a burst of events is drawn once, and the last is never left out.
+        Not while the browser is away: a page closed (or navigated from) is kept for the UI's
+        reconnect_s, 20 s, and drawing every closed page for that long cost as much as the
+        open ones; what changed meanwhile is drawn when the browser comes back (on_connect)."""
         if not self.dirty or (self.draw_task is not None and not self.draw_task.done()):
+            return
+        if not self.client.has_socket_connection:
             return
         wait = self.drawn_at + RENDER_EVERY_S - time.monotonic()
         if wait <= 0:

@@ -146,6 +146,56 @@ def test_a_diagram_missing_an_arrow_is_caught():
     assert diagram_arrows(readme) != ARROWS
 
 
+# One service shape: the files of a service that translate (gRPC, NATS, protobuf, a
+# backend's API) are these; every other file is the domain, and imports no grpc, no
+# nats and no protobuf (the generated kubetune.* messages, google.protobuf): plain data
+# in and out (records.py).
+EDGES = {"__init__.py", "__main__.py", "app.py", "config.py", "servicer.py", "adapters.py", "messages.py",
+         "store.py", "sql_store.py", "mlflow_store.py",
+         "outbox.py"}  # the registry's: derives its events from what MLflow holds
+# Domain files that still take protobuf, and why; the test fails once one no longer does,
+# so the list only shrinks.
+NOT_YET = {
+    "services/tuning/worker/trials.py": "tickets, trial events and the trial-run request (per-trial-cost work there)",
+    "services/tuning/worker/datasets.py": "the dataset cache is keyed by data's DatasetVersion message",
+    "services/tracking/recorder.py": "records the bus's events as they come (per-trial-cost work there)",
+}
+FORBIDDEN = ("grpc", "grpc_health", "grpc_reflection", "nats", "kubetune", "google")
+
+
+def wire_imports(f: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(f.read_text(), str(f))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        found.update(n for n in names if n.split(".")[0] in FORBIDDEN)
+    return found
+
+
+def domain_files(root: Path) -> list[Path]:
+    return [f for part in ("data", "tuning", "worker", "tracking", "registry") for f in part_files(root, part)
+            if f.name not in EDGES]
+
+
+def test_every_services_domain_takes_plain_data():
+    wired = {str(f.relative_to(REPO)): sorted(wire_imports(f)) for f in domain_files(REPO)}
+    assert {f: w for f, w in wired.items() if w and f not in NOT_YET} == {}
+    assert [f for f in NOT_YET if not wired.get(f)] == []
+
+
+def test_a_domain_importing_protobuf_is_caught(tmp_path):
+    shutil.copytree(REPO / "services", tmp_path / "services", ignore=shutil.ignore_patterns("__pycache__", "*.csv"))
+    (tmp_path / "services/tuning/studies.py").write_text("from kubetune.tuning.v1 import tuning_pb2 as pb\n")
+    (tmp_path / "services/data/catalog.py").write_text("import grpc\n")
+    wired = {f.relative_to(tmp_path).as_posix(): wire_imports(f) for f in domain_files(tmp_path)}
+    assert wired["services/tuning/studies.py"] == {"kubetune.tuning.v1"}
+    assert wired["services/data/catalog.py"] == {"grpc"}
+
+
 def test_the_shared_hyperparameter_names_need_no_service():
     """hyperparams/ is what the UI and the CLI know of the search space without importing
     services: it imports no service, and no optuna (the UI image has none)."""

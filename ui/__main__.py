@@ -1,6 +1,6 @@
 import os
 
-from services.common.logs import setup_logging
+from kubetune_common.logs import setup_logging
 from ui.app import run
 from ui.config import Settings
 

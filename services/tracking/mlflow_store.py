@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 import logging
 
+from kubetune_common.errors import FailedPrecondition, InvalidArgument
 from services.common import mlflow_tags
 from services.common.mlflow_rest import DatasetInput, Metric, MlflowError, MlflowRest, Run, domain_error, mlflow_calls
-from services.common.errors import FailedPrecondition, InvalidArgument
 from services.tracking.records import (
     ALL_COLUMNS,
     Columns,

@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial
 
 from kubetune.data.v1 import data_pb2
 from kubetune.events.v1 import events_pb2 as ev
-from services.common import subjects
+from kubetune_common import subjects
 from services.common.clients import DataClient
 from services.common.events import EventBus
 from services.common.outbox import OutboxEvent, Relay

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubetune.tuning.v1 import tuning_pb2, tuning_pb2_grpc
-from services.common import subjects
+from kubetune_common import subjects
 from services.common.clients import Backend, DataClient, TrackingClient
 from services.common.events import EventBus
 from services.common.outbox import Relay

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from kubetune.tuning.v1 import tuning_pb2_grpc
-from services.common.errors import InvalidArgument, servicer_errors
+from kubetune_common.errors import InvalidArgument, servicer_errors
 from services.common.watch import EventHub
 from services.tuning import messages
 from services.tuning.studies import StudyManager

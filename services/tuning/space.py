@@ -23,7 +23,7 @@ from hyperparams import (  # noqa: F401 - the names the service and workers read
     MAX_LAYERS, MAX_SEED, MAX_UNITS, OPTIMIZERS, PER_LAYER_UNITS, PRECISIONS, PRUNER_NAMES, SAMPLER_NAMES, format_value,
     kind_of,
 )
-from services.common.errors import InvalidArgument
+from kubetune_common.errors import InvalidArgument
 from services.tuning.messages import param_from_pb
 from services.tuning.records import ParamSpec, StudySpec
 

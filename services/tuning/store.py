@@ -19,8 +19,8 @@ from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
 from kubetune.events.v1 import events_pb2
+from kubetune_common.sqlite import use_wal
 from services.common.outbox import OutboxEvent, OutboxStore
-from services.common.sqlite import use_wal
 from services.tuning import messages
 from services.tuning.records import StudySpec
 

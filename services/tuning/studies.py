@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from kubetune_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.common.outbox import OutboxEvent
 from services.tuning import space, store
 from services.tuning.records import (Baseline, DatasetInfo, Study, StudySnapshot, StudySpec, Trial, TrialCounts,

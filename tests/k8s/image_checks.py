@@ -78,6 +78,26 @@ class Dockerfile:
         return [r for r in self.all("RUN") if "pip install" in r]
 
 
+def runtime_packages() -> tuple[str, ...]:
+    """The top-level packages of this repository that the parts' code imports (services,
+    hyperparams, kubetune_common...), less the parts' own (gateway, ui: the PACKAGE arg)
+    and the generated code (copied as gen): every image copies them, every dev sync
+    follows them, and a new one is caught here before an image fails to start."""
+    own = {"gateway", "ui", "kubetune"}
+    found = set()
+    for top in ("services", "gateway", "ui"):
+        for f in (REPO / top).rglob("*.py"):
+            for node in ast.walk(ast.parse(f.read_text(), str(f))):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    found.add(node.module.split(".")[0])
+                elif isinstance(node, ast.Import):
+                    found.update(a.name.split(".")[0] for a in node.names)
+    return tuple(sorted(n for n in found - own if (REPO / n / "__init__.py").is_file()))
+
+
+RUNTIME_PACKAGES = runtime_packages()
+
+
 def check_dockerfile(path: Path | None = None) -> list[str]:
     """The shape every part's image shares. `path`: a copy to check instead."""
     path = path or REPO / DOCKERFILE
@@ -120,7 +140,7 @@ def check_dockerfile(path: Path | None = None) -> list[str]:
     if df.final("ENTRYPOINT") != ['["kubetune-entrypoint"]'] or not ENTRYPOINT_SCRIPT.exists():
         problems.append(f"{where}: ENTRYPOINT is not k8s/images/entrypoint.sh")
     copies = df.source_copies({"PACKAGE": "${PACKAGE}"})  # the arg itself, not its default
-    for needed in ("gen", "services", "hyperparams", "${PACKAGE}"):
+    for needed in ("gen", *RUNTIME_PACKAGES, "${PACKAGE}"):
         if needed not in copies:
             problems.append(f"{where}: does not copy {needed} into /app")
     if not any("requirements/lock.txt" in c for c in df.all("COPY")):

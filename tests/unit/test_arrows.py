@@ -8,6 +8,8 @@ from __future__ import annotations
 import ast
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,8 +46,10 @@ IMPORTS = {
     "tracking": {"common", "tracking"},
     "registry": {"common", "registry"},
     "gateway": {"common"},
-    "ui": {"common"},  # the search space's rules are asked of the service (validate_only)
-    "cli": {"common"},
+    # Nothing from services: what they share with the services is in kubetune_common/ and
+    # hyperparams/, and the search space's rules are asked of the service (validate_only).
+    "ui": set(),
+    "cli": set(),
 }
 STUBS = {"DataServiceStub": "data", "TuningServiceStub": "tuning", "TrackingServiceStub": "tracking",
          "RegistryServiceStub": "registry", "GatewayStub": "gateway"}
@@ -131,7 +135,7 @@ def test_no_two_parts_call_each_other():
     ("from services.tuning import summary\n", "tracking imports services.tuning"),
     ("from kubetune.tuning.v1.tuning_pb2_grpc import TuningServiceStub\nTuningServiceStub\n",
      "tracking calls tuning"),
-    ("from services.common.config import address_of\nx = address_of(\"tuning\")\n", "tracking calls tuning"),
+    ("from kubetune_common.config import address_of\nx = address_of(\"tuning\")\n", "tracking calls tuning"),
 ])
 def test_a_stray_arrow_is_caught(tmp_path, planted, problem):
     for part in PARTS.values():
@@ -196,14 +200,38 @@ def test_a_domain_importing_protobuf_is_caught(tmp_path):
     assert wired["services/data/catalog.py"] == {"grpc"}
 
 
-def test_the_shared_hyperparameter_names_need_no_service():
-    """hyperparams/ is what the UI and the CLI know of the search space without importing
-    services: it imports no service, and no optuna (the UI image has none)."""
+@pytest.mark.parametrize("package", ["hyperparams", "kubetune_common"])
+def test_what_the_ui_and_the_cli_share_with_services_needs_no_service(package):
+    """hyperparams/ (the search space's names) and kubetune_common/ (settings, errors,
+    channels, subjects, logging, table and metric conventions) are what the UI and the
+    CLI share with the services: they import no service, and no optuna (the UI image has
+    none)."""
     imported = set()
-    for f in (REPO / "hyperparams").rglob("*.py"):
+    for f in (REPO / package).rglob("*.py"):
         for node in ast.walk(ast.parse(f.read_text(), str(f))):
-            if isinstance(node, ast.ImportFrom) and node.module:
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 imported.add(node.module.split(".")[0])
             elif isinstance(node, ast.Import):
                 imported.update(a.name.split(".")[0] for a in node.names)
     assert imported and not imported & {"services", "optuna", "ui", "cli", "gateway"}, imported
+
+
+# What the services install beyond the base dependencies (pyproject's extras): the UI and
+# the CLI load without any of it.
+SERVICE_DEPENDENCIES = ("services", "optuna", "sklearn", "torch", "lightning", "mlflow", "boto3", "pandas",
+                        "pyarrow", "sqlalchemy", "psycopg2", "psycopg")
+
+
+def test_the_ui_and_the_cli_load_without_the_services():
+    script = f"""
+import importlib, pkgutil, sys
+import ui, cli
+for pkg in (ui, cli):
+    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+        if not m.name.endswith("__main__"):
+            importlib.import_module(m.name)
+print(sorted({{m.split(".")[0] for m in sys.modules}} & set({SERVICE_DEPENDENCIES!r})))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

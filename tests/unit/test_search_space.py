@@ -9,7 +9,7 @@ import pytest
 
 import hyperparams
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common.errors import InvalidArgument
+from kubetune_common.errors import InvalidArgument
 from services.tuning import messages, space
 from services.tuning.records import StudySpec
 

@@ -15,7 +15,7 @@ from urllib.parse import unquote, urlparse
 import pyarrow.parquet as pq
 
 from kubetune.data.v1 import data_pb2
-from services.common.errors import FailedPrecondition
+from kubetune_common.errors import FailedPrecondition
 from services.tuning.worker.tabular_model import BOOLEAN, CATEGORICAL, NUMERIC
 from services.tuning.worker.training import TabularData, prepare
 

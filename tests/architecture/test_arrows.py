@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.architecture.imports import imported_modules, top_level_imports
+
 REPO = Path(__file__).resolve().parents[2]
 
 # Each part's code: a folder, less the folders of parts nested in it.
@@ -168,16 +170,7 @@ FORBIDDEN = ("grpc", "grpc_health", "grpc_reflection", "nats", "kubetune", "goog
 
 
 def wire_imports(f: Path) -> set[str]:
-    found = set()
-    for node in ast.walk(ast.parse(f.read_text(), str(f))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module]
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        else:
-            continue
-        found.update(n for n in names if n.split(".")[0] in FORBIDDEN)
-    return found
+    return {m for m in imported_modules(f) if m.split(".")[0] in FORBIDDEN}
 
 
 def domain_files(root: Path) -> list[Path]:
@@ -206,13 +199,7 @@ def test_what_the_ui_and_the_cli_share_with_services_needs_no_service(package):
     channels, subjects, logging, table and metric conventions) are what the UI and the
     CLI share with the services: they import no service, and no optuna (the UI image has
     none)."""
-    imported = set()
-    for f in (REPO / package).rglob("*.py"):
-        for node in ast.walk(ast.parse(f.read_text(), str(f))):
-            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                imported.add(node.module.split(".")[0])
-            elif isinstance(node, ast.Import):
-                imported.update(a.name.split(".")[0] for a in node.names)
+    imported = top_level_imports((REPO / package).rglob("*.py"))
     assert imported and not imported & {"services", "optuna", "ui", "cli", "gateway"}, imported
 
 

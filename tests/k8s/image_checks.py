@@ -6,7 +6,6 @@ only that set."""
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common import lockfile
+from tests.architecture.imports import imported_modules, top_level_imports
 from tests.k8s.parts import DOCKERFILE, REPO, Part
 
 ENTRYPOINT_SCRIPT = REPO / "k8s" / "images" / "entrypoint.sh"
@@ -84,14 +84,7 @@ def runtime_packages() -> tuple[str, ...]:
     and the generated code (copied as gen): every image copies them, every dev sync
     follows them, and a new one is caught here before an image fails to start."""
     own = {"gateway", "ui", "kubetune"}
-    found = set()
-    for top in ("services", "gateway", "ui"):
-        for f in (REPO / top).rglob("*.py"):
-            for node in ast.walk(ast.parse(f.read_text(), str(f))):
-                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                    found.add(node.module.split(".")[0])
-                elif isinstance(node, ast.Import):
-                    found.update(a.name.split(".")[0] for a in node.names)
+    found = top_level_imports(f for top in ("services", "gateway", "ui") for f in (REPO / top).rglob("*.py"))
     return tuple(sorted(n for n in found - own if (REPO / n / "__init__.py").is_file()))
 
 
@@ -253,13 +246,7 @@ def entry_modules(part: Part) -> list[str]:
     pkg = REPO / part.module.replace(".", "/")
     main = pkg / "__main__.py"
     if main.exists():
-        mods = []
-        for node in ast.walk(ast.parse(main.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                mods.append(node.module)
-            elif isinstance(node, ast.Import):
-                mods += [a.name for a in node.names]
-        return sorted(set(mods))
+        return sorted(imported_modules(main))
     mods = []
     for f in sorted(pkg.glob("*.py")):
         mods.append(part.module if f.name == "__init__.py" else f"{part.module}.{f.stem}")

@@ -49,8 +49,9 @@ TrialEnd = tuple[str, Any]
 
 
 class Notifier(Protocol):
-    """The studies' facts as events (adapters.BusNotifier). A lifecycle event is built
-    here, stored with the change it reports, and sent by the relay once `stored`."""
+    """The studies' facts as events (adapters.BusNotifier). A lifecycle event is built by
+    the notifier, stored by the domain with the change it reports, and sent by the relay
+    once the notifier is told `stored`."""
 
     def created(self, study_id: str, dataset_version: str, n_trials: int) -> OutboxEvent: ...
 

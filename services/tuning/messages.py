@@ -38,6 +38,11 @@ def _number(enum, name: str) -> int:
     return kind.Value(prefix + name.upper())
 
 
+# Read per trial and study: looked up once here (a study page lists hundreds of trials).
+_TRIAL_STATE_NUMBERS = {_name(_TRIAL_STATE, v, lower=False): v for v in pb.TrialState.values()}
+_STUDY_STATE_NUMBERS = {_name(_STUDY_STATE, v, lower=False): v for v in pb.StudyState.values()}
+
+
 def study_state_name(value: int) -> str:
     return _name(_STUDY_STATE, value, lower=False)
 
@@ -115,7 +120,7 @@ def _stamp(message, when: dt.datetime | None) -> None:
 
 def trial_to_pb(t: records.Trial) -> pb.Trial:
     out = pb.Trial(
-        study_id=t.study_id, number=t.number, state=_number(_TRIAL_STATE, t.state), params=t.params,
+        study_id=t.study_id, number=t.number, state=_TRIAL_STATE_NUMBERS[t.state], params=t.params,
         values=t.values, epochs_done=t.epochs_done, mlflow_run_id=t.mlflow_run_id, worker=t.worker,
         reason=t.reason, val_loss_curve=t.val_loss_curve, train_loss_curve=t.train_loss_curve, metrics=t.metrics,
     )
@@ -127,7 +132,7 @@ def trial_to_pb(t: records.Trial) -> pb.Trial:
 def study_to_pb(s: records.Study) -> pb.Study:
     c = s.counts
     out = pb.Study(
-        id=s.id, spec=spec_to_pb(s.spec), state=_number(_STUDY_STATE, s.state), dataset_version=s.dataset_version,
+        id=s.id, spec=spec_to_pb(s.spec), state=_STUDY_STATE_NUMBERS[s.state], dataset_version=s.dataset_version,
         counts=pb.TrialCounts(queued=c.queued, running=c.running, complete=c.complete, pruned=c.pruned, fail=c.fail),
         best_values=s.best_values, mlflow_experiment_id=s.mlflow_experiment_id, mlflow_run_id=s.mlflow_run_id,
         task_kind=s.task_kind,

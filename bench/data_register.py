@@ -117,7 +117,7 @@ def start_data_service(home: Path, nats_url: str, s3_url: str, port: int) -> sub
         "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}",
     }
     proc = subprocess.Popen([sys.executable, "-m", "services.data"], cwd=ROOT, env=env, start_new_session=True)
-    from services.common.clients import sync_health_status
+    from kubetune_common.channels import sync_health_status
 
     servers.wait_for(lambda: sync_health_status(f"127.0.0.1:{port}") == "SERVING", 30, "data service", proc)
     return proc

@@ -26,7 +26,7 @@ async def measure(args) -> dict:
 
     from kubetune.registry.v1 import registry_pb2 as pb
     from kubetune.registry.v1 import registry_pb2_grpc
-    from services.common.clients import channel
+    from kubetune_common.channels import channel
     from services.registry.app import start
     from services.registry.config import Settings
     from testing.models import log_trial_run, seed_data

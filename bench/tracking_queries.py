@@ -78,7 +78,7 @@ async def measure(args) -> dict:
 
     from kubetune.tracking.v1 import tracking_pb2 as pb
     from kubetune.tracking.v1 import tracking_pb2_grpc
-    from services.common.clients import channel
+    from kubetune_common.channels import channel
     from services.tracking.app import start
     from services.tracking.config import Settings
 

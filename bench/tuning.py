@@ -37,7 +37,7 @@ from kubetune.data.v1 import data_pb2
 from kubetune.gateway.v1 import gateway_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import mlflow_tags
-from services.tuning import space
+from services.tuning import messages, space
 from services.tuning.worker.datasets import DatasetCache
 from services.tuning.worker.training import train
 from services.tuning.worker.trials import log_model
@@ -71,11 +71,12 @@ def baseline_script(gateway, mlflow_uri: str, spec: pb.StudySpec, cache_dir: Pat
     experiment = client.get_experiment_by_name("bench-baseline") or client.get_experiment(client.create_experiment("bench-baseline"))
     parent = client.create_run(experiment.experiment_id, run_name="baseline")
     study = optuna.create_study(direction="minimize")
-    dists = space.distributions(spec)
+    plain = messages.spec_from_pb(spec)  # the rules take the domain's record
+    dists = space.distributions(plain)
     for sequence in range(spec.n_trials):
-        study.sampler = space.make_sampler(spec, seed_offset=sequence)
+        study.sampler = space.make_sampler(plain, seed_offset=sequence)
         trial = study.ask()
-        params = space.suggest(trial, spec, dists)
+        params = space.suggest(trial, plain, dists)
         run = client.create_run(experiment.experiment_id, tags={mlflow_tags.MLFLOW_PARENT: parent.info.run_id})
         client.log_batch(run.info.run_id, params=[Param(k, space.format_value(v)) for k, v in params.items() if k != "layer_units"])
         result = train(data, params, seed=(spec.seed or 42) + trial.number, patience=spec.early_stopping_patience)

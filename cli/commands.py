@@ -23,10 +23,10 @@ from kubetune.gateway.v1 import gateway_pb2_grpc
 from kubetune.registry.v1 import registry_pb2
 from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common.config import PORTS
-from services.common import quality
-from services.common.errors import KubetuneError
-from services.common.prediction_input import BadTable, Column, Table, check_table, columns_of, read_table
+from kubetune_common import quality
+from kubetune_common.config import PORTS
+from kubetune_common.errors import KubetuneError
+from kubetune_common.prediction_input import BadTable, Column, Table, check_table, columns_of, read_table
 
 UPLOAD_CHUNK = 1 << 20
 PARAM_FLAGS = {

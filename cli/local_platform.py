@@ -24,8 +24,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.common.clients import sync_health_status
-from services.common.sqlite import use_wal
+from kubetune_common.channels import sync_health_status
+from kubetune_common.sqlite import use_wal
 
 SAMPLE = Path(__file__).resolve().parents[1] / "services" / "data" / "sample"
 STATE_FILE = "platform.json"

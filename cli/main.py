@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from cli.flags import port, zero_or_more
-from services.common.config import PORTS
+from kubetune_common.config import PORTS
 
 
 def _port(name: str) -> int:

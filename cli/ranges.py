@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hyperparams
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common.errors import InvalidArgument
+from kubetune_common.errors import InvalidArgument
 
 
 def parse_param(name: str, text: str) -> pb.ParamSpec:

@@ -17,8 +17,9 @@ from gateway.config import Settings
 from gateway.proxy import Proxy
 from kubetune.common.v1 import options_pb2
 from kubetune.gateway.v1 import gateway_pb2
-from services.common import subjects
-from services.common.clients import Backend, channel, health_status
+from kubetune_common import subjects
+from kubetune_common.channels import channel, health_status
+from services.common.clients import Backend
 from services.common.events import EventBus
 from services.common.server import Service, cleanup_on_failure, make_server
 from services.common.watch import EventHub

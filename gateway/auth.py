@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from kubetune.common.v1 import options_pb2
-from services.common.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from kubetune_common.errors import InvalidArgument, PermissionDenied, Unauthenticated
 
 ROLES = {"viewer": options_pb2.ROLE_VIEWER, "editor": options_pb2.ROLE_EDITOR, "admin": options_pb2.ROLE_ADMIN}
 ROLE_NAMES = {v: k for k, v in ROLES.items()}

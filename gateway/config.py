@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from services.common.config import PORTS, PartSettings, address_of
+from kubetune_common.config import PORTS, PartSettings, address_of
 
 
 class Settings(PartSettings, env_prefix="KUBETUNE_GATEWAY_"):

@@ -20,8 +20,9 @@ from prometheus_client import Counter, Histogram
 from gateway import validation
 from gateway.auth import ROLE_NAMES, Authenticator
 from gateway.routes import Route
-from services.common.clients import Backend, StreamReader, backend_error
-from services.common.errors import InvalidArgument, KubetuneError, clipped, drain, status_for
+from kubetune_common.channels import StreamReader
+from kubetune_common.errors import InvalidArgument, KubetuneError, clipped, drain, status_for
+from services.common.clients import Backend, backend_error
 
 log = logging.getLogger("gateway.access")
 

@@ -9,7 +9,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from kubetune.registry.v1 import registry_pb2
-from services.common.errors import InvalidArgument
+from kubetune_common.errors import InvalidArgument
 
 MAX_STRING = 4096
 MAX_REPEATED = 100_000

@@ -14,7 +14,7 @@ import grpc
 
 from cli.local_platform import Part, Supervisor, own_admin_token, plan, register_demos
 from kubetune.gateway.v1 import gateway_pb2_grpc
-from services.common.config import PORTS
+from kubetune_common.config import PORTS
 from testing.servers import free_port
 
 

@@ -10,7 +10,7 @@ if "PYTHONMALLOC" not in os.environ:
     os.environ["PYTHONMALLOC"] = "malloc"
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 
-from services.common.logs import setup_logging  # noqa: E402 - after the allocator is settled
+from kubetune_common.logs import setup_logging  # noqa: E402 - after the allocator is settled
 from ui.app import run  # noqa: E402
 from ui.config import Settings  # noqa: E402
 

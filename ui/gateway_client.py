@@ -8,7 +8,7 @@ import copy
 import grpc
 
 from kubetune.gateway.v1 import gateway_pb2_grpc
-from services.common.clients import StreamReader, channel
+from kubetune_common.channels import StreamReader, channel
 
 DEADLINE_S = 30
 

@@ -7,7 +7,7 @@ import csv
 import io
 
 from kubetune.registry.v1 import registry_pb2
-from services.common.prediction_input import BadTable, BadValue, Column, check_table, parse_text, read_table
+from kubetune_common.prediction_input import BadTable, BadValue, Column, check_table, parse_text, read_table
 
 
 def parse_rows(text: str, columns: list[Column]) -> tuple[list[str], list[list[str]], list[str]]:

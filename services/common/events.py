@@ -19,7 +19,7 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError, ServerError, ServiceUnavailableError
 
 from kubetune.events.v1 import events_pb2
-from services.common import subjects
+from kubetune_common import subjects
 from services.common.outbox import OutboxEvent, make_event, subject_of  # noqa: F401 - re-exported
 from services.common.retry import retry_async
 

@@ -6,8 +6,8 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
-from services.common.config import PartSettings
-from services.common.logs import setup_logging
+from kubetune_common.config import PartSettings
+from kubetune_common.logs import setup_logging
 from services.common.server import Service, run
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from kubetune.events.v1 import events_pb2
-from services.common import subjects
+from kubetune_common import subjects
 from services.common.retry import FIRST_WAIT_S, LONGEST_WAIT_S
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.common.errors import InvalidArgument
+from kubetune_common.errors import InvalidArgument
 
 # A Timestamp's valid range (0001-01-01 to 9999-12-31): beyond it, milliseconds
 # overflow the stores' 64-bit integers.

@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from kubetune.events.v1 import events_pb2
-from services.common.errors import ResourceExhausted
+from kubetune_common.errors import ResourceExhausted
 from services.common.events import EventBus
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from kubetune.events.v1 import events_pb2
-from services.common import subjects
+from kubetune_common import subjects
 from services.common.events import EventBus, decode
 from services.common.outbox import OutboxEvent, Relay
 from services.data.catalog import Catalog

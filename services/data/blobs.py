@@ -8,7 +8,7 @@ import abc
 import os
 from pathlib import Path
 
-from services.common.errors import Unavailable
+from kubetune_common.errors import Unavailable
 from services.data.sniff import sha256_file
 
 

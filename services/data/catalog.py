@@ -39,12 +39,12 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from kubetune_common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.outbox import OutboxEvent
 from services.data.blobs import BlobStore
 from services.data.ingest import ingest
-from services.data.sniff import SourceFile
 from services.data.records import DatasetVersion, IngestOptions, Kind, Layout, Reference, Stats
+from services.data.sniff import SourceFile
 from services.data.sources import TABLE_SUFFIXES, Fetched, Sources
 from services.data.store import CatalogStore, Referenced
 

@@ -35,9 +35,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from services.common.errors import FailedPrecondition
-from services.data.records import IngestOptions, Kind, MissingPolicy, Role, Stats, Table, TargetStats, TaskKind
+from kubetune_common.errors import FailedPrecondition
 from services.data.readers import Plan, Reader, Replan, first_of_each, read_csv_table, read_parquet_table, read_xy
+from services.data.records import IngestOptions, Kind, MissingPolicy, Role, Stats, Table, TargetStats, TaskKind
 from services.data.sniff import SourceFile, sha256_file
 
 __all__ = ["SourceFile", "sha256_file", "ingest", "Moments"]

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from services.common.errors import FailedPrecondition, InvalidArgument
+from kubetune_common.errors import FailedPrecondition, InvalidArgument
 from services.data.records import Column, IngestOptions, Kind, Role
 from services.data.sniff import INDEX_NAMES, CsvShape, SourceFile, is_number, looks_like_index, looks_like_integers, sniff_csv
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from kubetune.data.v1 import data_pb2, data_pb2_grpc
-from services.common.errors import InvalidArgument, servicer_errors
+from kubetune_common.errors import InvalidArgument, servicer_errors
 from services.data.catalog import Catalog
 from services.data.ingest import label_of
 from services.data.records import DatasetVersion, IngestOptions, Kind, Layout, MissingPolicy, Role, TaskKind

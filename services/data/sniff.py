@@ -10,7 +10,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common.errors import FailedPrecondition
+from kubetune_common.errors import FailedPrecondition
 
 SNIFF_BYTES = 256 << 10
 HASH_CHUNK = 4 << 20

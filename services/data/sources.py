@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from services.common.errors import (
+from kubetune_common.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from kubetune_common.errors import NotFound
 from services.common import mlflow_tags, packed_model
-from services.common.errors import NotFound
 from services.common.mlflow_rest import MlflowError, MlflowRest, ModelVersion, RegisteredModel, mlflow_calls
 from services.registry.store import ModelRecord, ModelSource, RegistryStore, RunInfo, VersionRecord
 

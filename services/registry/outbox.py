@@ -16,8 +16,8 @@ import threading
 import time
 
 from kubetune.events.v1 import events_pb2
+from kubetune_common.errors import NotFound
 from services.common import mlflow_tags
-from services.common.errors import NotFound
 from services.common.outbox import OutboxEvent, OutboxStore
 from services.registry.store import ModelRecord, RegistryStore
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.common.errors import FailedPrecondition, InvalidArgument
-from services.common.prediction_input import (BOOLEAN, CATEGORICAL, NUMERIC, BadValue, Column, listed, parse,
+from kubetune_common.errors import FailedPrecondition, InvalidArgument
+from kubetune_common.prediction_input import (BOOLEAN, CATEGORICAL, NUMERIC, BadValue, Column, listed, parse,
                                               parse_number)
 from services.registry.registry import VTAG_FEATURES, VTAG_INPUT_SCHEMA, VTAG_TASK, Registry, input_columns
 

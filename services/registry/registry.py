@@ -11,9 +11,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from kubetune_common.errors import FailedPrecondition, InvalidArgument, NotFound
+from kubetune_common.prediction_input import KINDS, NUMERIC, Column
 from services.common import mlflow_tags
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.common.prediction_input import KINDS, NUMERIC, Column
 from services.registry.outbox import PUBLISHED, nothing_published
 from services.registry.store import ModelRecord, RegistryStore, VersionRecord
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kubetune.registry.v1 import registry_pb2 as pb
 from kubetune.registry.v1 import registry_pb2_grpc
-from services.common.errors import servicer_errors
+from kubetune_common.errors import servicer_errors
 from services.common.timestamps import timestamp
 from services.registry.predictor import Predictor
 from services.registry.registry import Registry, Version
@@ -35,7 +35,7 @@ def _rows(request: pb.PredictRequest) -> list:
 
 
 def _check_rows(request: pb.PredictRequest) -> None:
-    from services.common.errors import InvalidArgument
+    from kubetune_common.errors import InvalidArgument
 
     for i, r in enumerate(request.rows):
         if r.values and r.text_values:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 
-from services.common.errors import KubetuneError
+from kubetune_common.errors import KubetuneError
 
 
 @dataclass

@@ -11,7 +11,7 @@ import logging
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from services.common import subjects
+from kubetune_common import subjects
 from services.common.events import EventBus, decode
 from services.tracking.recorder import EventRecorder, Outcome
 

@@ -9,7 +9,6 @@ import logging
 
 from services.common import mlflow_tags, packed_model
 from services.common.mlflow_rest import DatasetInput, Metric, MlflowError, MlflowRest, Run, domain_error, mlflow_calls
-from services.common.errors import FailedPrecondition, InvalidArgument
 from services.tracking.records import (
     ALL_COLUMNS,
     Columns,

@@ -17,8 +17,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from kubetune.events.v1 import events_pb2
+from kubetune_common.errors import InvalidArgument, NotFound
 from services.common import mlflow_tags
-from services.common.errors import InvalidArgument, NotFound
 from services.tracking.records import MetricValue
 from services.tracking.store import TrackingStore
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.common.errors import InvalidArgument
+from kubetune_common.errors import InvalidArgument
 
 # Attributes a filter or a sort may name (FIELD_KIND_ATTRIBUTE).
 ATTRIBUTES = ("status", "started_at", "ended_at", "run_name", "run_id")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from kubetune.tracking.v1 import tracking_pb2 as pb
 from kubetune.tracking.v1 import tracking_pb2_grpc
+from kubetune_common.errors import servicer_errors
 from services.common import mlflow_tags
-from services.common.errors import servicer_errors
 from services.common.timestamps import ms_of, timestamp
 from services.tracking.records import DatasetRecord, RunFilter, RunRecord
 from services.tracking.tracking import Tracking

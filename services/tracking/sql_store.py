@@ -17,8 +17,8 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 from sqlalchemy import and_, case, column, exists, func, literal, or_, select, table
 
+from kubetune_common.errors import InvalidArgument
 from services.common import mlflow_tags
-from services.common.errors import InvalidArgument
 from services.tracking.mlflow_store import MlflowStore, dataset_record, mlflow_calls
 from services.tracking.records import (ALL_COLUMNS, Columns, ExperimentRecord, MetricPoint, RunFilter, RunPage,
                                        RunQuery, RunRecord, check_string_comparison)

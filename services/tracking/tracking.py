@@ -12,8 +12,8 @@ import random
 from dataclasses import replace
 from datetime import datetime
 
+from kubetune_common.errors import InvalidArgument, NotFound, Unavailable
 from services.common import mlflow_tags
-from services.common.errors import InvalidArgument, NotFound, Unavailable
 from services.tracking.downsample import downsample
 from services.tracking.records import (
     ALL_COLUMNS,

@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubetune.tuning.v1 import tuning_pb2, tuning_pb2_grpc
-from services.common import subjects
+from kubetune_common import subjects
 from services.common.clients import Backend, DataClient, TrackingClient
 from services.common.events import EventBus
 from services.common.outbox import Relay
 from services.common.server import Service, cleanup_on_failure, make_server
 from services.common.watch import EventHub
 from services.tuning import store
-from services.tuning.adapters import TicketQueue, reconcile_forever, stop_task, top_up_on_trial_end
+from services.tuning.adapters import (BusNotifier, DataCatalog, TicketQueue, reconcile_forever, stop_task,
+                                      top_up_on_trial_end)
 from services.tuning.config import Settings
 from services.tuning.servicer import TuningServicer
 from services.tuning.studies import StudyManager
@@ -47,7 +48,8 @@ async def start(settings: Settings) -> TuningApp:
         tracking = TrackingClient(Backend("tracking", settings.tracking_address, CALL_DEADLINE_S))
         opened.add(tracking.close)
         studies = StudyManager(
-            storage, datasets=data, runs=tracking, tickets=TicketQueue(bus), events=bus, relay=relay,
+            storage, datasets=DataCatalog(data), runs=tracking, tickets=TicketQueue(bus),
+            notifier=BusNotifier(bus, relay),
             max_trials=settings.max_trials, max_parallel=settings.max_parallel, trial_grace_s=settings.trial_grace_s,
         )
         hub = EventHub(bus, "kubetune.tuning.*.*")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import AliasChoices, Field
 
-from services.common.config import PORTS, PartSettings, address_of, shared
+from kubetune_common.config import PORTS, PartSettings, address_of, shared
 
 
 def storage_url():

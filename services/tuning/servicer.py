@@ -1,11 +1,13 @@
-"""TuningService over gRPC: protobuf in, StudyManager, protobuf out."""
+"""TuningService over gRPC: protobuf in, StudyManager (plain records), protobuf out;
+messages.py translates."""
 
 from __future__ import annotations
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from kubetune.tuning.v1 import tuning_pb2_grpc
-from services.common.errors import InvalidArgument, servicer_errors
+from kubetune_common.errors import InvalidArgument, servicer_errors
 from services.common.watch import EventHub
+from services.tuning import messages
 from services.tuning.studies import StudyManager
 from services.tuning.summary import SummaryCache
 
@@ -29,17 +31,20 @@ class TuningServicer(tuning_pb2_grpc.TuningServiceServicer):
         self.summaries = summaries
 
     async def CreateStudy(self, request, context):
-        return pb.CreateStudyResponse(study=await self.studies.create(request.spec, validate_only=request.validate_only))
+        study = await self.studies.create(messages.spec_from_pb(request.spec), validate_only=request.validate_only)
+        return pb.CreateStudyResponse(study=messages.study_to_pb(study))
 
     async def GetStudy(self, request, context):
-        return pb.GetStudyResponse(study=await self.studies.get(_need_id(request.study_id)))
+        return pb.GetStudyResponse(study=messages.study_to_pb(await self.studies.get(_need_id(request.study_id))))
 
     async def ListStudies(self, request, context):
-        return pb.ListStudiesResponse(studies=await self.studies.list(list(request.states), request.dataset))
+        studies = await self.studies.list([messages.study_state_name(s) for s in request.states], request.dataset)
+        return pb.ListStudiesResponse(studies=[messages.study_to_pb(s) for s in studies])
 
     async def ListTrials(self, request, context):
-        trials = await self.studies.trials(_need_id(request.study_id), list(request.states), request.with_curves)
-        return pb.ListTrialsResponse(trials=trials)
+        trials = await self.studies.trials(_need_id(request.study_id),
+                                           [messages.trial_state_name(s) for s in request.states], request.with_curves)
+        return pb.ListTrialsResponse(trials=[messages.trial_to_pb(t) for t in trials])
 
     async def WatchStudy(self, request, context):
         study_id = _need_id(request.study_id)
@@ -47,8 +52,8 @@ class TuningServicer(tuning_pb2_grpc.TuningServiceServicer):
         watch = await self.hub.open(lambda event: study_id_of(event) == study_id)
         try:
             snapshot = await self.studies.snapshot(study_id)
-            yield pb.WatchStudyResponse(snapshot=snapshot)
-            if snapshot.study.state == pb.STUDY_STATE_COMPLETED:
+            yield pb.WatchStudyResponse(snapshot=messages.snapshot_to_pb(snapshot))
+            if snapshot.study.state == "COMPLETED":
                 return  # nothing more will happen
             async for event in watch.events():
                 yield pb.WatchStudyResponse(event=event)
@@ -58,10 +63,10 @@ class TuningServicer(tuning_pb2_grpc.TuningServiceServicer):
             watch.close()
 
     async def StopStudy(self, request, context):
-        return pb.StopStudyResponse(study=await self.studies.stop(_need_id(request.study_id)))
+        return pb.StopStudyResponse(study=messages.study_to_pb(await self.studies.stop(_need_id(request.study_id))))
 
     async def ResumeStudy(self, request, context):
-        return pb.ResumeStudyResponse(study=await self.studies.resume(_need_id(request.study_id)))
+        return pb.ResumeStudyResponse(study=messages.study_to_pb(await self.studies.resume(_need_id(request.study_id))))
 
     async def StudySummary(self, request, context):
         s = await self.summaries.get(_need_id(request.study_id))

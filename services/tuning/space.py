@@ -1,10 +1,11 @@
 """The search space and study settings: validation, Optuna distributions,
 samplers and pruners, on the hyperparameters named in hyperparams/. Shared by the
 tuning service (which validates) and the workers (which suggest); imports no grpc
-and no nats."""
+and no nats, and takes the plain StudySpec of records.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import secrets
@@ -20,10 +21,16 @@ from optuna.distributions import (
 from hyperparams import (  # noqa: F401 - the names the service and workers read as space.X
     ACTIVATIONS, CATEGORICAL_PARAMS, DEFAULT_SEARCH_SPACE, DEFAULTS, FLOAT_PARAMS, INT_PARAMS, KNOWN, MAX_EPOCHS,
     MAX_LAYERS, MAX_SEED, MAX_UNITS, OPTIMIZERS, PER_LAYER_UNITS, PRECISIONS, PRUNER_NAMES, SAMPLER_NAMES, format_value,
-    kind_of, space_size,
+    kind_of,
 )
-from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common.errors import InvalidArgument
+from kubetune_common.errors import InvalidArgument
+from services.tuning.messages import param_from_pb
+from services.tuning.records import ParamSpec, StudySpec
+
+SAMPLERS = frozenset(SAMPLER_NAMES.values())
+PRUNERS = frozenset(PRUNER_NAMES.values())
+# hyperparams/ writes the default space as the messages the UI and the CLI send.
+DEFAULT_SPACE = tuple(param_from_pb(p) for p in DEFAULT_SEARCH_SPACE)
 
 OBJECTIVE_METRICS = {"val_loss", "val_accuracy", "train_loss", "duration_s", "n_params"}
 STUDY_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -51,15 +58,23 @@ def _bounds(name: str) -> tuple[float, float]:
     return INT_PARAMS["units"]
 
 
-def distribution(spec: pb.ParamSpec) -> BaseDistribution:
+def sampler_of(spec: StudySpec) -> str:
+    return spec.sampler or "tpe"
+
+
+def pruner_of(spec: StudySpec) -> str:
+    return spec.pruner or "median"
+
+
+def distribution(spec: ParamSpec) -> BaseDistribution:
     """The Optuna distribution of one parameter, validated; errors name the field."""
     field = f"search_space.{spec.name}"
     kind = param_kind(spec.name)
-    domain = spec.WhichOneof("domain")
+    domain = spec.domain
     if domain is None:
         raise InvalidArgument(f"{field}: give a float_range, int_range or categorical", field=field)
     if domain == "categorical":
-        choices = list(spec.categorical.choices)
+        choices = list(spec.categorical)
         if not choices:
             raise InvalidArgument(f"{field}: choices are empty", field=field)
         if len(set(choices)) != len(choices):
@@ -110,7 +125,7 @@ def distribution(spec: pb.ParamSpec) -> BaseDistribution:
     return FloatDistribution(low, high, log=log, step=step or None)
 
 
-def distributions(spec: pb.StudySpec) -> dict[str, BaseDistribution]:
+def distributions(spec: StudySpec) -> dict[str, BaseDistribution]:
     names = [p.name for p in spec.search_space]
     dupes = {n for n in names if names.count(n) > 1}
     if dupes:
@@ -122,20 +137,18 @@ def distributions(spec: pb.StudySpec) -> dict[str, BaseDistribution]:
     return dists
 
 
-def with_defaults(spec: pb.StudySpec) -> pb.StudySpec:
+def with_defaults(spec: StudySpec) -> StudySpec:
     """The spec a study records: the default search space when none is given, and a seed
     drawn for this study when none is given (so studies do not all replay the same first
     configurations); the recorded seed reproduces the study."""
-    out = pb.StudySpec()
-    out.CopyFrom(spec)
-    if not out.search_space and SAMPLER_NAMES.get(out.sampler) != "grid":
-        out.search_space.extend(DEFAULT_SEARCH_SPACE)
-    if not out.seed:
-        out.seed = 1 + secrets.randbelow(MAX_SEED)
-    return out
+    if not spec.search_space and spec.sampler != "grid":
+        spec = dataclasses.replace(spec, search_space=DEFAULT_SPACE)
+    if not spec.seed:
+        spec = dataclasses.replace(spec, seed=1 + secrets.randbelow(MAX_SEED))
+    return spec
 
 
-def objectives(spec: pb.StudySpec) -> list[tuple[str, str]]:
+def objectives(spec: StudySpec) -> list[tuple[str, str]]:
     """(metric, 'minimize'|'maximize') per objective; val_loss minimised by default."""
     if not spec.objectives:
         return [("val_loss", "minimize")]
@@ -147,8 +160,8 @@ def objectives(spec: pb.StudySpec) -> list[tuple[str, str]]:
                 f"objectives[{i}].metric: {metric!r} is not one of {', '.join(sorted(OBJECTIVE_METRICS))}",
                 field=f"objectives[{i}].metric",
             )
-        direction = obj.direction or (pb.DIRECTION_MAXIMIZE if metric == "val_accuracy" else pb.DIRECTION_MINIMIZE)
-        out.append((metric, "maximize" if direction == pb.DIRECTION_MAXIMIZE else "minimize"))
+        direction = obj.direction or ("maximize" if metric == "val_accuracy" else "minimize")
+        out.append((metric, direction))
     if len({m for m, _ in out}) != len(out):
         raise InvalidArgument("objectives: a metric is given twice", field="objectives")
     return out
@@ -157,7 +170,7 @@ def objectives(spec: pb.StudySpec) -> list[tuple[str, str]]:
 MAX_CV_FOLDS = 10
 
 
-def validate(spec: pb.StudySpec, *, max_trials: int, max_parallel: int) -> dict[str, BaseDistribution]:
+def validate(spec: StudySpec, *, max_trials: int, max_parallel: int) -> dict[str, BaseDistribution]:
     """Checks everything but the dataset; returns the distributions."""
     if spec.name and not STUDY_NAME.match(spec.name):
         raise InvalidArgument(
@@ -183,13 +196,13 @@ def validate(spec: pb.StudySpec, *, max_trials: int, max_parallel: int) -> dict[
     if not (0 <= spec.cv_folds <= MAX_CV_FOLDS):
         raise InvalidArgument(f"cv_folds: 0 or 1 (one validation split) or 2 to {MAX_CV_FOLDS} folds",
                               field="cv_folds")
-    if spec.sampler not in SAMPLER_NAMES:
+    if sampler_of(spec) not in SAMPLERS:
         raise InvalidArgument(f"sampler: unknown value {spec.sampler}", field="sampler")
-    if spec.pruner not in PRUNER_NAMES:
+    if pruner_of(spec) not in PRUNERS:
         raise InvalidArgument(f"pruner: unknown value {spec.pruner}", field="pruner")
     dists = distributions(spec)
     objs = objectives(spec)
-    sampler = SAMPLER_NAMES[spec.sampler]
+    sampler = sampler_of(spec)
     categorical = [n for n, d in dists.items() if isinstance(d, CategoricalDistribution)]
     if sampler == "cmaes" and categorical:
         raise InvalidArgument(
@@ -208,16 +221,16 @@ def validate(spec: pb.StudySpec, *, max_trials: int, max_parallel: int) -> dict[
             )
     if len(objs) > 1 and sampler not in ("nsga2", "random", "tpe"):
         raise InvalidArgument("objectives: several objectives need NSGA-II, TPE or random", field="objectives")
-    if len(objs) > 1 and PRUNER_NAMES[spec.pruner] != "none":
+    if len(objs) > 1 and pruner_of(spec) != "none":
         raise InvalidArgument("pruner: pruning needs a single objective; choose none", field="pruner")
     return dists
 
 
-def make_sampler(spec: pb.StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
+def make_sampler(spec: StudySpec, seed_offset: int = 0) -> optuna.samplers.BaseSampler:
     """Rebuilt by each worker per ticket: the seed plus the ticket's sequence keeps
     parallel workers from drawing the same random points."""
     seed = (spec.seed or 42) + seed_offset
-    name = SAMPLER_NAMES[spec.sampler]
+    name = sampler_of(spec)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "cmaes":
@@ -233,8 +246,8 @@ def make_sampler(spec: pb.StudySpec, seed_offset: int = 0) -> optuna.samplers.Ba
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True)
 
 
-def make_pruner(spec: pb.StudySpec) -> optuna.pruners.BasePruner:
-    name = PRUNER_NAMES[spec.pruner]
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    name = pruner_of(spec)
     warmup = spec.pruner_warmup_epochs or 1
     if name == "median":
         return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup)
@@ -245,14 +258,14 @@ def make_pruner(spec: pb.StudySpec) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def max_epochs(spec: pb.StudySpec) -> int:
+def max_epochs(spec: StudySpec) -> int:
     for p in spec.search_space:
-        if p.name == "max_epochs" and p.HasField("int_range"):
+        if p.name == "max_epochs" and p.int_range is not None:
             return int(p.int_range.high)
     return spec.max_epochs or 20
 
 
-def suggest(trial: optuna.Trial, spec: pb.StudySpec, dists: dict[str, BaseDistribution]) -> dict:
+def suggest(trial: optuna.Trial, spec: StudySpec, dists: dict[str, BaseDistribution]) -> dict:
     """The trial's full hyperparameters: suggested where searched, defaults elsewhere."""
     params = dict(DEFAULTS)
     params["max_epochs"] = spec.max_epochs or 20

@@ -13,16 +13,16 @@ from pathlib import Path
 import optuna
 import sqlalchemy
 import sqlalchemy.orm
-from google.protobuf import json_format
 from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._rdb import models as optuna_models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
 from kubetune.events.v1 import events_pb2
-from kubetune.tuning.v1 import tuning_pb2 as pb
+from kubetune_common.sqlite import use_wal
 from services.common.outbox import OutboxEvent, OutboxStore
-from services.common.sqlite import use_wal
+from services.tuning import messages
+from services.tuning.records import StudySpec
 
 SPEC = "kubetune:spec"
 STATE = "kubetune:state"
@@ -59,13 +59,13 @@ T_METRICS = "kubetune:metrics"
 T_ABANDONED = "kubetune:abandoned"
 
 RUNNING, STOPPED, COMPLETED = "RUNNING", "STOPPED", "COMPLETED"
-STATE_PB = {RUNNING: pb.STUDY_STATE_RUNNING, STOPPED: pb.STUDY_STATE_STOPPED, COMPLETED: pb.STUDY_STATE_COMPLETED}
-TRIAL_STATE_PB = {
-    TrialState.RUNNING: pb.TRIAL_STATE_RUNNING,
-    TrialState.WAITING: pb.TRIAL_STATE_QUEUED,
-    TrialState.COMPLETE: pb.TRIAL_STATE_COMPLETE,
-    TrialState.PRUNED: pb.TRIAL_STATE_PRUNED,
-    TrialState.FAIL: pb.TRIAL_STATE_FAIL,
+# A trial's state as records.Trial names it.
+TRIAL_STATES = {
+    TrialState.RUNNING: "RUNNING",
+    TrialState.WAITING: "QUEUED",
+    TrialState.COMPLETE: "COMPLETE",
+    TrialState.PRUNED: "PRUNED",
+    TrialState.FAIL: "FAIL",
 }
 
 
@@ -112,19 +112,20 @@ def make_storage(url: str) -> Storage:
     return Storage(optuna.storages.RDBStorage(url, engine_kwargs=kwargs))
 
 
-def timed_out(spec: pb.StudySpec, attrs: dict) -> bool:
+def timed_out(spec: StudySpec, attrs: dict) -> bool:
     if not spec.timeout_seconds:
         return False
     since = dt.datetime.fromisoformat(attrs.get(RESUMED) or attrs[CREATED])
     return (dt.datetime.now(dt.timezone.utc) - since).total_seconds() > spec.timeout_seconds
 
 
-def spec_to_json(spec: pb.StudySpec) -> str:
-    return json_format.MessageToJson(spec, indent=None, preserving_proto_field_name=True)
+def spec_to_json(spec: StudySpec) -> str:
+    """Kept as the API message's JSON, as it always was: studies made before stay readable."""
+    return messages.spec_to_json(spec)
 
 
-def spec_from_attrs(attrs: dict) -> pb.StudySpec:
-    return json_format.Parse(attrs[SPEC], pb.StudySpec())
+def spec_from_attrs(attrs: dict) -> StudySpec:
+    return messages.spec_from_json(attrs[SPEC])
 
 
 def curves_value(train_loss: list[float], val_loss: list[float]) -> dict[str, list[float]]:

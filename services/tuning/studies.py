@@ -1,9 +1,9 @@
 """Studies: create, watch over, stop, resume. Keeps each running study's trial queue
-topped up to its parallelism. No grpc, no nats: the dataset lookup, the parent
-MLflow run, events and tickets come in through the ports below (Protocols; the
-NATS and gRPC implementations are in adapters.py and services/common/clients.py).
-A lifecycle event is stored with the state it reports (store.set_study_attrs) and
-sent by the outbox relay."""
+topped up to its parallelism. No grpc, no nats, no protobuf: plain records in and out
+(records.py), and the dataset lookup, the parent MLflow run, events and tickets come
+in through the ports below (Protocols; the NATS and gRPC implementations are in
+adapters.py and services/common/clients.py). A lifecycle event is stored with the
+state it reports (store.set_study_attrs) and sent by the outbox relay."""
 
 from __future__ import annotations
 
@@ -11,23 +11,24 @@ import asyncio
 import datetime as dt
 import logging
 import secrets
-from typing import Protocol
+from typing import Any, Protocol
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from kubetune.data.v1 import data_pb2
-from kubetune.events.v1 import events_pb2 as ev
-from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from kubetune_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.common.outbox import OutboxEvent
 from services.tuning import space, store
+from services.tuning.records import (Baseline, DatasetInfo, Study, StudySnapshot, StudySpec, Trial, TrialCounts,
+                                     TrialTicket)
 
 log = logging.getLogger(__name__)
+# Sorts a study with no creation time (none so far) last.
+EPOCH = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
 class Datasets(Protocol):
-    async def get_dataset(self, ref: str) -> data_pb2.DatasetVersion:
+    async def get_dataset(self, ref: str) -> DatasetInfo:
         """Raises NotFound for an unknown dataset."""
 
 
@@ -38,50 +39,65 @@ class StudyRuns(Protocol):
 
 
 class Tickets(Protocol):
-    async def send(self, ticket: pb.TrialTicket) -> None: ...
+    async def send(self, ticket: TrialTicket) -> None: ...
 
     async def purge(self, study_id: str) -> None: ...
 
 
-class Events(Protocol):
-    async def publish(self, event_id: str = "", **payload) -> object: ...
+# A trial's end as the store saves it and the bus carries it: (kind, payload), opaque here.
+TrialEnd = tuple[str, Any]
 
 
-class EventRelay(Protocol):
-    def wake(self) -> None:
+class Notifier(Protocol):
+    """The studies' facts as events (adapters.BusNotifier). A lifecycle event is built by
+    the notifier, stored by the domain with the change it reports, and sent by the relay
+    once the notifier is told `stored`."""
+
+    def created(self, study_id: str, dataset_version: str, n_trials: int) -> OutboxEvent: ...
+
+    def stopped(self, study_id: str) -> OutboxEvent: ...
+
+    def resumed(self, study_id: str) -> OutboxEvent: ...
+
+    def completed(self, study_id: str, mlflow_run_id: str, counts: dict[str, int],
+                  best: FrozenTrial | None) -> OutboxEvent: ...
+
+    def stored(self) -> None:
         """Told after events were stored with a change: sends them at once."""
 
+    def trial_lost(self, study_id: str, number: int, reason: str, mlflow_run_id: str) -> TrialEnd: ...
 
-def _ts(message, iso: str | None) -> None:
-    if iso:
-        message.FromDatetime(dt.datetime.fromisoformat(iso))
-
-
-def _trial_ts(message, when: dt.datetime | None) -> None:
-    if when:
-        message.FromDatetime(when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc))
+    async def trial_ended(self, study_id: str, number: int, end: TrialEnd) -> None:
+        """Publishes a trial's end under its one event id (store.end_event_id)."""
 
 
-def trial_to_pb(study_id: str, t: FrozenTrial, curves: bool = False) -> pb.Trial:
+def _utc(when: dt.datetime | None) -> dt.datetime | None:
+    # Optuna stamps trials with naive datetimes.
+    return when if when is None or when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def _parsed(iso: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(iso) if iso else None
+
+
+def trial_record(study_id: str, t: FrozenTrial, curves: bool = False) -> Trial:
     train_curve, val_curve = store.curves_of(t)
-    out = pb.Trial(
+    return Trial(
         study_id=study_id,
         number=t.number,
-        state=store.TRIAL_STATE_PB.get(t.state, pb.TRIAL_STATE_UNSPECIFIED),
+        state=store.TRIAL_STATES.get(t.state, ""),
         params={k: space.format_value(v) for k, v in t.params.items()},
-        values=t.values or [],
+        values=list(t.values or []),
         epochs_done=max(len(val_curve), int(t.user_attrs.get(store.T_EPOCHS, 0)), len(t.intermediate_values)),
+        started_at=_utc(t.datetime_start),
+        finished_at=_utc(t.datetime_complete),
         mlflow_run_id=t.user_attrs.get(store.T_RUN, ""),
         worker=t.user_attrs.get(store.T_WORKER, ""),
         reason=t.user_attrs.get(store.T_REASON, ""),
-        metrics=t.user_attrs.get(store.T_METRICS, {}),
+        val_loss_curve=list(val_curve) if curves else [],
+        train_loss_curve=list(train_curve) if curves else [],
+        metrics=dict(t.user_attrs.get(store.T_METRICS, {})),
     )
-    _trial_ts(out.started_at, t.datetime_start)
-    _trial_ts(out.finished_at, t.datetime_complete)
-    if curves:
-        out.val_loss_curve.extend(val_curve)
-        out.train_loss_curve.extend(train_curve)
-    return out
 
 
 def best_trial(trials: list[FrozenTrial], directions: list[str]) -> FrozenTrial | None:
@@ -99,10 +115,10 @@ def best_trial(trials: list[FrozenTrial], directions: list[str]) -> FrozenTrial 
 
 class StudyManager:
     def __init__(self, storage: optuna.storages.BaseStorage, *, datasets: Datasets, runs: StudyRuns, tickets: Tickets,
-                 events: Events, relay: EventRelay, max_trials: int, max_parallel: int, trial_grace_s: float = 30.0):
+                 notifier: Notifier, max_trials: int, max_parallel: int, trial_grace_s: float = 30.0):
         self.storage = storage
         self.trial_grace_s = trial_grace_s
-        self.datasets, self.runs, self.tickets, self.events, self.relay = datasets, runs, tickets, events, relay
+        self.datasets, self.runs, self.tickets, self.notifier = datasets, runs, tickets, notifier
         self.max_trials = max_trials
         self.max_parallel = max_parallel
         self._locks: dict[str, asyncio.Lock] = {}
@@ -123,7 +139,7 @@ class StudyManager:
 
     # -- create ----------------------------------------------------------------------
 
-    async def create(self, spec: pb.StudySpec, validate_only: bool = False) -> pb.Study:
+    async def create(self, spec: StudySpec, validate_only: bool = False) -> Study:
         """Makes the study; `validate_only`: every check, nothing made, and the study as
         it would be (AIP-163)."""
         spec = space.with_defaults(spec)
@@ -133,16 +149,15 @@ class StudyManager:
             version = await self.datasets.get_dataset(spec.dataset)
         except NotFound:
             raise InvalidArgument(f"dataset: no dataset {spec.dataset!r}; register it first", field="dataset") from None
-        if version.task_kind != data_pb2.TASK_KIND_CLASSIFICATION and any(m == "val_accuracy" for m, _ in space.objectives(spec)):
+        if version.task_kind != "classification" and any(m == "val_accuracy" for m, _ in space.objectives(spec)):
             raise InvalidArgument("objectives: val_accuracy needs a classification dataset", field="objectives")
         dataset_ref = f"{version.name}@{version.version}"
         study_id = spec.name or self._new_id(version.name)
-        task = "classification" if version.task_kind == data_pb2.TASK_KIND_CLASSIFICATION else "regression"
+        task = version.task_kind
         if validate_only:
             if spec.name and await self._io(self._exists, study_id):
                 raise AlreadyExists(f"name: a study named {study_id!r} already exists", field="name")
-            return pb.Study(id=study_id, spec=spec, state=pb.STUDY_STATE_UNSPECIFIED, dataset_version=dataset_ref,
-                            task_kind=task)
+            return Study(id=study_id, spec=spec, dataset_version=dataset_ref, task_kind=task)
         try:
             key = await self._io(self.storage.create_new_study, [optuna.study.StudyDirection[d.upper()] for d in directions], study_id)
         except optuna.exceptions.DuplicatedStudyError:
@@ -150,15 +165,14 @@ class StudyManager:
         try:
             experiment_id, run_id = await self.runs.create_study_run(
                 study_id, version.name, dataset_ref,
-                {"n_trials": str(spec.n_trials), "sampler": space.SAMPLER_NAMES[spec.sampler],
-                 "pruner": space.PRUNER_NAMES[spec.pruner], "max_parallel": str(spec.max_parallel or 1)},
+                {"n_trials": str(spec.n_trials), "sampler": space.sampler_of(spec),
+                 "pruner": space.pruner_of(spec), "max_parallel": str(spec.max_parallel or 1)},
             )
         except BaseException:
             # Nothing half-made: no study without its MLflow run.
             await self._io(self.storage.delete_study, key)
             raise
-        created = OutboxEvent.of(f"{study_id}.created", study_created=ev.StudyCreated(
-            study_id=study_id, dataset_version=dataset_ref, n_trials=spec.n_trials))
+        created = self.notifier.created(study_id, dataset_ref, spec.n_trials)
         await self._io(store.set_study_attrs, self.storage, key, {
             store.SPEC: store.spec_to_json(spec),
             store.DATASET: dataset_ref,
@@ -169,7 +183,7 @@ class StudyManager:
             store.ISSUED: 0,
             store.STATE: store.RUNNING,
         }, [created])
-        self.relay.wake()
+        self.notifier.stored()
         log.info("study %s created on %s: %d trials", study_id, dataset_ref, spec.n_trials, extra={"study_id": study_id})
         await self.top_up(study_id)
         return await self.get(study_id)
@@ -189,34 +203,31 @@ class StudyManager:
 
     # -- read ------------------------------------------------------------------------
 
-    def _study_pb(self, study_id: str, attrs: dict, directions, trials: list[FrozenTrial]) -> pb.Study:
-        spec = store.spec_from_attrs(attrs)
+    def _study(self, study_id: str, attrs: dict, directions, trials: list[FrozenTrial]) -> Study:
         c = store.counts(trials)
-        out = pb.Study(
+        state = attrs.get(store.STATE)
+        best = best_trial(trials, [d.name.lower() for d in directions])
+        baseline = attrs.get(store.BASELINE)
+        return Study(
             id=study_id,
-            spec=spec,
-            state=store.STATE_PB.get(attrs.get(store.STATE), pb.STUDY_STATE_UNSPECIFIED),
+            spec=store.spec_from_attrs(attrs),
+            state=state if state in (store.RUNNING, store.STOPPED, store.COMPLETED) else "",
             dataset_version=attrs.get(store.DATASET, ""),
             # Only a running study has live tickets: a stopped one's were purged, and a
             # completed one's surplus tickets are dropped by whichever worker takes them.
-            counts=pb.TrialCounts(queued=store.queued(attrs, trials) if attrs.get(store.STATE) == store.RUNNING else 0,
-                                  running=c["running"],
-                                  complete=c["complete"], pruned=c["pruned"], fail=c["fail"]),
+            counts=TrialCounts(queued=store.queued(attrs, trials) if state == store.RUNNING else 0,
+                               running=c["running"], complete=c["complete"], pruned=c["pruned"], fail=c["fail"]),
+            best_trial=trial_record(study_id, best) if best is not None else None,
+            best_values=list(best.values) if best is not None else [],
+            created_at=_parsed(attrs.get(store.CREATED)),
+            finished_at=_parsed(attrs.get(store.FINISHED)),
             mlflow_experiment_id=attrs.get(store.EXPERIMENT, ""),
             mlflow_run_id=attrs.get(store.RUN, ""),
             task_kind=attrs.get(store.TASK, ""),
+            baseline=Baseline(model=baseline.get("model", ""), mlflow_run_id=baseline.get("run_id", ""),
+                              metrics=dict(baseline.get("metrics", {})), error=baseline.get("error", ""))
+            if baseline else None,
         )
-        _ts(out.created_at, attrs.get(store.CREATED))
-        _ts(out.finished_at, attrs.get(store.FINISHED))
-        best = best_trial(trials, [d.name.lower() for d in directions])
-        if best is not None:
-            out.best_trial.CopyFrom(trial_to_pb(study_id, best))
-            out.best_values.extend(best.values)
-        baseline = attrs.get(store.BASELINE)
-        if baseline:
-            out.baseline.CopyFrom(pb.Baseline(model=baseline.get("model", ""), mlflow_run_id=baseline.get("run_id", ""),
-                                              metrics=baseline.get("metrics", {}), error=baseline.get("error", "")))
-        return out
 
     def _load(self, study_id: str):
         key = self.storage.get_study_id_from_name(study_id)
@@ -225,19 +236,20 @@ class StudyManager:
             raise NotFound(f"study {study_id!r} was not made by kubetune")
         return key, attrs, self.storage.get_study_directions(key), self.storage.get_all_trials(key, deepcopy=False)
 
-    async def get(self, study_id: str) -> pb.Study:
+    async def get(self, study_id: str) -> Study:
         await self._key(study_id)
         key, attrs, directions, trials = await self._io(self._load, study_id)
-        return self._study_pb(study_id, attrs, directions, trials)
+        return self._study(study_id, attrs, directions, trials)
 
-    async def list(self, states=(), dataset: str = "") -> list[pb.Study]:
+    async def list(self, states=(), dataset: str = "") -> list[Study]:
+        """`states`: names (RUNNING, STOPPED, COMPLETED); none, every state."""
         def load_all():
             out = []
             for s in self.storage.get_all_studies():
                 if store.SPEC not in s.user_attrs:
                     continue
                 trials = self.storage.get_all_trials(s._study_id, deepcopy=False)
-                out.append(self._study_pb(s.study_name, s.user_attrs, s.directions, trials))
+                out.append(self._study(s.study_name, s.user_attrs, s.directions, trials))
             return out
 
         studies = await self._io(load_all)
@@ -245,21 +257,22 @@ class StudyManager:
             studies = [s for s in studies if s.state in states]
         if dataset:
             studies = [s for s in studies if s.dataset_version == dataset or s.dataset_version.split("@")[0] == dataset]
-        return sorted(studies, key=lambda s: s.created_at.ToDatetime(), reverse=True)
+        return sorted(studies, key=lambda s: s.created_at or EPOCH, reverse=True)
 
-    async def trials(self, study_id: str, states=(), curves: bool = False) -> list[pb.Trial]:
+    async def trials(self, study_id: str, states=(), curves: bool = False) -> list[Trial]:
+        """`states`: names (QUEUED, RUNNING, COMPLETE, PRUNED, FAIL); none, every state."""
         key = await self._key(study_id)
         trials = await self._io(self.storage.get_all_trials, key, False)
-        out = [trial_to_pb(study_id, t, curves) for t in trials]
+        out = [trial_record(study_id, t, curves) for t in trials]
         return [t for t in out if not states or t.state in states]
 
-    async def snapshot(self, study_id: str) -> pb.StudySnapshot:
+    async def snapshot(self, study_id: str) -> StudySnapshot:
         study = await self.get(study_id)
-        return pb.StudySnapshot(study=study, trials=await self.trials(study_id, curves=True))
+        return StudySnapshot(study=study, trials=await self.trials(study_id, curves=True))
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def stop(self, study_id: str) -> pb.Study:
+    async def stop(self, study_id: str) -> Study:
         key = await self._key(study_id)
         async with self._lock(study_id):
             attrs = await self._io(self.storage.get_study_user_attrs, key)
@@ -268,8 +281,8 @@ class StudyManager:
             # Void from here: tickets already issued never run (the purge removes them).
             await self._io(store.set_study_attrs, self.storage, key,
                            {store.STATE: store.STOPPED, store.VOID_BELOW: int(attrs.get(store.ISSUED, 0))},
-                           [OutboxEvent.of(study_stopped=ev.StudyStopped(study_id=study_id))])
-            self.relay.wake()
+                           [self.notifier.stopped(study_id)])
+            self.notifier.stored()
             try:
                 await self.tickets.purge(study_id)
             except Exception:  # noqa: BLE001 - NATS down: a worker drops a stopped study's tickets
@@ -277,7 +290,7 @@ class StudyManager:
         log.info("study %s stopped", study_id, extra={"study_id": study_id})
         return await self.get(study_id)
 
-    async def resume(self, study_id: str) -> pb.Study:
+    async def resume(self, study_id: str) -> Study:
         key = await self._key(study_id)
         async with self._lock(study_id):
             _, attrs, _, trials = await self._io(self._load, study_id)
@@ -292,8 +305,8 @@ class StudyManager:
                 store.RESUMED: store.now_iso(),
                 store.STATE: store.RUNNING,
                 store.VOID_BELOW: int(attrs.get(store.ISSUED, 0)),
-            }, [OutboxEvent.of(study_resumed=ev.StudyResumed(study_id=study_id))])
-            self.relay.wake()
+            }, [self.notifier.resumed(study_id)])
+            self.notifier.stored()
         log.info("study %s resumed", study_id, extra={"study_id": study_id})
         await self.top_up(study_id)
         return await self.get(study_id)
@@ -330,7 +343,7 @@ class StudyManager:
     async def _send_tickets(self, study_id: str, sequences) -> None:
         try:
             for seq in sequences:
-                await self.tickets.send(pb.TrialTicket(study_id=study_id, ticket_id=store.ticket_id(study_id, seq), sequence=seq))
+                await self.tickets.send(TrialTicket(study_id=study_id, ticket_id=store.ticket_id(study_id, seq), sequence=seq))
         except Exception:  # noqa: BLE001 - NATS down: the reconcile resends the untaken ones (ids dedupe)
             log.warning("study %s: tickets not sent; the next reconcile sends them", study_id, exc_info=True)
             self._unsent.add(study_id)
@@ -352,10 +365,9 @@ class StudyManager:
                               f"{self.trial_grace_s:g}s); the trial runs again")
                     for attr, value in ((store.T_ABANDONED, True), (store.T_RECLAIMED, True), (store.T_REASON, reason)):
                         await self._io(self.storage.set_trial_user_attr, t._trial_id, attr, value)
-                    saved = ("trial_failed", ev.TrialFailed(study_id=study_id, trial=t.number, reason=reason,
-                                                            mlflow_run_id=t.user_attrs.get(store.T_RUN, "")))
+                    saved = self.notifier.trial_lost(study_id, t.number, reason, t.user_attrs.get(store.T_RUN, ""))
                     await self._io(store.save_end, self.storage, t._trial_id, *saved)
-                await self.events.publish(event_id=store.end_event_id(study_id, t.number), **{saved[0]: saved[1]})
+                await self.notifier.trial_ended(study_id, t.number, saved)
                 await self._io(self.storage.set_trial_state_values, t._trial_id, *store.end_state(*saved))
                 log.warning("trial %s/%d reclaimed as %s", study_id, t.number, saved[0], extra={"study_id": study_id})
             except optuna.exceptions.UpdateFinishedTrialError:
@@ -364,16 +376,10 @@ class StudyManager:
 
     async def _complete(self, study_id, key, attrs, directions, trials, c) -> None:
         best = best_trial(trials, [d.name.lower() for d in directions])
-        event = ev.StudyCompleted(study_id=study_id, mlflow_run_id=attrs.get(store.RUN, ""),
-                                  complete=c["complete"], pruned=c["pruned"], fail=c["fail"], best_trial=-1)
-        if best is not None:
-            event.best_trial = best.number
-            event.best_values.extend(best.values)
-            event.best_params.update({k: space.format_value(v) for k, v in best.params.items()})
+        event = self.notifier.completed(study_id, attrs.get(store.RUN, ""), c, best)
         await self._io(store.set_study_attrs, self.storage, key,
-                       {store.STATE: store.COMPLETED, store.FINISHED: store.now_iso()},
-                       [OutboxEvent.of(study_completed=event)])
-        self.relay.wake()
+                       {store.STATE: store.COMPLETED, store.FINISHED: store.now_iso()}, [event])
+        self.notifier.stored()
         log.info("study %s completed: %d complete, %d pruned, %d failed", study_id,
                  c["complete"], c["pruned"], c["fail"], extra={"study_id": study_id})
 

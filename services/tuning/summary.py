@@ -16,7 +16,7 @@ import math
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
-from kubetune.tuning.v1 import tuning_pb2 as pb
+from services.tuning.records import Study, StudySpec, Trial
 
 log = logging.getLogger(__name__)
 
@@ -287,37 +287,32 @@ class SummaryCache:
         return summary
 
 
-def search_space(spec: pb.StudySpec) -> tuple[ParamSpace, ...]:
+def search_space(spec: StudySpec) -> tuple[ParamSpace, ...]:
     out = []
     for p in spec.search_space:
-        domain = p.WhichOneof("domain")
-        if domain == "float_range":
+        if p.float_range is not None:
             r = p.float_range
             out.append(ParamSpace(p.name, "float", r.low, r.high, r.log, r.step))
-        elif domain == "int_range":
+        elif p.int_range is not None:
             r = p.int_range
             out.append(ParamSpace(p.name, "int", r.low, r.high, r.log, r.step or 1))
-        elif domain == "categorical":
-            out.append(ParamSpace(p.name, "categorical", choices=tuple(p.categorical.choices)))
+        elif p.categorical is not None:
+            out.append(ParamSpace(p.name, "categorical", choices=tuple(p.categorical)))
     return tuple(out)
 
 
-def study_view(study: pb.Study) -> StudyView:
-    directions = tuple(
-        "maximize" if o.direction == pb.DIRECTION_MAXIMIZE else "minimize" for o in study.spec.objectives
-    ) or ("minimize",)
+def study_view(study: Study) -> StudyView:
+    directions = tuple(o.direction or "minimize" for o in study.spec.objectives) or ("minimize",)
     c = study.counts
     revision = ":".join(str(x) for x in (
         c.queued, c.running, c.complete, c.pruned, c.fail, study.state,
-        ",".join(repr(v) for v in study.best_values), study.finished_at.seconds,
+        ",".join(repr(v) for v in study.best_values), study.finished_at.isoformat() if study.finished_at else "",
     ))
-    return StudyView(study.id, directions, search_space(study.spec), revision,
-                     running=study.state == pb.STUDY_STATE_RUNNING)
+    return StudyView(study.id, directions, search_space(study.spec), revision, running=study.state == "RUNNING")
 
 
-def trial_view(t: pb.Trial) -> TrialView:
-    state = pb.TrialState.Name(t.state).removeprefix("TRIAL_STATE_")
-    return TrialView(t.number, state, dict(t.params), tuple(t.values), tuple(t.val_loss_curve))
+def trial_view(t: Trial) -> TrialView:
+    return TrialView(t.number, t.state or "UNSPECIFIED", dict(t.params), tuple(t.values), tuple(t.val_loss_curve))
 
 
 class ManagedStudies(StudySource):

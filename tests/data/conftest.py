@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from kubetune.data.v1 import data_pb2_grpc
-from services.common.clients import channel
+from kubetune_common.channels import channel
 from services.data.app import DataApp, start
 from services.data.config import Settings
 

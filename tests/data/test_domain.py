@@ -11,11 +11,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from services.common.errors import FailedPrecondition, InvalidArgument
+from kubetune_common.errors import FailedPrecondition, InvalidArgument
 from services.data.catalog import parse_ref, validate_filename, validate_name, version_id
 from services.data.ingest import Moments, ingest
-from services.data.sniff import SourceFile, detect_header, looks_like_index
 from services.data.records import IngestOptions, Kind, Layout, MissingPolicy, Role, TaskKind
+from services.data.sniff import SourceFile, detect_header, looks_like_index
 from services.data.sources import Fetched, parse_uri
 
 

@@ -22,7 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kubetune.data.v1 import data_pb2, data_pb2_grpc
 from kubetune.events.v1 import events_pb2
-from services.common.clients import channel
+from kubetune_common.channels import channel
 from services.common.events import EventBus, decode
 from testing import servers
 from tests.data.conftest import upload_folder

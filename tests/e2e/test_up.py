@@ -22,8 +22,8 @@ from kubetune.data.v1 import data_pb2
 from kubetune.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from kubetune.registry.v1 import registry_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
+from kubetune_common.config import PORTS
 from services.common import mlflow_tags
-from services.common.config import PORTS
 from testing.servers import free_port
 from testing.studies import run_study, small_spec
 

@@ -6,7 +6,6 @@ only that set."""
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.common import lockfile
+from tests.architecture.imports import imported_modules, top_level_imports
 from tests.k8s.parts import DOCKERFILE, REPO, Part
 
 ENTRYPOINT_SCRIPT = REPO / "k8s" / "images" / "entrypoint.sh"
@@ -78,6 +78,19 @@ class Dockerfile:
         return [r for r in self.all("RUN") if "pip install" in r]
 
 
+def runtime_packages() -> tuple[str, ...]:
+    """The top-level packages of this repository that the parts' code imports (services,
+    hyperparams, kubetune_common...), less the parts' own (gateway, ui: the PACKAGE arg)
+    and the generated code (copied as gen): every image copies them, every dev sync
+    follows them, and a new one is caught here before an image fails to start."""
+    own = {"gateway", "ui", "kubetune"}
+    found = top_level_imports(f for top in ("services", "gateway", "ui") for f in (REPO / top).rglob("*.py"))
+    return tuple(sorted(n for n in found - own if (REPO / n / "__init__.py").is_file()))
+
+
+RUNTIME_PACKAGES = runtime_packages()
+
+
 def check_dockerfile(path: Path | None = None) -> list[str]:
     """The shape every part's image shares. `path`: a copy to check instead."""
     path = path or REPO / DOCKERFILE
@@ -120,7 +133,7 @@ def check_dockerfile(path: Path | None = None) -> list[str]:
     if df.final("ENTRYPOINT") != ['["kubetune-entrypoint"]'] or not ENTRYPOINT_SCRIPT.exists():
         problems.append(f"{where}: ENTRYPOINT is not k8s/images/entrypoint.sh")
     copies = df.source_copies({"PACKAGE": "${PACKAGE}"})  # the arg itself, not its default
-    for needed in ("gen", "services", "hyperparams", "${PACKAGE}"):
+    for needed in ("gen", *RUNTIME_PACKAGES, "${PACKAGE}"):
         if needed not in copies:
             problems.append(f"{where}: does not copy {needed} into /app")
     if not any("requirements/lock.txt" in c for c in df.all("COPY")):
@@ -233,13 +246,7 @@ def entry_modules(part: Part) -> list[str]:
     pkg = REPO / part.module.replace(".", "/")
     main = pkg / "__main__.py"
     if main.exists():
-        mods = []
-        for node in ast.walk(ast.parse(main.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                mods.append(node.module)
-            elif isinstance(node, ast.Import):
-                mods += [a.name for a in node.names]
-        return sorted(set(mods))
+        return sorted(imported_modules(main))
     mods = []
     for f in sorted(pkg.glob("*.py")):
         mods.append(part.module if f.name == "__init__.py" else f"{part.module}.{f.stem}")

@@ -11,7 +11,7 @@ import pytest
 
 from tests.k8s import manifest_checks as m
 from tests.k8s import skaffold_checks as s
-from tests.k8s.image_checks import Dockerfile
+from tests.k8s.image_checks import RUNTIME_PACKAGES, Dockerfile
 from tests.k8s.parts import PARTS, REPO, render
 
 CONFIGS = s.load()
@@ -111,6 +111,9 @@ def test_dev_syncs_python_sources_the_image_holds():
         for rule in rules:
             assert rule["src"].endswith("**/*.py") and rule["dest"] == "/app"
             assert rule["src"].split("/")[0] in copied, f"{part.name} syncs {rule['src']} it never copies"
+        synced = {rule["src"].split("/")[0] for rule in rules}
+        python_sources = [c for c in copied if c == "gen" or c in RUNTIME_PACKAGES or c == part.package]
+        assert [c for c in python_sources if c not in synced] == [], f"{part.name}: copied but never synced"
         assert artifact["docker"]["buildArgs"]["RELOAD"] == "true"
         (prod,) = s.artifacts(s.profile_view(config, "prod"))
         assert "sync" not in prod and prod["docker"]["buildArgs"]["RELOAD"] == "false"

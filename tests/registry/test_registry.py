@@ -17,8 +17,9 @@ import pytest_asyncio
 from kubetune.events.v1 import events_pb2 as ev
 from kubetune.registry.v1 import registry_pb2 as pb
 from kubetune.registry.v1 import registry_pb2_grpc
-from services.common import packed_model, subjects
-from services.common.clients import channel
+from kubetune_common import subjects
+from kubetune_common.channels import channel
+from services.common import packed_model
 from services.common.events import EventBus
 from services.registry.app import start
 from services.registry.config import Settings

@@ -12,7 +12,7 @@ import time
 import psutil
 import pytest
 
-from services.common.clients import sync_health_status
+from kubetune_common.channels import sync_health_status
 from testing.servers import free_port
 
 # Runs the part's __main__ with a thread that keeps writing the top-level modules the

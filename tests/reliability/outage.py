@@ -13,7 +13,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from kubetune.events.v1 import events_pb2
-from services.common import subjects
+from kubetune_common import subjects
 from services.common.events import EventBus
 
 # How long a test waits after the last expected event for any repeat of one.

@@ -15,11 +15,11 @@ import pytest
 
 from cli.local_platform import SAMPLE
 from kubetune.data.v1 import data_pb2, data_pb2_grpc
-from kubetune.tuning.v1 import tuning_pb2 as tpb
-from kubetune.tuning.v1 import tuning_pb2_grpc
 from kubetune.registry.v1 import registry_pb2 as rpb
 from kubetune.registry.v1 import registry_pb2_grpc
-from services.common.clients import channel
+from kubetune.tuning.v1 import tuning_pb2 as tpb
+from kubetune.tuning.v1 import tuning_pb2_grpc
+from kubetune_common.channels import channel
 from services.data.app import start as start_data
 from services.data.store import open_store
 from services.registry.app import start as start_registry
@@ -29,11 +29,11 @@ from services.tracking.config import Settings as TrackingSettings
 from services.tuning import store as tuning_store
 from services.tuning.app import start as start_tuning
 from services.tuning.config import Settings as TuningSettings
+from testing.models import log_trial_run
+from testing.servers import RestartableNats
+from testing.studies import small_spec
 from tests.data.conftest import make_settings
 from tests.reliability.outage import Seen, once_each, stored
-from testing.servers import RestartableNats
-from testing.models import log_trial_run
-from testing.studies import small_spec
 
 DATASET_EVENTS = "kubetune.data.dataset.*"
 STUDY_EVENTS = "kubetune.tuning.study.*"

@@ -14,7 +14,7 @@ from kubetune.data.v1 import data_pb2
 from kubetune.gateway.v1 import gateway_pb2_grpc
 from kubetune.registry.v1 import registry_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from tests.integration.test_gateway import assert_every_method_guarded
+from tests.gateway.test_gateway import assert_every_method_guarded
 from tests.reliability.conftest import DATA_MAX_BYTES, S3_KEY_ID, S3_SECRET, SECRETS, Authed, bearer
 from tests.reliability.faults import wait_for
 from testing.studies import small_spec

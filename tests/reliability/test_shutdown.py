@@ -14,11 +14,11 @@ import pytest
 
 from kubetune.gateway.v1 import gateway_pb2_grpc
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common.config import PORTS
-from tests.e2e.test_up import read_until, start_up
-from tests.reliability.faults import audit_mlflow, retrying, wait_for
+from kubetune_common.config import PORTS
 from testing.servers import free_port
 from testing.studies import finished, small_spec
+from tests.e2e.test_up import read_until, start_up
+from tests.reliability.faults import audit_mlflow, retrying, wait_for
 
 pytestmark = pytest.mark.slow
 TRIALS, EPOCHS = 8, 300

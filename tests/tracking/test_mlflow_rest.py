@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from kubetune_common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.common.mlflow_rest import CONNECTION_ERROR, Metric, MlflowError, MlflowRest
 from services.registry.mlflow_store import MlflowRegistryStore
 from services.tracking.mlflow_store import MlflowStore, domain_error

@@ -19,8 +19,8 @@ from mlflow.entities import ViewType
 
 from kubetune.tracking.v1 import tracking_pb2 as pb
 from kubetune.tracking.v1 import tracking_pb2_grpc
+from kubetune_common.channels import channel, sync_health_status
 from services.common import mlflow_tags
-from services.common.clients import channel, sync_health_status
 from testing import servers
 
 pytestmark = pytest.mark.slow

@@ -18,8 +18,9 @@ from mlflow.entities import Metric
 from kubetune.events.v1 import events_pb2 as ev
 from kubetune.tracking.v1 import tracking_pb2 as pb
 from kubetune.tracking.v1 import tracking_pb2_grpc
-from services.common import mlflow_tags, subjects
-from services.common.clients import channel
+from kubetune_common import subjects
+from kubetune_common.channels import channel
+from services.common import mlflow_tags
 from services.common.events import EventBus, encode, make_event
 from services.tracking.app import start
 from services.tracking.config import Settings

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
+from kubetune_common.errors import InvalidArgument
 from services.common import mlflow_tags
-from services.common.errors import InvalidArgument
 from services.tracking.mlflow_store import MlflowStore
 from services.tracking.records import Columns, DatasetRecord, MetricValue, RunFilter, RunQuery
 from services.tracking.sql_store import MlflowSqlStore, read_only_engine

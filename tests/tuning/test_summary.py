@@ -1,5 +1,5 @@
 """StudySummary's domain: trials given directly (no Optuna storage needed); the
-service path is in tests/integration/test_study_queries.py."""
+service path is in tests/tuning/test_study_queries.py."""
 
 import math
 import random

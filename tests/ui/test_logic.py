@@ -14,13 +14,13 @@ from kubetune.gateway.v1 import gateway_pb2
 from kubetune.registry.v1 import registry_pb2
 from kubetune.tracking.v1 import tracking_pb2 as tpb
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common.prediction_input import BadTable, Column
+from kubetune_common.prediction_input import BadTable, Column
 from ui import charts
 from ui.dataset_upload import name_from_filename
 from ui.layout import health_summary
+from ui.pages.tune import refusal_of
 from ui.predict_rows import form_row, parse_rows, result_rows, to_csv
 from ui.run_table import Filter, Pager, RunQuery, compare_rows, run_row
-from ui.pages.tune import refusal_of
 from ui.search_form import default_rows, size_text
 from ui.study_state import LiveStudy
 

@@ -9,7 +9,7 @@ from nicegui import background_tasks, ui
 
 from kubetune.data.v1 import data_pb2
 from kubetune.gateway.v1 import gateway_pb2
-from services.common import subjects
+from kubetune_common import subjects
 from ui import charts
 from ui.calls import attempt
 from ui.context import ctx

@@ -12,10 +12,10 @@ from nicegui import background_tasks, ui
 from kubetune.registry.v1 import registry_pb2
 from kubetune.tracking.v1 import tracking_pb2 as tpb
 from kubetune.tuning.v1 import tuning_pb2
+from kubetune_common import quality
 from ui import charts
 from ui.calls import attempt, notify_error
 from ui.context import ctx
-from services.common import quality
 from ui.formatting import study_name
 from ui.layout import layout, section
 from ui.run_table import (

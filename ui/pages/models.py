@@ -7,7 +7,7 @@ from __future__ import annotations
 from nicegui import ui
 
 from kubetune.registry.v1 import registry_pb2 as rpb
-from services.common.prediction_input import BOOLEAN, NUMERIC, BadTable, Column, columns_of
+from kubetune_common.prediction_input import BOOLEAN, NUMERIC, BadTable, Column, columns_of
 from ui.calls import attempt
 from ui.context import ctx
 from ui.formatting import number, plural, when

@@ -20,15 +20,15 @@ import grpc
 from nicegui import background_tasks, ui
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common import quality
+from kubetune_common import quality
 from ui import charts
 from ui.calls import attempt
 from ui.context import ctx
 from ui.formatting import STATE_COLORS, STUDY_STATES, number, plural, study_name, when
 from ui.gateway_client import error_text
 from ui.layout import layout
-from ui.study_state import LiveStudy
 from ui.session import may
+from ui.study_state import LiveStudy
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ error, for every store that talks to MLflow."""
 
 from __future__ import annotations
 
-from services.common.errors import FailedPrecondition, InvalidArgument, KubetuneError, NotFound, Unavailable
+from kubetune_common.errors import FailedPrecondition, InvalidArgument, KubetuneError, NotFound, Unavailable
 
 # Error codes of our own, beside MLflow's.
 CONNECTION_ERROR = "CONNECTION_ERROR"

@@ -17,7 +17,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from kubetune.data.v1 import data_pb2
 from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common import subjects
+from kubetune_common import subjects
 from services.common.clients import DataClient, TrackingClient
 from services.common.events import EventBus
 from services.tuning import store

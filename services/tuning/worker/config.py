@@ -7,7 +7,7 @@ import socket
 
 from pydantic import Field
 
-from services.common.config import PORTS, PartSettings, address_of, mlflow_uri
+from kubetune_common.config import PORTS, PartSettings, address_of, mlflow_uri
 from services.tuning.config import storage_url, trial_grace_s
 
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from kubetune.data.v1 import data_pb2
-from services.common.errors import FailedPrecondition
+from kubetune_common.errors import FailedPrecondition
 from services.tuning.worker import prepared
 from services.tuning.worker.tabular_model import BOOLEAN, CATEGORICAL, NUMERIC
 from services.tuning.worker.training import TabularData, prepare

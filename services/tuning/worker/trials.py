@@ -29,6 +29,7 @@ from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import mlflow_tags, packed_model
 from services.tuning import space, store
+from services.tuning.records import StudySpec
 from services.tuning.worker import baseline, metrics, tabular_model
 from services.tuning.worker.curves import CurveLog
 from services.tuning.worker.datasets import DatasetCache
@@ -265,7 +266,7 @@ class TrialRunner:
 
     # -- the trial -------------------------------------------------------------------
 
-    def _run_trial(self, study: optuna.Study, trial: optuna.Trial, spec: pb.StudySpec, attrs: dict) -> str:
+    def _run_trial(self, study: optuna.Study, trial: optuna.Trial, spec: StudySpec, attrs: dict) -> str:
         study_id = study.study_name
         run: _RunWhileTraining | None = None
         curves = CurveLog(trial.storage, trial._trial_id, self._background, self.curve_every_s)
@@ -384,7 +385,7 @@ class TrialRunner:
         trial.set_user_attr(store.T_METRICS, {k: v for k, v in summary.items() if math.isfinite(v)})
         curves.flush()
 
-    def _train(self, trial: optuna.Trial, spec: pb.StudySpec, params: dict, data: TabularData,
+    def _train(self, trial: optuna.Trial, spec: StudySpec, params: dict, data: TabularData,
                on_epoch: Callable[[EpochResult], None]) -> tuple[TrainResult, TabularData]:
         """The trained model and the data it was fitted on. With k folds, fold 1 trains
         as a plain trial would (its epochs reported, pruned on its curve); the others
@@ -393,7 +394,7 @@ class TrialRunner:
         objectives = space.objectives(spec)
         callbacks = []
         monitor = objectives[0][0]
-        if len(objectives) == 1 and space.PRUNER_NAMES[spec.pruner] != "none" and monitor in ("val_loss", "val_accuracy"):
+        if len(objectives) == 1 and space.pruner_of(spec) != "none" and monitor in ("val_loss", "val_accuracy"):
             callbacks.append(EpochEndPruning(trial, monitor=monitor))
         folds = data.folds(spec.cv_folds) if spec.cv_folds >= 2 else [data]
         stop = lambda: (self.ports.shutting_down() or self.ports.study_stopped(study_id)  # noqa: E731
@@ -411,7 +412,7 @@ class TrialRunner:
         return result, folds[0]
 
     @staticmethod
-    def _objective_values(spec: pb.StudySpec, result: TrainResult) -> list[float]:
+    def _objective_values(spec: StudySpec, result: TrainResult) -> list[float]:
         best = result.history[result.best_epoch]
         by_metric = {
             "val_loss": result.objective_val_loss,

@@ -11,7 +11,7 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from kubetune.tuning.v1 import tuning_pb2 as pb
-from services.common import subjects
+from kubetune_common import subjects
 from services.common.events import EventBus
 from services.tuning.worker.app import Worker
 from services.tuning.worker.config import Settings

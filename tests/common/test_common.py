@@ -8,11 +8,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from kubetune.events.v1 import events_pb2 as ev
 from kubetune.tuning.v1 import tuning_pb2, tuning_pb2_grpc
-from services.common import events, subjects
-from services.common.errors import (
+from kubetune_common import subjects
+from services.common import events
+from kubetune_common.errors import (
     MAX_MESSAGE_WIRE_BYTES, FailedPrecondition, InvalidArgument, NotFound, servicer_errors, status_for, wire_size,
 )
-from services.common.logs import JsonFormatter
+from kubetune_common.logs import JsonFormatter
 from services.common.server import PortInUse, make_server
 from services.tuning.worker.config import Settings as WorkerSettings
 
@@ -130,7 +131,7 @@ async def test_stream_reader_never_cancels_a_read_in_flight():
     """A watcher that goes away (its task cancelled mid-read) must not cancel the
     grpc.aio read itself: that leaks native memory (grpc/grpc#43360). The read goes on
     until aclose() cancels the call, and then it ends."""
-    from services.common.clients import StreamReader, channel
+    from kubetune_common.channels import StreamReader, channel
 
     async def watch(request, context):
         await context.write(b"snapshot")
@@ -172,7 +173,7 @@ async def test_stream_reader_never_cancels_a_read_in_flight():
 def test_use_wal_puts_a_sqlite_file_in_wal_mode_and_leaves_other_urls(tmp_path):
     import sqlite3
 
-    from services.common.sqlite import use_wal
+    from kubetune_common.sqlite import use_wal
 
     db = tmp_path / "sub" / "x.db"
     use_wal(f"sqlite:///{db}")

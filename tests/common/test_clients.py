@@ -9,8 +9,8 @@ import grpc
 import pytest
 
 from kubetune.data.v1 import data_pb2, data_pb2_grpc
+from kubetune_common.errors import InvalidArgument, NotFound, servicer_errors, status_for
 from services.common.clients import Backend, BackendError, DataClient, backend_error
-from services.common.errors import InvalidArgument, NotFound, servicer_errors, status_for
 from services.common.server import make_server
 from testing import servers
 

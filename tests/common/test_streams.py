@@ -13,7 +13,8 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.errors import APIError
 
 from kubetune.events.v1 import events_pb2 as ev
-from services.common import events, subjects
+from kubetune_common import subjects
+from services.common import events
 from testing import servers
 from tests.k8s.parts import K8S
 

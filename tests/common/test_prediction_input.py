@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from services.common.prediction_input import (BadTable, BadValue, Column, check_table, parse_number, parse_text,
+from kubetune_common.prediction_input import (BadTable, BadValue, Column, check_table, parse_number, parse_text,
                                               read_table)
 from services.registry.registry import input_columns
 

@@ -8,9 +8,13 @@ from __future__ import annotations
 import ast
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+
+from tests.architecture.imports import imported_modules, top_level_imports
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,8 +48,10 @@ IMPORTS = {
     "tracking": {"common", "tracking"},
     "registry": {"common", "registry"},
     "gateway": {"common"},
-    "ui": {"common"},  # the search space's rules are asked of the service (validate_only)
-    "cli": {"common"},
+    # Nothing from services: what they share with the services is in kubetune_common/ and
+    # hyperparams/, and the search space's rules are asked of the service (validate_only).
+    "ui": set(),
+    "cli": set(),
 }
 STUBS = {"DataServiceStub": "data", "TuningServiceStub": "tuning", "TrackingServiceStub": "tracking",
          "RegistryServiceStub": "registry", "GatewayStub": "gateway"}
@@ -131,7 +137,7 @@ def test_no_two_parts_call_each_other():
     ("from services.tuning import summary\n", "tracking imports services.tuning"),
     ("from kubetune.tuning.v1.tuning_pb2_grpc import TuningServiceStub\nTuningServiceStub\n",
      "tracking calls tuning"),
-    ("from services.common.config import address_of\nx = address_of(\"tuning\")\n", "tracking calls tuning"),
+    ("from kubetune_common.config import address_of\nx = address_of(\"tuning\")\n", "tracking calls tuning"),
 ])
 def test_a_stray_arrow_is_caught(tmp_path, planted, problem):
     for part in PARTS.values():
@@ -146,14 +152,73 @@ def test_a_diagram_missing_an_arrow_is_caught():
     assert diagram_arrows(readme) != ARROWS
 
 
-def test_the_shared_hyperparameter_names_need_no_service():
-    """hyperparams/ is what the UI and the CLI know of the search space without importing
-    services: it imports no service, and no optuna (the UI image has none)."""
-    imported = set()
-    for f in (REPO / "hyperparams").rglob("*.py"):
-        for node in ast.walk(ast.parse(f.read_text(), str(f))):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                imported.add(node.module.split(".")[0])
-            elif isinstance(node, ast.Import):
-                imported.update(a.name.split(".")[0] for a in node.names)
+# One service shape: the files of a service that translate (gRPC, NATS, protobuf, a
+# backend's API) are these; every other file is the domain, and imports no grpc, no
+# nats and no protobuf (the generated kubetune.* messages, google.protobuf): plain data
+# in and out (records.py).
+EDGES = {"__init__.py", "__main__.py", "app.py", "config.py", "servicer.py", "adapters.py", "messages.py",
+         "store.py", "sql_store.py", "mlflow_store.py",
+         "outbox.py"}  # the registry's: derives its events from what MLflow holds
+# Domain files that still take protobuf, and why; the test fails once one no longer does,
+# so the list only shrinks.
+NOT_YET = {
+    "services/tuning/worker/trials.py": "tickets, trial events and the trial-run request (per-trial-cost work there)",
+    "services/tuning/worker/datasets.py": "the dataset cache is keyed by data's DatasetVersion message",
+    "services/tracking/recorder.py": "records the bus's events as they come (per-trial-cost work there)",
+}
+FORBIDDEN = ("grpc", "grpc_health", "grpc_reflection", "nats", "kubetune", "google")
+
+
+def wire_imports(f: Path) -> set[str]:
+    return {m for m in imported_modules(f) if m.split(".")[0] in FORBIDDEN}
+
+
+def domain_files(root: Path) -> list[Path]:
+    return [f for part in ("data", "tuning", "worker", "tracking", "registry") for f in part_files(root, part)
+            if f.name not in EDGES]
+
+
+def test_every_services_domain_takes_plain_data():
+    wired = {str(f.relative_to(REPO)): sorted(wire_imports(f)) for f in domain_files(REPO)}
+    assert {f: w for f, w in wired.items() if w and f not in NOT_YET} == {}
+    assert [f for f in NOT_YET if not wired.get(f)] == []
+
+
+def test_a_domain_importing_protobuf_is_caught(tmp_path):
+    shutil.copytree(REPO / "services", tmp_path / "services", ignore=shutil.ignore_patterns("__pycache__", "*.csv"))
+    (tmp_path / "services/tuning/studies.py").write_text("from kubetune.tuning.v1 import tuning_pb2 as pb\n")
+    (tmp_path / "services/data/catalog.py").write_text("import grpc\n")
+    wired = {f.relative_to(tmp_path).as_posix(): wire_imports(f) for f in domain_files(tmp_path)}
+    assert wired["services/tuning/studies.py"] == {"kubetune.tuning.v1"}
+    assert wired["services/data/catalog.py"] == {"grpc"}
+
+
+@pytest.mark.parametrize("package", ["hyperparams", "kubetune_common"])
+def test_what_the_ui_and_the_cli_share_with_services_needs_no_service(package):
+    """hyperparams/ (the search space's names) and kubetune_common/ (settings, errors,
+    channels, subjects, logging, table and metric conventions) are what the UI and the
+    CLI share with the services: they import no service, and no optuna (the UI image has
+    none)."""
+    imported = top_level_imports((REPO / package).rglob("*.py"))
     assert imported and not imported & {"services", "optuna", "ui", "cli", "gateway"}, imported
+
+
+# What the services install beyond the base dependencies (pyproject's extras): the UI and
+# the CLI load without any of it.
+SERVICE_DEPENDENCIES = ("services", "optuna", "sklearn", "torch", "lightning", "mlflow", "boto3", "pandas",
+                        "pyarrow", "sqlalchemy", "psycopg2", "psycopg")
+
+
+def test_the_ui_and_the_cli_load_without_the_services():
+    script = f"""
+import importlib, pkgutil, sys
+import ui, cli
+for pkg in (ui, cli):
+    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+        if not m.name.endswith("__main__"):
+            importlib.import_module(m.name)
+print(sorted({{m.split(".")[0] for m in sys.modules}} & set({SERVICE_DEPENDENCIES!r})))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

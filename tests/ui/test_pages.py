@@ -415,7 +415,8 @@ async def test_offline_gateway_gives_readable_notifications(offline_user):
     assert offline_user.notify.contains("Loading datasets failed:")
     assert not any("Traceback" in m for m in offline_user.notify.messages)
     await offline_user.open("/experiments")
-    assert offline_user.notify.contains("Loading runs failed:")
+    # The refusal arrives when the offline call gives up: later than the page under load.
+    await eventually(lambda: offline_user.notify.contains("Loading runs failed:"), timeout=10)
     chip = offline_user.find(marker="status-chip").elements.pop()
     await eventually(lambda: chip.text == "gateway unreachable", timeout=10)
 

@@ -24,31 +24,23 @@ freed page's memory is returned by malloc_trim a page (4 KiB) at a time."""
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import gc
 import logging
 
 from nicegui import background_tasks
+
+from kubetune_common.malloc import malloc_trim
 
 log = logging.getLogger(__name__)
 
 COLLECT_AFTER_S = 3.0  # pages closing together are collected together
 
 
-def _malloc_trim():
-    """glibc's malloc_trim, or None (musl, macOS): the collection still runs."""
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
 class Reclaimer:
     def __init__(self, after_s: float = COLLECT_AFTER_S):
         self.after_s = after_s
         self.task: asyncio.Task | None = None
-        self.trim = _malloc_trim()
+        self.trim = malloc_trim()  # None: the collection still runs
         self.collections = 0  # tests read it
 
     def page_closed(self) -> None:

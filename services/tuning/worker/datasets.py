@@ -4,7 +4,6 @@ prepared once per host (prepared.py) and memory-mapped while the worker is warm.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import logging
@@ -23,6 +22,7 @@ import pyarrow.parquet as pq
 
 from kubetune.data.v1 import data_pb2
 from kubetune_common.errors import FailedPrecondition
+from kubetune_common.malloc import malloc_trim
 from services.tuning.worker import prepared
 from services.tuning.worker.tabular_model import BOOLEAN, CATEGORICAL, NUMERIC
 from services.tuning.worker.training import TabularData, prepare
@@ -128,8 +128,9 @@ def _give_back_freed_memory() -> None:
     pool (mimalloc) and glibc keep freed memory for reuse: after a million-row table,
     ~300 MiB that this worker would otherwise hold for as long as it runs."""
     pa.default_memory_pool().release_unused()
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    trim = malloc_trim()
+    if trim is not None:  # not glibc: nothing to trim
+        trim(0)
 
 
 @contextlib.contextmanager

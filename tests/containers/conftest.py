@@ -109,6 +109,16 @@ def pytest_collection_finish(session):
         BUILD.start()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test on the running platform reports every container's state and log."""
+    outcome = yield
+    report = outcome.get_result()
+    running = getattr(item, "funcargs", {}).get("platform")
+    if report.when == "call" and report.failed and hasattr(running, "cluster"):
+        report.sections.append(("containers", running.cluster.report()))
+
+
 def pytest_sessionfinish(session):
     BUILD.stop()
 

@@ -240,6 +240,18 @@ class Cluster:
         done = self.podman("logs", self.containers[pod].name, check=False)
         return done.stdout + done.stderr
 
+    def report(self, lines: int = 40) -> str:
+        """Each container's state (exit code, OOM kill) and the end of its log: what a
+        failed test prints, since CI keeps no container behind."""
+        out = []
+        for pod, c in self.containers.items():
+            state = self.podman("inspect", "--format",
+                                "{{.State.Status}} exit={{.State.ExitCode}} oom={{.State.OOMKilled}}",
+                                c.name, check=False).stdout.strip()
+            tail = self.logs(pod).splitlines()[-lines:]
+            out.append(f"--- {pod}: {state}\n" + "\n".join(tail))
+        return "\n".join(out)
+
     def kill(self, pod: str) -> None:
         self.podman("kill", "--signal", "KILL", self.containers[pod].name)
 

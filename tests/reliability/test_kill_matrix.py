@@ -20,10 +20,10 @@ from tests.reliability.faults import Watcher, audit_mlflow, retrying, wait_back,
 from testing.studies import finished, small_spec
 
 pytestmark = pytest.mark.slow
-TRIALS = 12
+TRIALS = 20
 EPOCHS = int(os.environ.get("KUBETUNE_KILL_EPOCHS", "600"))
 # Every part of `kubetune up` but the UI (which holds no state and is tested apart).
-FAULTS = ["worker-0", "tuning", "tracking", "data", "gateway", "nats", "mlflow", "worker-1"]
+FAULTS = ["worker-0", "worker-1", "tuning", "tracking", "data", "gateway", "nats", "mlflow"]
 
 
 def running_on(gw, study_id: str, worker: str) -> list[pb.Trial]:

@@ -93,11 +93,25 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the server log"
 
 
+# Trailing metadata on every refusal our servicers send: a caller tells a backend that
+# answered UNAVAILABLE (alive, naming what it could not reach) from one it could not reach.
+ANSWERED_KEY = "kubetune-answered"
+
+
+def answered(exc: grpc.RpcError) -> bool:
+    """True when the status came from one of our servicers, not from grpc's transport."""
+    try:
+        metadata = exc.trailing_metadata() or ()
+    except Exception:  # noqa: BLE001 - an error raised before any call had metadata
+        return False
+    return any(key == ANSWERED_KEY for key, _ in metadata)
+
+
 async def _abort(context, exc: BaseException, method: str):
     code, message = status_for(exc)
     if code == grpc.StatusCode.INTERNAL:
         log.exception("unhandled error in %s", method)
-    await context.abort(code, message)
+    await context.abort(code, message, trailing_metadata=((ANSWERED_KEY, "1"),))
 
 
 # How long a refused client stream is read to its end before the status goes back.

@@ -12,7 +12,7 @@ import grpc
 from kubetune.data.v1 import data_pb2, data_pb2_grpc
 from kubetune.tracking.v1 import tracking_pb2, tracking_pb2_grpc
 from kubetune_common.channels import channel
-from kubetune_common.errors import KubetuneError, NotFound
+from kubetune_common.errors import KubetuneError, NotFound, answered
 from services.common.retry import grpc_transient, retry_async
 
 @dataclass(frozen=True)
@@ -38,11 +38,12 @@ class BackendError(KubetuneError):
 
 def backend_error(backend: Backend, exc: grpc.RpcError) -> KubetuneError:
     """The one policy: the code passes through unchanged (an INVALID_ARGUMENT stays
-    one); a backend that is down or too slow is named, since its own message is grpc's."""
+    one); a backend that is down or too slow is named, since its own message is grpc's.
+    A backend that answered UNAVAILABLE itself names what it could not reach: that passes."""
     code = exc.code()
-    if code == grpc.StatusCode.UNAVAILABLE:
+    if code == grpc.StatusCode.UNAVAILABLE and not answered(exc):
         return BackendError(code, f"the {backend.name} service is unavailable ({backend.address}); try again shortly")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED and not answered(exc):
         return BackendError(code, f"the {backend.name} service did not answer in time")
     if code == grpc.StatusCode.NOT_FOUND:
         return NotFound(exc.details() or code.name)

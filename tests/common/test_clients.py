@@ -9,7 +9,7 @@ import grpc
 import pytest
 
 from kubetune.data.v1 import data_pb2, data_pb2_grpc
-from kubetune_common.errors import InvalidArgument, NotFound, servicer_errors, status_for
+from kubetune_common.errors import InvalidArgument, NotFound, Unavailable, servicer_errors, status_for
 from services.common.clients import Backend, BackendError, DataClient, backend_error
 from services.common.server import make_server
 from testing import servers
@@ -17,8 +17,9 @@ from testing import servers
 
 @servicer_errors
 class FailingData(data_pb2_grpc.DataServiceServicer):
-    """Answers GetDataset(ref) as its ref says: `ok`, `missing`, `bad`, or `flaky`
-    (UNAVAILABLE on the first try, then an answer)."""
+    """Answers GetDataset(ref) as its ref says: `ok`, `missing`, `bad`, `flaky`
+    (UNAVAILABLE on the first try, then an answer), or `downstream` (alive, but what it
+    needs is not)."""
 
     def __init__(self):
         self.calls: dict[str, int] = {}
@@ -29,6 +30,8 @@ class FailingData(data_pb2_grpc.DataServiceServicer):
             raise NotFound("no dataset 'missing'")
         if request.ref == "bad":
             raise InvalidArgument("ref: not a dataset reference")
+        if request.ref == "downstream":
+            raise Unavailable("the storage service is unavailable (storage:9000); try again shortly")
         if request.ref == "flaky" and self.calls["flaky"] == 1:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "restarting")
         return data_pb2.GetDatasetResponse(version=data_pb2.DatasetVersion(name=request.ref, version="v1"))
@@ -60,6 +63,13 @@ async def test_typed_client_maps_every_failure_one_way(data_backend):
             await client.get_dataset("flaky")
         assert err.value.code == grpc.StatusCode.UNAVAILABLE
         assert err.value.message == f"the data service is unavailable ({address}); try again shortly"
+        # A backend that answers UNAVAILABLE itself names what it could not reach: the
+        # caller sees that, not "the data service is unavailable", which would send them
+        # to look at a service that is running.
+        with pytest.raises(BackendError) as err:
+            await client.get_dataset("downstream")
+        assert status_for(err.value) == (grpc.StatusCode.UNAVAILABLE,
+                                         "the storage service is unavailable (storage:9000); try again shortly")
     finally:
         await client.close()
 

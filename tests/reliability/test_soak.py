@@ -54,7 +54,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.soak, pytest.ma
 TRIALS = int(os.environ.get("KUBETUNE_SOAK_TRIALS", "500"))
 EPOCHS = 2
 # The table the study trains on: its training is most of a trial's cost (see above).
-ROWS = int(os.environ.get("KUBETUNE_SOAK_ROWS", "2000"))
+ROWS = int(os.environ.get("KUBETUNE_SOAK_ROWS", "1500"))
 SESSIONS = 20  # sessions at least that begin while the study runs
 ROUND = 5  # sessions a round
 AT_ONCE = 3  # sessions with a page open at one time: 2 cores also run the study

@@ -7,9 +7,11 @@ only if the study outlasts the warm-up and then more sessions. On the 98-row sam
 a quiet machine ran the 500 trials in 162 s, within the first round of 20 sessions, and
 every wait for the UI with no page open (QUIET_S, fixed: the UI's reconnect time) makes a
 quiet machine's rounds relatively longer. So:
-- the sessions come in rounds of 5 (3 open at a time), back to back, until the study
-  completes; the test fails, saying so, unless the study was still running when the 4th
-  round (sessions 16-20) began;
+- the sessions come in rounds of 5 (3 open at a time), back to back, until the study has
+  completed and 20 sessions have run; the test fails, saying so, unless the study was
+  still running when the round after the warm-up began. A loaded machine (load 20-35 on
+  2 cores) slows the browser more than the study: a round of 5 took 110-390 s there, and
+  the study can end after 3 rounds; the rounds after it then open the completed study;
 - the UI is measured with no page open twice, after a quiet wait: when the warm-up ends
   and once the last round is over;
 - warm-up ends after the first round that ends with two fifths of the trials finished,
@@ -19,7 +21,7 @@ quiet machine's rounds relatively longer. So:
   through the gateway as a user would), so a trial's training is most of its cost and
   its pace follows the machine's CPU as the browser's does.
 The test prints the study's seconds, each round's, and how many rounds' time the study
-lasted: the margin to the 3 rounds and a quiet wait it must outlast (RELIABILITY.md §12).
+lasted (RELIABILITY.md §12).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ TRIALS = int(os.environ.get("KUBETUNE_SOAK_TRIALS", "500"))
 EPOCHS = 2
 # The table the study trains on: its training is most of a trial's cost (see above).
 ROWS = int(os.environ.get("KUBETUNE_SOAK_ROWS", "1500"))
-SESSIONS = 20  # sessions at least that begin while the study runs
+SESSIONS = 20  # sessions at least; more while the study runs
 ROUND = 5  # sessions a round
 AT_ONCE = 3  # sessions with a page open at one time: 2 cores also run the study
 WARM_TRIALS = max(1, TRIALS * 2 // 5)  # warm-up: this many trials and one round at least
@@ -255,13 +257,13 @@ async def test_500_trials_and_20_sessions_leave_memory_flat(tmp_path):
         try:
             async with async_playwright() as p:
                 browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-                while sampler.completed_at is None:
+                while sampler.completed_at is None or len(rounds) * ROUND < SESSIONS:
                     began, before = time.monotonic(), finished(sampler.study) if sampler.study else 0
                     await round_of_sessions(browser, platform.ui_url, study.id, errors, disturbed)
                     r = Round(began - t0, time.monotonic() - began, before, finished(sampler.study),
                               rss_mb(platform.part("ui").proc))
                     rounds.append(r)
-                    if warm_at is None and r.trials_after >= WARM_TRIALS:
+                    if warm_at is None and r.trials_after >= WARM_TRIALS and sampler.completed_at is None:
                         await asyncio.sleep(QUIET_S)
                         r.quiet_ui_mb = rss_mb(platform.part("ui").proc)
                         warm_at, warm_round = time.monotonic(), len(rounds)
@@ -293,13 +295,13 @@ async def test_500_trials_and_20_sessions_leave_memory_flat(tmp_path):
     print(f"\nsoak: the study's {finished(final)} trials in {study_s or float('nan'):.0f}s on {ROWS} rows; "
           f"{len(rounds)} rounds of {ROUND} sessions, a round {round_s:.0f}s (median) and one {QUIET_S:.0f}s "
           f"quiet wait: the study lasted {((study_s or 0) - QUIET_S) / round_s:.1f} rounds' time besides the wait, "
-          f"{while_running} began while it ran (needs {SESSIONS // ROUND}); load average {load_before[0]:.1f} "
+          f"{while_running} began while it ran; load average {load_before[0]:.1f} "
           f"before, {load_after[0]:.1f} after (15 min {load_after[2]:.1f})")
     print(f"  cpu s: {cpu_line(cpu)}")
-    if warm_at is None or while_running < SESSIONS // ROUND or len(rounds) <= warm_round:
+    if warm_at is None or while_running <= warm_round:
         pytest.fail(f"the study ended too soon to soak: {finished(final)} trials in {study_s or 0:.0f}s, "
                     f"{while_running} rounds of {ROUND} sessions began while it ran (warm after round {warm_round}); "
-                    f"it needs {SESSIONS} sessions and a round after the warm-up (errors {errors[:3]})")
+                    f"it must outlast the warm-up and begin one round more (errors {errors[:3]})")
     warm = sampler.since(warm_at)[:3]
     during = [s for at, s in sampler.samples if warm_at <= at <= end_at]
     end = during[-3:]

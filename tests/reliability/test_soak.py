@@ -15,11 +15,11 @@ quiet machine's rounds relatively longer. So:
 - the UI is measured with no page open twice, after a quiet wait: when the warm-up ends
   and once the last round is over;
 - warm-up ends after the first round that ends with two fifths of the trials finished,
-  so it holds one round at least; measured from a tenth, the parts that keep the study's
-  own state grew with it by 9-11% (tuning, tracking, NATS's stream of its events);
+  so it holds one round at least; measured from a tenth, NATS, tuning and tracking grew
+  with the study by 9-11% (NATS while its events stream held 0.4 MB: not the events);
 - the study trains on a generated table of ROWS rows (testing/tables.py, registered
-  through the gateway as a user would), so a trial's training is most of its cost and
-  its pace follows the machine's CPU as the browser's does.
+  through the gateway as a user would), so a trial's training is most of its cost, about
+  twice the sample table's CPU a trial: a quiet machine's study lasts several rounds.
 The test prints the study's seconds, each round's, and how many rounds' time the study
 lasted (RELIABILITY.md §12).
 """

@@ -69,7 +69,7 @@ up: install
 # in a process of its own from its start (log: .kubetune/images-build.log; a cold build is
 # about 15 minutes on 2 cores, a warm one seconds), runs the other tests meanwhile and the
 # platform from its images last; `make test-containers` runs those alone. The soak
-# (tests/reliability/test_soak.py: 500 trials, 20+ browser sessions, ~6 min on a quiet
+# (tests/reliability/test_soak.py: 500 trials, 20+ browser sessions, ~6-6.5 min on a quiet
 # machine) is part of it; `make test-soak` runs it alone.
 PYTEST_ARGS ?=
 test: install-test

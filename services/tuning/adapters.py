@@ -74,7 +74,8 @@ class BusNotifier:
         self.relay.wake()
 
     async def trial_ended(self, end: TrialEnd) -> None:
-        await self.bus.publish(event_id=store.end_event_id(end.study_id, end.trial), **{end.kind: messages.end_to_pb(end)})
+        await self.bus.publish(event_id=store.end_event_id(end.study_id, end.trial),
+                               **{end.kind: messages.end_to_pb(end)})
 
 
 class DataCatalog:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from kubetune.events.v1 import events_pb2
-from services.tracking.records import EpochCompleted, Event, StudyCompleted, TrialEnded
+from services.tracking.records import EpochCompleted, Event, StudyCompleted, TrialEnd
 
 TRIAL_ENDS = frozenset({"trial_completed", "trial_pruned", "trial_failed"})
 
@@ -25,7 +25,7 @@ def event_from_pb(event: events_pb2.Event) -> Event:
         payload = EpochCompleted(p.study_id, p.trial, p.mlflow_run_id, p.epoch, p.train_loss, p.val_loss,
                                  p.val_accuracy)
     elif kind in TRIAL_ENDS:
-        payload = TrialEnded(p.study_id, p.trial, p.mlflow_run_id, dict(p.metrics), p.best_epoch,
+        payload = TrialEnd(p.study_id, p.trial, p.mlflow_run_id, dict(p.metrics), p.best_epoch,
                              getattr(p, "reason", ""))
     elif kind == "study_completed":
         payload = StudyCompleted(p.study_id, p.mlflow_run_id, p.best_trial, tuple(p.best_values),

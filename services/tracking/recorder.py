@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from kubetune_common.errors import InvalidArgument, NotFound
 from services.common import mlflow_tags
-from services.tracking.records import EpochCompleted, Event, MetricValue, StudyCompleted, TrialEnded
+from services.tracking.records import EpochCompleted, Event, MetricValue, StudyCompleted, TrialEnd
 from services.tracking.store import TrackingStore
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class EventRecorder:
         return outcomes
 
     @staticmethod
-    def _plan(kind: str, p: EpochCompleted | TrialEnded | StudyCompleted, ms: int, write: RunWrite) -> None:
+    def _plan(kind: str, p: EpochCompleted | TrialEnd | StudyCompleted, ms: int, write: RunWrite) -> None:
         if kind == "epoch_completed":
             for key in mlflow_tags.EPOCH_METRICS:
                 value = getattr(p, key)
@@ -142,7 +142,7 @@ class EventRecorder:
             })
             write.end = ("FINISHED", ms)
 
-    async def _run_for(self, kind: str, p: EpochCompleted | TrialEnded | StudyCompleted) -> str:
+    async def _run_for(self, kind: str, p: EpochCompleted | TrialEnd | StudyCompleted) -> str:
         if p.mlflow_run_id:
             return p.mlflow_run_id
         # An event from before the run id was known: find the run by its tags.

@@ -134,7 +134,7 @@ class EpochCompleted:
 
 
 @dataclass(frozen=True)
-class TrialEnded:
+class TrialEnd:
     """A trial completed, pruned or failed: its saved epoch's summary and why it stopped."""
     study_id: str
     trial: int
@@ -164,4 +164,4 @@ class Event:
     id: str
     kind: str
     time_ms: int
-    payload: EpochCompleted | TrialEnded | StudyCompleted | None = None
+    payload: EpochCompleted | TrialEnd | StudyCompleted | None = None

@@ -50,6 +50,7 @@ from kubetune.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.tuning.worker import prepared
 from services.tuning.worker.datasets import DatasetCache
+from services.tuning.worker.messages import version_from_pb
 from services.tuning.worker.training import TabularModule, train
 from testing import servers
 from testing.platform import running_platform
@@ -240,7 +241,7 @@ def main() -> None:
                 dispatch.append((arrival - returned, elapsed))
             watch.close()
             ch.close()
-            data = DatasetCache(cache).prepared(version)
+            data = DatasetCache(cache).prepared(version_from_pb(version))
             ours, plain = throughput(data, args.rounds)
     pss_growth = sum(a["Pss"] - b["Pss"] for a, b in zip(after, before))
     rss_growth = sum(a["Rss"] - b["Rss"] for a, b in zip(after, before))

@@ -39,6 +39,7 @@ from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import mlflow_tags
 from services.tuning import messages, space
 from services.tuning.worker.datasets import DatasetCache
+from services.tuning.worker.messages import version_from_pb
 from services.tuning.worker.training import train
 from services.tuning.worker.trials import log_model
 from testing.platform import running_platform
@@ -66,7 +67,7 @@ def baseline_script(gateway, mlflow_uri: str, spec: pb.StudySpec, cache_dir: Pat
     torch.set_num_threads(1)
     version = gateway.GetDataset(data_pb2.GetDatasetRequest(ref=spec.dataset)).version
     start = time.perf_counter()
-    data = DatasetCache(cache_dir).prepared(version)
+    data = DatasetCache(cache_dir).prepared(version_from_pb(version))
     client = mlflow.MlflowClient(mlflow_uri)
     experiment = client.get_experiment_by_name("bench-baseline") or client.get_experiment(client.create_experiment("bench-baseline"))
     parent = client.create_run(experiment.experiment_id, run_name="baseline")

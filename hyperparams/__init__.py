@@ -53,11 +53,18 @@ DEFAULTS = {
 # What a study searches when its spec names no hyperparameter: the Tune page's ticked
 # ranges and `kubetune study create` without range flags. A grid sampler gets none (it
 # needs choices), so a grid without a space is still refused.
-DEFAULT_SEARCH_SPACE = (
-    pb.ParamSpec(name="learning_rate", float_range=pb.FloatRange(low=1e-5, high=1e-1, log=True)),
-    pb.ParamSpec(name="dropout", float_range=pb.FloatRange(low=0.2, high=0.4)),
-    pb.ParamSpec(name="n_layers", int_range=pb.IntRange(low=1, high=5)),
-    pb.ParamSpec(name="units", int_range=pb.IntRange(low=4, high=128, log=True)),
+# name -> (low, high, log): a float range for a float hyperparameter, else an int range.
+DEFAULT_RANGES = {
+    "learning_rate": (1e-5, 1e-1, True),
+    "dropout": (0.2, 0.4, False),
+    "n_layers": (1, 5, False),
+    "units": (4, 128, True),
+}
+# The same, as the messages the UI and the CLI send.
+DEFAULT_SEARCH_SPACE = tuple(
+    pb.ParamSpec(name=name, float_range=pb.FloatRange(low=low, high=high, log=log)) if name in FLOAT_PARAMS
+    else pb.ParamSpec(name=name, int_range=pb.IntRange(low=low, high=high, log=log))
+    for name, (low, high, log) in DEFAULT_RANGES.items()
 )
 # numpy (behind every Optuna sampler) takes seeds below 2**32, and a worker adds the
 # ticket's sequence to the study's seed: a study's seed stays below 2**31.

@@ -13,6 +13,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from kubetune_common import subjects
 from services.common.events import EventBus, decode
+from services.tracking.messages import event_from_pb
 from services.tracking.recorder import EventRecorder, Outcome
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class EventConsumer:
         events, decoded = [], []
         for msg in msgs:
             try:
-                events.append(decode(msg.subject, msg.data))
+                events.append(event_from_pb(decode(msg.subject, msg.data)))
                 decoded.append(msg)
             except Exception:  # noqa: BLE001 - a message that is no Event can never be written
                 log.error("undecodable message on %s dropped", msg.subject)

@@ -4,7 +4,7 @@ A batch of events is grouped by run; each run gets one log_batch (and one status
 change when the trial ended). A metric point whose (run, key, step) is already in
 MLflow is never written again, so a redelivered event, or a trial re-reported after a
 worker crash, cannot double a step. The caller acks an event only once its outcome is
-DONE or DROP."""
+DONE or DROP. Events come in as plain records (records.Event; messages.py translates)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,12 @@ import asyncio
 import enum
 import logging
 import math
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from kubetune.events.v1 import events_pb2
 from kubetune_common.errors import InvalidArgument, NotFound
 from services.common import mlflow_tags
-from services.tracking.records import MetricValue
+from services.tracking.records import EpochCompleted, Event, MetricValue, StudyCompleted, TrialEnd
 from services.tracking.store import TrackingStore
 
 log = logging.getLogger(__name__)
@@ -42,12 +40,6 @@ class RunWrite:
     tags: dict[str, str] = field(default_factory=dict)
     end: tuple[str, int] | None = None  # (status, end time ms)
     events: list[int] = field(default_factory=list)  # indices into the batch
-
-
-def event_ms(event: events_pb2.Event) -> int:
-    if event.HasField("time"):
-        return event.time.seconds * 1000 + event.time.nanos // 1_000_000
-    return int(time.time() * 1000)
 
 
 class _Lru(OrderedDict):
@@ -82,14 +74,14 @@ class EventRecorder:
         """A run this process just created: it has no metric steps yet."""
         self._steps.put(run_id, _NewRun())
 
-    async def record(self, events: list[events_pb2.Event]) -> list[Outcome]:
+    async def record(self, events: list[Event]) -> list[Outcome]:
         outcomes = [Outcome.DONE] * len(events)
         writes: dict[str, RunWrite] = {}
         for i, event in enumerate(events):
-            kind = event.WhichOneof("payload")
+            kind = event.kind
             if kind not in self.HANDLED or event.id in self._written_events:
                 continue
-            payload = getattr(event, kind)
+            payload = event.payload
             try:
                 run_id = await self._run_for(kind, payload)
             except NotFound as exc:
@@ -102,7 +94,7 @@ class EventRecorder:
                 continue
             write = writes.setdefault(run_id, RunWrite())
             write.events.append(i)
-            self._plan(kind, payload, event_ms(event), write)
+            self._plan(kind, payload, event.time_ms, write)
 
         async def one(run_id: str, write: RunWrite) -> None:
             async with self._parallel:
@@ -116,7 +108,7 @@ class EventRecorder:
         return outcomes
 
     @staticmethod
-    def _plan(kind: str, p, ms: int, write: RunWrite) -> None:
+    def _plan(kind: str, p: EpochCompleted | TrialEnd | StudyCompleted, ms: int, write: RunWrite) -> None:
         if kind == "epoch_completed":
             for key in mlflow_tags.EPOCH_METRICS:
                 value = getattr(p, key)
@@ -150,7 +142,7 @@ class EventRecorder:
             })
             write.end = ("FINISHED", ms)
 
-    async def _run_for(self, kind: str, p) -> str:
+    async def _run_for(self, kind: str, p: EpochCompleted | TrialEnd | StudyCompleted) -> str:
         if p.mlflow_run_id:
             return p.mlflow_run_id
         # An event from before the run id was known: find the run by its tags.

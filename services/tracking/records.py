@@ -118,3 +118,50 @@ class MetricValue:
     value: float
     timestamp_ms: int
     step: int
+
+
+# -- the bus's events, as the recorder writes them into runs ---------------------------------
+
+@dataclass(frozen=True)
+class EpochCompleted:
+    study_id: str
+    trial: int
+    mlflow_run_id: str  # "" when the run was not known yet: found by its tags
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float  # NaN for regression
+
+
+@dataclass(frozen=True)
+class TrialEnd:
+    """A trial completed, pruned or failed: its saved epoch's summary and why it stopped."""
+    study_id: str
+    trial: int
+    mlflow_run_id: str
+    metrics: dict[str, float]
+    best_epoch: int
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class StudyCompleted:
+    study_id: str
+    mlflow_run_id: str
+    best_trial: int  # -1: none
+    best_values: tuple[float, ...]
+    best_params: dict[str, str]
+    complete: int
+    pruned: int
+    fail: int
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event off the bus: `kind` is its payload's name in kubetune.events.v1.Event
+    (epoch_completed, trial_completed...), `payload` its content where the recorder
+    writes that kind, else None."""
+    id: str
+    kind: str
+    time_ms: int
+    payload: EpochCompleted | TrialEnd | StudyCompleted | None = None

@@ -18,9 +18,9 @@ from services.common.clients import DataClient
 from services.common.events import EventBus
 from services.common.outbox import OutboxEvent, Relay
 from services.tuning import messages, space, store
-from services.tuning.records import DatasetInfo, TrialTicket
+from services.tuning.records import DatasetInfo, TrialEnd, TrialTicket
 from services.tuning.servicer import study_id_of
-from services.tuning.studies import StudyManager, TrialEnd
+from services.tuning.studies import StudyManager
 
 RECONCILE_EVERY_S = 3.0
 FINISHING = {"trial_completed", "trial_pruned", "trial_failed"}
@@ -73,13 +73,9 @@ class BusNotifier:
     def stored(self) -> None:
         self.relay.wake()
 
-    def trial_lost(self, study_id: str, number: int, reason: str, mlflow_run_id: str) -> TrialEnd:
-        return "trial_failed", ev.TrialFailed(study_id=study_id, trial=number, reason=reason,
-                                              mlflow_run_id=mlflow_run_id)
-
-    async def trial_ended(self, study_id: str, number: int, end: TrialEnd) -> None:
-        kind, payload = end
-        await self.bus.publish(event_id=store.end_event_id(study_id, number), **{kind: payload})
+    async def trial_ended(self, end: TrialEnd) -> None:
+        await self.bus.publish(event_id=store.end_event_id(end.study_id, end.trial),
+                               **{end.kind: messages.end_to_pb(end)})
 
 
 class DataCatalog:

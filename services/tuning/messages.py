@@ -1,6 +1,7 @@
 """The tuning records as the API's protobuf messages and back: the one translation,
 used by the servicer (requests in, replies out), the store (a study's spec is kept as
-its message's JSON, as it always was) and the adapters (a ticket on the queue)."""
+its message's JSON, a trial's end as its event's bytes, as they always were), the
+adapters and the worker's (a ticket on the queue, a trial's end on the bus)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import datetime as dt
 
 from google.protobuf import json_format
 
+from kubetune.events.v1 import events_pb2 as ev
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.tuning import records
 
@@ -154,3 +156,42 @@ def snapshot_to_pb(s: records.StudySnapshot) -> pb.StudySnapshot:
 
 def ticket_to_pb(t: records.TrialTicket) -> pb.TrialTicket:
     return pb.TrialTicket(study_id=t.study_id, ticket_id=t.ticket_id, sequence=t.sequence)
+
+
+def ticket_from_pb(t: pb.TrialTicket) -> records.TrialTicket:
+    return records.TrialTicket(study_id=t.study_id, ticket_id=t.ticket_id, sequence=t.sequence)
+
+
+# -- a trial's end --------------------------------------------------------------------------
+
+_END_MESSAGES = {"trial_completed": ev.TrialCompleted, "trial_pruned": ev.TrialPruned, "trial_failed": ev.TrialFailed}
+
+
+def end_to_pb(e: records.TrialEnd) -> ev.TrialCompleted | ev.TrialPruned | ev.TrialFailed:
+    """The end event's payload, published under the name `e.kind`."""
+    if e.kind == "trial_completed":
+        return ev.TrialCompleted(study_id=e.study_id, trial=e.trial, mlflow_run_id=e.mlflow_run_id, values=e.values,
+                                 metrics=e.metrics, epochs_done=e.epochs_done, best_epoch=e.best_epoch)
+    if e.kind == "trial_pruned":
+        return ev.TrialPruned(study_id=e.study_id, trial=e.trial, mlflow_run_id=e.mlflow_run_id,
+                              epochs_done=e.epochs_done, reason=e.reason, metrics=e.metrics, best_epoch=e.best_epoch)
+    if e.kind == "trial_failed":
+        return ev.TrialFailed(study_id=e.study_id, trial=e.trial, mlflow_run_id=e.mlflow_run_id, reason=e.reason,
+                              metrics=e.metrics, best_epoch=e.best_epoch)
+    raise ValueError(f"not a trial's end: {e.kind!r}")
+
+
+def end_from_pb(kind: str, p) -> records.TrialEnd:
+    return records.TrialEnd(
+        kind=kind, study_id=p.study_id, trial=p.trial, mlflow_run_id=p.mlflow_run_id,
+        values=tuple(getattr(p, "values", ())), metrics=dict(p.metrics), epochs_done=getattr(p, "epochs_done", 0),
+        best_epoch=p.best_epoch, reason=getattr(p, "reason", ""),
+    )
+
+
+def end_to_bytes(e: records.TrialEnd) -> bytes:
+    return end_to_pb(e).SerializeToString()
+
+
+def end_from_bytes(kind: str, data: bytes) -> records.TrialEnd:
+    return end_from_pb(kind, _END_MESSAGES[kind].FromString(data))

@@ -129,6 +129,23 @@ class TrialTicket:
 
 
 @dataclass(frozen=True)
+class TrialEnd:
+    """How a trial ended, as its end event tells it: saved on the trial, published, then
+    told to Optuna (store.save_end). `kind` is the event's payload name; `values` belong
+    to a completed trial, `reason` to a pruned or failed one, `epochs_done` to both of
+    the first two."""
+    kind: str  # "trial_completed", "trial_pruned" or "trial_failed"
+    study_id: str
+    trial: int
+    mlflow_run_id: str = ""
+    values: tuple[float, ...] = ()
+    metrics: dict[str, float] = field(default_factory=dict)
+    epochs_done: int = 0
+    best_epoch: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     """What a study needs to know of its dataset version."""
     name: str

@@ -19,18 +19,21 @@ from optuna.distributions import (
 )
 
 from hyperparams import (  # noqa: F401 - the names the service and workers read as space.X
-    ACTIVATIONS, CATEGORICAL_PARAMS, DEFAULT_SEARCH_SPACE, DEFAULTS, FLOAT_PARAMS, INT_PARAMS, KNOWN, MAX_EPOCHS,
+    ACTIVATIONS, CATEGORICAL_PARAMS, DEFAULT_RANGES, DEFAULTS, FLOAT_PARAMS, INT_PARAMS, KNOWN, MAX_EPOCHS,
     MAX_LAYERS, MAX_SEED, MAX_UNITS, OPTIMIZERS, PER_LAYER_UNITS, PRECISIONS, PRUNER_NAMES, SAMPLER_NAMES, format_value,
     kind_of,
 )
 from kubetune_common.errors import InvalidArgument
-from services.tuning.messages import param_from_pb
-from services.tuning.records import ParamSpec, StudySpec
+from services.tuning.records import ParamSpec, Range, StudySpec
 
 SAMPLERS = frozenset(SAMPLER_NAMES.values())
 PRUNERS = frozenset(PRUNER_NAMES.values())
-# hyperparams/ writes the default space as the messages the UI and the CLI send.
-DEFAULT_SPACE = tuple(param_from_pb(p) for p in DEFAULT_SEARCH_SPACE)
+# What a study searches when its spec names no hyperparameter (hyperparams/ writes the
+# same as the messages the UI and the CLI send).
+DEFAULT_SPACE = tuple(
+    ParamSpec(name, **{"float_range" if name in FLOAT_PARAMS else "int_range": Range(low, high, log)})
+    for name, (low, high, log) in DEFAULT_RANGES.items()
+)
 
 OBJECTIVE_METRICS = {"val_loss", "val_accuracy", "train_loss", "duration_s", "n_params"}
 STUDY_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

@@ -18,11 +18,10 @@ from optuna.storages._rdb import models as optuna_models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
 
-from kubetune.events.v1 import events_pb2
 from kubetune_common.sqlite import use_wal
 from services.common.outbox import OutboxEvent, OutboxStore
 from services.tuning import messages
-from services.tuning.records import StudySpec
+from services.tuning.records import StudySpec, TrialEnd
 
 SPEC = "kubetune:spec"
 STATE = "kubetune:state"
@@ -196,22 +195,21 @@ def end_event_id(study_id: str, number: int) -> str:
     return f"{study_id}.{number}.end"
 
 
-def save_end(storage, trial_id: int, kind: str, payload) -> None:
-    """Raises optuna's UpdateFinishedTrialError when the trial was finished by someone else."""
-    storage.set_trial_system_attr(trial_id, T_END, {"kind": kind, "payload": payload.SerializeToString().hex()})
+def save_end(storage, trial_id: int, end: TrialEnd) -> None:
+    """Kept as the end event's payload bytes, as it always was. Raises optuna's
+    UpdateFinishedTrialError when the trial was finished by someone else."""
+    storage.set_trial_system_attr(trial_id, T_END, {"kind": end.kind, "payload": messages.end_to_bytes(end).hex()})
 
 
-def saved_end(trial: FrozenTrial):
-    """(kind, payload message) saved on the trial, or None."""
+def saved_end(trial: FrozenTrial) -> TrialEnd | None:
     saved = trial.system_attrs.get(T_END)
     if not saved:
         return None
-    message = getattr(events_pb2.Event(), saved["kind"]).__class__.FromString(bytes.fromhex(saved["payload"]))
-    return saved["kind"], message
+    return messages.end_from_bytes(saved["kind"], bytes.fromhex(saved["payload"]))
 
 
-def end_state(kind: str, payload) -> tuple[TrialState, list[float] | None]:
-    return END_STATES[kind], (list(payload.values) if kind == "trial_completed" else None)
+def end_state(end: TrialEnd) -> tuple[TrialState, list[float] | None]:
+    return END_STATES[end.kind], (list(end.values) if end.kind == "trial_completed" else None)
 
 
 def stale_trial_ids(storage, study_key: int, grace_s: float) -> list[int]:

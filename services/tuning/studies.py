@@ -11,7 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import secrets
-from typing import Any, Protocol
+from typing import Protocol
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -20,7 +20,7 @@ from kubetune_common.errors import AlreadyExists, FailedPrecondition, InvalidArg
 from services.common.outbox import OutboxEvent
 from services.tuning import space, store
 from services.tuning.records import (Baseline, DatasetInfo, Study, StudySnapshot, StudySpec, Trial, TrialCounts,
-                                     TrialTicket)
+                                     TrialEnd, TrialTicket)
 
 log = logging.getLogger(__name__)
 # Sorts a study with no creation time (none so far) last.
@@ -44,10 +44,6 @@ class Tickets(Protocol):
     async def purge(self, study_id: str) -> None: ...
 
 
-# A trial's end as the store saves it and the bus carries it: (kind, payload), opaque here.
-TrialEnd = tuple[str, Any]
-
-
 class Notifier(Protocol):
     """The studies' facts as events (adapters.BusNotifier). A lifecycle event is built by
     the notifier, stored by the domain with the change it reports, and sent by the relay
@@ -65,9 +61,7 @@ class Notifier(Protocol):
     def stored(self) -> None:
         """Told after events were stored with a change: sends them at once."""
 
-    def trial_lost(self, study_id: str, number: int, reason: str, mlflow_run_id: str) -> TrialEnd: ...
-
-    async def trial_ended(self, study_id: str, number: int, end: TrialEnd) -> None:
+    async def trial_ended(self, end: TrialEnd) -> None:
         """Publishes a trial's end under its one event id (store.end_event_id)."""
 
 
@@ -365,11 +359,11 @@ class StudyManager:
                               f"{self.trial_grace_s:g}s); the trial runs again")
                     for attr, value in ((store.T_ABANDONED, True), (store.T_RECLAIMED, True), (store.T_REASON, reason)):
                         await self._io(self.storage.set_trial_user_attr, t._trial_id, attr, value)
-                    saved = self.notifier.trial_lost(study_id, t.number, reason, t.user_attrs.get(store.T_RUN, ""))
-                    await self._io(store.save_end, self.storage, t._trial_id, *saved)
-                await self.notifier.trial_ended(study_id, t.number, saved)
-                await self._io(self.storage.set_trial_state_values, t._trial_id, *store.end_state(*saved))
-                log.warning("trial %s/%d reclaimed as %s", study_id, t.number, saved[0], extra={"study_id": study_id})
+                    saved = TrialEnd("trial_failed", study_id, t.number, t.user_attrs.get(store.T_RUN, ""), reason=reason)
+                    await self._io(store.save_end, self.storage, t._trial_id, saved)
+                await self.notifier.trial_ended(saved)
+                await self._io(self.storage.set_trial_state_values, t._trial_id, *store.end_state(saved))
+                log.warning("trial %s/%d reclaimed as %s", study_id, t.number, saved.kind, extra={"study_id": study_id})
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass  # finished meanwhile by its worker, or by a redelivered ticket
         return bool(stale)

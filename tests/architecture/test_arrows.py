@@ -154,23 +154,23 @@ def test_a_diagram_missing_an_arrow_is_caught():
 
 # One service shape: the files of a service that translate (gRPC, NATS, protobuf, a
 # backend's API) are these; every other file is the domain, and imports no grpc, no
-# nats and no protobuf (the generated kubetune.* messages, google.protobuf): plain data
-# in and out (records.py).
+# nats and no protobuf (the generated kubetune.* messages, google.protobuf), nor reaches
+# into the files that translate to and from them (messages.py, servicer.py, adapters.py):
+# plain data in and out (records.py).
 EDGES = {"__init__.py", "__main__.py", "app.py", "config.py", "servicer.py", "adapters.py", "messages.py",
          "store.py", "sql_store.py", "mlflow_store.py",
          "outbox.py"}  # the registry's: derives its events from what MLflow holds
-# Domain files that still take protobuf, and why; the test fails once one no longer does,
-# so the list only shrinks.
-NOT_YET = {
-    "services/tuning/worker/trials.py": "tickets, trial events and the trial-run request (per-trial-cost work there)",
-    "services/tuning/worker/datasets.py": "the dataset cache is keyed by data's DatasetVersion message",
-    "services/tracking/recorder.py": "records the bus's events as they come (per-trial-cost work there)",
-}
 FORBIDDEN = ("grpc", "grpc_health", "grpc_reflection", "nats", "kubetune", "google")
+TRANSLATING = ("messages", "servicer", "adapters")
 
 
 def wire_imports(f: Path) -> set[str]:
-    return {m for m in imported_modules(f) if m.split(".")[0] in FORBIDDEN}
+    names = set(imported_modules(f))
+    for node in ast.walk(ast.parse(f.read_text(), str(f))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return ({m for m in names if m.split(".")[0] in FORBIDDEN}
+            | {m for m in names if m.startswith("services.") and m.split(".")[-1] in TRANSLATING})
 
 
 def domain_files(root: Path) -> list[Path]:
@@ -180,17 +180,20 @@ def domain_files(root: Path) -> list[Path]:
 
 def test_every_services_domain_takes_plain_data():
     wired = {str(f.relative_to(REPO)): sorted(wire_imports(f)) for f in domain_files(REPO)}
-    assert {f: w for f, w in wired.items() if w and f not in NOT_YET} == {}
-    assert [f for f in NOT_YET if not wired.get(f)] == []
+    assert {f: w for f, w in wired.items() if w} == {}
 
 
 def test_a_domain_importing_protobuf_is_caught(tmp_path):
     shutil.copytree(REPO / "services", tmp_path / "services", ignore=shutil.ignore_patterns("__pycache__", "*.csv"))
     (tmp_path / "services/tuning/studies.py").write_text("from kubetune.tuning.v1 import tuning_pb2 as pb\n")
     (tmp_path / "services/data/catalog.py").write_text("import grpc\n")
+    (tmp_path / "services/tuning/space.py").write_text("from services.tuning.messages import param_from_pb\n")
+    (tmp_path / "services/tracking/recorder.py").write_text("from services.tracking import messages\n")
     wired = {f.relative_to(tmp_path).as_posix(): wire_imports(f) for f in domain_files(tmp_path)}
-    assert wired["services/tuning/studies.py"] == {"kubetune.tuning.v1"}
+    assert wired["services/tuning/studies.py"] == {"kubetune.tuning.v1", "kubetune.tuning.v1.tuning_pb2"}
     assert wired["services/data/catalog.py"] == {"grpc"}
+    assert wired["services/tuning/space.py"] == {"services.tuning.messages"}
+    assert wired["services/tracking/recorder.py"] == {"services.tracking.messages"}
 
 
 @pytest.mark.parametrize("package", ["hyperparams", "kubetune_common"])

@@ -366,7 +366,7 @@ async def test_epoch_events_trickling_in_are_written_in_few_batches(tracking_mlf
         real_record, batches = recorder.record, []
 
         async def counting(events):  # the real recorder, counting the batches that hold this run's events
-            mine = sum(1 for e in events if e.epoch_completed.mlflow_run_id == run_id)
+            mine = sum(1 for e in events if e.kind == "epoch_completed" and e.payload.mlflow_run_id == run_id)
             if mine:
                 batches.append(mine)
             return await real_record(events)

@@ -18,7 +18,9 @@ import torch
 
 from kubetune.data.v1 import data_pb2
 from services.tuning.worker import prepared
-from services.tuning.worker.datasets import DatasetCache, feature_kinds
+from services.tuning.worker.datasets import DatasetCache
+from services.tuning.worker.messages import version_from_pb
+from services.tuning.worker.records import DatasetVersion
 from services.tuning.worker.tabular_model import Preprocessing
 from services.tuning.worker.training import prepare, train
 from services.tuning.worker.trials import split_metrics
@@ -32,7 +34,7 @@ PARAMS = dict(learning_rate=1e-2, dropout=0.1, weight_decay=0.0, momentum=0.9, l
 
 
 @pytest.fixture(scope="module")
-def version(tmp_path_factory) -> data_pb2.DatasetVersion:
+def message(tmp_path_factory) -> data_pb2.DatasetVersion:
     """A mixed table (numbers with missing values, categories, a boolean) stored as the
     data service stores it: one parquet file of features and target, named by its hash."""
     table = tables.regression_table(rows=ROWS, seed=3)
@@ -54,12 +56,19 @@ def version(tmp_path_factory) -> data_pb2.DatasetVersion:
     )
 
 
+@pytest.fixture(scope="module")
+def version(message) -> DatasetVersion:
+    """As a worker reads it from the data service."""
+    return version_from_pb(message)
+
+
 WORKER = textwrap.dedent("""
     import sys
     from pathlib import Path
     from kubetune.data.v1 import data_pb2
     from services.tuning.worker.datasets import DatasetCache
-    version = data_pb2.DatasetVersion.FromString(Path(sys.argv[2]).read_bytes())
+    from services.tuning.worker.messages import version_from_pb
+    version = version_from_pb(data_pb2.DatasetVersion.FromString(Path(sys.argv[2]).read_bytes()))
     data = DatasetCache(Path(sys.argv[1])).prepared(version)
     # Read every input, as an epoch and the validation do.
     total = sum(float(t.double().sum()) for split in (data.x_num, data.x_cat, data.y) for t in split.values())
@@ -84,10 +93,10 @@ def _mapped_files(pid: int, folder: Path) -> dict[str, tuple[str, int]]:
     return out
 
 
-def test_two_workers_map_one_prepared_copy(version, tmp_path):
+def test_two_workers_map_one_prepared_copy(message, version, tmp_path):
     cache = tmp_path / "cache"
     record = tmp_path / "version.pb"
-    record.write_bytes(version.SerializeToString())
+    record.write_bytes(message.SerializeToString())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "gen"), os.environ.get("PYTHONPATH", "")])}
     # Started together: they race for the lock, one prepares, the other waits and maps.
     workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(cache), str(record)], cwd=REPO, env=env,
@@ -121,10 +130,10 @@ def test_mapped_inputs_train_and_score_as_in_memory(version, tmp_path):
     mapped = cache.prepared(version)
     assert all(isinstance(mapped.rows[s], np.memmap) for s in prepared.SPLITS)  # mapped, not read
     frame, y = cache.table(version)
-    memory = prepare(frame, feature_kinds(version), y, seed=7)
+    memory = prepare(frame, version.features, y, seed=7)
     # Fitted on the training split alone, as in memory: the same medians, vocabularies, scales.
     assert mapped.prep.spec() == memory.prep.spec()
-    assert mapped.prep.spec() == Preprocessing.fit(frame, feature_kinds(version), memory.rows["train"], y).spec()
+    assert mapped.prep.spec() == Preprocessing.fit(frame, version.features, memory.rows["train"], y).spec()
     for split in prepared.SPLITS:
         assert (mapped.rows[split] == memory.rows[split]).all()
         for a, b in zip(mapped.split(split), memory.split(split)):

@@ -146,7 +146,7 @@ def test_a_seed_numpy_cannot_take_is_refused():
 def test_the_tune_pages_ticked_ranges_are_the_default_space():
     from ui.search_form import default_rows, search_space
 
-    assert search_space(default_rows()) == list(space.DEFAULT_SEARCH_SPACE)
+    assert search_space(default_rows()) == list(hyperparams.DEFAULT_SEARCH_SPACE)
 
 
 def test_a_spec_reads_back_as_sent():

@@ -2,8 +2,9 @@
 work queue and runs them one at a time, keeping each ticket alive while it trains;
 and the trial thread's ports (trials.Ports) over it: the typed data and tracking
 clients, called on the worker's event loop (grpc.aio calls must be made there) while
-the trial thread waits, and whether a study was stopped, from study events checked
-against the storage."""
+the trial thread waits, the trial's events on the bus, and whether a study was
+stopped, from study events checked against the storage. Protobuf stops here
+(messages.py translates)."""
 
 from __future__ import annotations
 
@@ -14,36 +15,64 @@ import threading
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig
 
-from kubetune.data.v1 import data_pb2
-from kubetune.tracking.v1 import tracking_pb2
 from kubetune.tuning.v1 import tuning_pb2 as pb
 from kubetune_common import subjects
 from services.common.clients import DataClient, TrackingClient
 from services.common.events import EventBus
+from services.tuning import messages as tuning_messages
 from services.tuning import store
+from services.tuning.records import TrialEnd, TrialTicket
+from services.tuning.worker import messages
+from services.tuning.worker.records import DatasetVersion, TrialRun
+from services.tuning.worker.training import EpochResult
 from services.tuning.worker.trials import Outcome, TrialRunner
 
 log = logging.getLogger(__name__)
 CALL_TIMEOUT_S = 30
 
 
-class Backends:
-    """The data and tracking services for a trial: both calls are safe to repeat (a
+class TrialPorts:
+    """trials.Ports over the worker. The data and tracking calls are safe to repeat (a
     read, and a run keyed by (study, trial)), so each rides out a restart within its
-    backend's retry budget."""
+    backend's retry budget. Each message is built once, in the trial thread, as the
+    event it goes out as."""
 
-    def __init__(self, worker, data: DataClient, tracking: TrackingClient):
+    def __init__(self, worker: Worker, data: DataClient, tracking: TrackingClient, storage, crash_point):
         self.worker, self.data, self.tracking = worker, data, tracking
+        self._stopped = StoppedStudies(worker, storage)
+        self._crash_point = crash_point
 
     def _wait(self, client) -> float:
         # What one call may take at most, its retries included.
         return client.backend.retry_budget_s + 2 * client.backend.deadline_s
 
-    def get_dataset(self, ref: str) -> data_pb2.DatasetVersion:
-        return self.worker.call(lambda: self.data.get_dataset(ref), timeout=self._wait(self.data))
+    def get_dataset(self, ref: str) -> DatasetVersion:
+        version = self.worker.call(lambda: self.data.get_dataset(ref), timeout=self._wait(self.data))
+        return messages.version_from_pb(version)
 
-    def create_run(self, request: tracking_pb2.CreateTrialRunRequest) -> str:
+    def create_run(self, run: TrialRun) -> str:
+        request = messages.run_to_pb(run)
         return self.worker.call(lambda: self.tracking.create_trial_run(request), timeout=self._wait(self.tracking))
+
+    def trial_started(self, study_id: str, trial: int, params: dict[str, str], mlflow_run_id: str,
+                      worker: str) -> None:
+        self.worker.publish_soon(trial_started=messages.started_to_pb(study_id, trial, params, mlflow_run_id, worker))
+
+    def epoch_completed(self, study_id: str, trial: int, mlflow_run_id: str, epoch: EpochResult) -> None:
+        self.worker.publish_soon(epoch_completed=messages.epoch_to_pb(study_id, trial, mlflow_run_id, epoch))
+
+    def trial_ended(self, end: TrialEnd) -> None:
+        self.worker.publish(event_id=store.end_event_id(end.study_id, end.trial),
+                            **{end.kind: tuning_messages.end_to_pb(end)})
+
+    def study_stopped(self, study_id: str) -> bool:
+        return self._stopped(study_id)
+
+    def shutting_down(self) -> bool:
+        return self.worker.shutting_down.is_set()
+
+    def crash_point(self, step: str) -> None:
+        self._crash_point(step)
 
 
 class StoppedStudies:
@@ -75,7 +104,7 @@ class Worker:
         self.stopped_studies: set[str] = set()
         self.runner: TrialRunner = runner_factory(self)
         self.task: asyncio.Task | None = None
-        self.current: pb.TrialTicket | None = None
+        self.current: TrialTicket | None = None
         self._pending: list = []
         # The durable consumer's ack wait, as read back from NATS: a consumer made by an
         # earlier deployment may differ from this worker's settings.
@@ -164,7 +193,7 @@ class Worker:
                 await self.handle(msg)
 
     async def handle(self, msg) -> None:
-        ticket = pb.TrialTicket.FromString(msg.data)
+        ticket = tuning_messages.ticket_from_pb(pb.TrialTicket.FromString(msg.data))
         self.current = ticket
         await self._refresh_ack_wait()
         keepalive = asyncio.create_task(self._keep_alive(msg))

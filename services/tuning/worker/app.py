@@ -15,11 +15,11 @@ from services.common.clients import Backend, DataClient, TrackingClient
 from services.common.events import EventBus
 from services.common.server import Service, cleanup_on_failure, make_server
 from services.tuning import store
-from services.tuning.worker.adapters import CALL_TIMEOUT_S, Backends, StoppedStudies, Worker
+from services.tuning.worker.adapters import CALL_TIMEOUT_S, TrialPorts, Worker
 from services.tuning.worker.config import Settings
 from services.tuning.worker.crash_points import CrashPoints
 from services.tuning.worker.datasets import DatasetCache
-from services.tuning.worker.trials import Ports, TrialRunner
+from services.tuning.worker.trials import TrialRunner
 
 log = logging.getLogger(__name__)
 # How long a trial waits out the data or tracking service restarting before it fails.
@@ -55,16 +55,7 @@ async def start(settings: Settings) -> WorkerApp:
                              s3_client_factory(settings))
 
         def runner_factory(worker: Worker) -> TrialRunner:
-            backends = Backends(worker, data, tracking)
-            ports = Ports(
-                get_dataset=backends.get_dataset,
-                create_run=backends.create_run,
-                publish=worker.publish,
-                publish_soon=worker.publish_soon,
-                study_stopped=StoppedStudies(worker, storage),
-                shutting_down=worker.shutting_down.is_set,
-                crash_point=CrashPoints(settings.crash_at, settings.crash_flags),
-            )
+            ports = TrialPorts(worker, data, tracking, storage, CrashPoints(settings.crash_at, settings.crash_flags))
             return TrialRunner(storage, ports, cache, settings.name, settings.mlflow_uri,
                                heartbeat_s=settings.heartbeat_s, grace_s=settings.trial_grace_s,
                                curve_every_s=settings.curve_every_s, device=settings.device)

@@ -20,11 +20,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kubetune.data.v1 import data_pb2
 from kubetune_common.errors import FailedPrecondition
 from kubetune_common.malloc import malloc_trim
 from services.tuning.worker import prepared
-from services.tuning.worker.tabular_model import BOOLEAN, CATEGORICAL, NUMERIC
+from services.tuning.worker.records import DatasetVersion
 from services.tuning.worker.training import TabularData, prepare
 
 log = logging.getLogger(__name__)
@@ -38,20 +37,6 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-KIND_NAMES = {
-    data_pb2.COLUMN_KIND_NUMERIC: NUMERIC,
-    data_pb2.COLUMN_KIND_CATEGORICAL: CATEGORICAL,
-    data_pb2.COLUMN_KIND_BOOLEAN: BOOLEAN,
-    # Versions registered before column kinds: every feature was a number.
-    data_pb2.COLUMN_KIND_UNSPECIFIED: NUMERIC,
-}
-
-
-def feature_kinds(version: data_pb2.DatasetVersion) -> dict[str, str]:
-    """The version's features, in order, with how each enters the model."""
-    return {c.name: KIND_NAMES[c.kind] for c in version.columns if c.role == data_pb2.COLUMN_ROLE_FEATURE}
-
-
 class DatasetCache:
     def __init__(self, cache_dir: Path, s3_client_factory=None, keep: int = 4):
         self.dir = cache_dir
@@ -60,7 +45,7 @@ class DatasetCache:
         self.keep = keep
         self._prepared: OrderedDict[tuple[str, int], TabularData] = OrderedDict()
 
-    def local_copy(self, version: data_pb2.DatasetVersion) -> Path:
+    def local_copy(self, version: DatasetVersion) -> Path:
         """The version's table on this host, downloaded and verified once."""
         cached = self.dir / f"{version.content_sha256}.parquet"
         if cached.exists():
@@ -87,7 +72,7 @@ class DatasetCache:
             part.unlink(missing_ok=True)
         return cached
 
-    def prepared(self, version: data_pb2.DatasetVersion) -> TabularData:
+    def prepared(self, version: DatasetVersion) -> TabularData:
         """The version's model inputs, memory-mapped from the prepared files in the cache
         (built by the first worker on this host to need them; the others wait, then map)."""
         key = (version.content_sha256, int(version.split_seed or 42))
@@ -111,16 +96,16 @@ class DatasetCache:
             self._prepared.popitem(last=False)
         return data
 
-    def table(self, version: data_pb2.DatasetVersion) -> tuple[pd.DataFrame, np.ndarray]:
+    def table(self, version: DatasetVersion) -> tuple[pd.DataFrame, np.ndarray]:
         """The version's features (a DataFrame) and target, read from the cached table."""
-        kinds = feature_kinds(version)
+        kinds = version.features
         table = pq.read_table(self.local_copy(version), columns=[*kinds, version.target])
         return table.select(list(kinds)).to_pandas(), table.column(version.target).to_numpy()
 
     @staticmethod
-    def _prepare(version: data_pb2.DatasetVersion, frame: pd.DataFrame, y: np.ndarray, seed: int) -> TabularData:
-        classes = list(version.class_labels) if version.task_kind == data_pb2.TASK_KIND_CLASSIFICATION else None
-        return prepare(frame, feature_kinds(version), y, seed=seed, classes=classes)
+    def _prepare(version: DatasetVersion, frame: pd.DataFrame, y: np.ndarray, seed: int) -> TabularData:
+        classes = list(version.class_labels) if version.task_kind == "classification" else None
+        return prepare(frame, version.features, y, seed=seed, classes=classes)
 
 
 def _give_back_freed_memory() -> None:

@@ -1,7 +1,9 @@
 """One ticket, one trial: ask Optuna, train, log the model, tell Optuna.
 
-Synchronous (it runs in a worker thread) and free of grpc and nats: the runner
-passes in `Ports`, plain callables for the dataset, the MLflow run and events."""
+Synchronous (it runs in a worker thread) and free of grpc, nats and protobuf: plain
+records in and out (records.py, and the tuning service's), and the dataset, the MLflow
+run and the events come in through `Ports` (a Protocol; adapters.TrialPorts is the
+NATS and gRPC one)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,8 @@ import math
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import mlflow
 import numpy as np
@@ -23,35 +25,44 @@ import torch
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from kubetune.data.v1 import data_pb2
-from kubetune.events.v1 import events_pb2 as ev
-from kubetune.tracking.v1 import tracking_pb2
-from kubetune.tuning.v1 import tuning_pb2 as pb
 from services.common import mlflow_tags, packed_model
 from services.tuning import space, store
-from services.tuning.records import StudySpec
+from services.tuning.records import StudySpec, TrialEnd, TrialTicket
 from services.tuning.worker import baseline, metrics, tabular_model
 from services.tuning.worker.curves import CurveLog
 from services.tuning.worker.datasets import DatasetCache
 from services.tuning.worker.heartbeat import Heartbeat
+from services.tuning.worker.records import DatasetVersion, TrialRun
 from services.tuning.worker.training import (EpochEndPruning, EpochResult, TabularData, TrainResult, eval_chunks,
                                              resolve_device, train)
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Ports:
-    get_dataset: Callable[[str], data_pb2.DatasetVersion]
-    create_run: Callable[[tracking_pb2.CreateTrialRunRequest], str]
-    publish: Callable[..., None]
-    # For per-epoch events: does not wait for the ack; `publish` waits for all of them.
-    publish_soon: Callable[..., None]
-    # (study_id) -> the study was stopped; () -> this worker is shutting down.
-    study_stopped: Callable[[str], bool]
-    shutting_down: Callable[[], bool]
-    # Test hook (crash_points.py): exits the process at a named step when asked to.
-    crash_point: Callable[[str], None] = lambda step: None
+class Ports(Protocol):
+    def get_dataset(self, ref: str) -> DatasetVersion:
+        """Raises NotFound for an unknown dataset."""
+
+    def create_run(self, run: TrialRun) -> str:
+        """The trial's MLflow run id; the same run again for the same (study, trial)."""
+
+    # Events. A trial's start and epochs go out without waiting for their acks;
+    # `trial_ended` waits for theirs and its own, so none is lost.
+    def trial_started(self, study_id: str, trial: int, params: dict[str, str], mlflow_run_id: str,
+                      worker: str) -> None: ...
+
+    def epoch_completed(self, study_id: str, trial: int, mlflow_run_id: str, epoch: EpochResult) -> None: ...
+
+    def trial_ended(self, end: TrialEnd) -> None:
+        """Publishes a trial's end under its one event id (store.end_event_id)."""
+
+    def study_stopped(self, study_id: str) -> bool: ...
+
+    def shutting_down(self) -> bool:
+        """This worker is stopping."""
+
+    def crash_point(self, step: str) -> None:
+        """Test hook (crash_points.py): exits the process at a named step when asked to."""
 
 
 class Outcome:
@@ -135,7 +146,7 @@ class TrialRunner:
 
     # -- the ticket ----------------------------------------------------------------
 
-    def run(self, ticket: pb.TrialTicket) -> str:
+    def run(self, ticket: TrialTicket) -> str:
         storage = self.storage
         study_key = storage.get_study_id_from_name(ticket.study_id)
         attrs = storage.get_study_user_attrs(study_key)
@@ -214,7 +225,7 @@ class TrialRunner:
         self.mlflow.set_terminated(run.info.run_id)
         return run.info.run_id
 
-    def _abandon_lost(self, ticket: pb.TrialTicket, study_key: int, trials) -> bool | None:
+    def _abandon_lost(self, ticket: TrialTicket, study_key: int, trials) -> bool | None:
         """A redelivered ticket whose trial is still RUNNING. With no heartbeat for grace_s its
         worker is gone: the trial is finished from the end it saved, else abandoned (FAIL) and
         the ticket runs again; True. A trial still beating is alive elsewhere: None (this
@@ -233,8 +244,8 @@ class TrialRunner:
                               f"{self.grace_s:g}s); the ticket runs again")
                     self._finish_abandoned(t._trial_id, t.number, ticket.study_id, t.user_attrs.get(store.T_RUN, ""), reason)
                 else:  # it died after its end was decided: that end stands
-                    self.ports.publish(event_id=store.end_event_id(ticket.study_id, t.number), **{saved[0]: saved[1]})
-                    self.storage.set_trial_state_values(t._trial_id, *store.end_state(*saved))
+                    self.ports.trial_ended(saved)
+                    self.storage.set_trial_state_values(t._trial_id, *store.end_state(saved))
             except UpdateFinishedTrialError:
                 pass  # the tuning service reclaimed it meanwhile
         return True
@@ -242,21 +253,21 @@ class TrialRunner:
     def _finish_abandoned(self, trial_id: int, number: int, study_id: str, run_id: str, reason: str) -> None:
         self.storage.set_trial_user_attr(trial_id, store.T_ABANDONED, True)
         self.storage.set_trial_user_attr(trial_id, store.T_REASON, reason)
-        failed = ev.TrialFailed(study_id=study_id, trial=number, mlflow_run_id=run_id, reason=reason)
-        store.save_end(self.storage, trial_id, "trial_failed", failed)
-        self.ports.publish(event_id=store.end_event_id(study_id, number), trial_failed=failed)
+        failed = TrialEnd("trial_failed", study_id, number, run_id, reason=reason)
+        store.save_end(self.storage, trial_id, failed)
+        self.ports.trial_ended(failed)
         self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
         log.warning("trial %s/%d abandoned: %s", study_id, number, reason)
 
-    def _end(self, study: optuna.Study, trial: optuna.Trial, kind: str, payload, reason: str = "") -> str:
+    def _end(self, study: optuna.Study, trial: optuna.Trial, end: TrialEnd) -> str:
         """Saves the trial's end on it, publishes it, then tells Optuna: whatever instant the
         worker dies at, the end reaches tracking at least once (see store.T_END)."""
-        if reason:
-            trial.set_user_attr(store.T_REASON, reason)
-        store.save_end(self.storage, trial._trial_id, kind, payload)
-        self.ports.publish(event_id=store.end_event_id(study.study_name, trial.number), **{kind: payload})
+        if end.reason:
+            trial.set_user_attr(store.T_REASON, end.reason)
+        store.save_end(self.storage, trial._trial_id, end)
+        self.ports.trial_ended(end)
         self.ports.crash_point("after_end_published")
-        state, values = store.end_state(kind, payload)
+        state, values = store.end_state(end)
         told = study.tell(trial, values, state=state, skip_if_finished=True)
         self.ports.crash_point("after_tell")
         if told.state != state:
@@ -276,7 +287,7 @@ class TrialRunner:
             version = self.ports.get_dataset(attrs[store.DATASET])
             data = self.cache.prepared(version)
             shown = _fmt_params(params, dists)
-            request = tracking_pb2.CreateTrialRunRequest(
+            request = TrialRun(
                 experiment_id=attrs.get(store.EXPERIMENT, ""),
                 parent_run_id=attrs.get(store.RUN, ""),
                 study_id=study_id,
@@ -289,11 +300,7 @@ class TrialRunner:
                     mlflow_tags.TAG_FEATURES: json.dumps(data.features),
                     mlflow_tags.TAG_INPUT_SCHEMA: json.dumps(input_schema(data)),
                 },
-                dataset=tracking_pb2.DatasetInput(
-                    name=version.name, version=version.version, content_sha256=version.content_sha256,
-                    source_uri=version.source_uri, row_count=version.row_count,
-                    schema_json=json.dumps([{"name": c.name, "type": c.dtype} for c in version.columns]),
-                ),
+                dataset=version,
             )
 
             def create_run() -> str:  # in the background, while the trial trains
@@ -303,13 +310,10 @@ class TrialRunner:
                 return run_id
 
             def started(run_id: str) -> None:
-                self.ports.publish_soon(trial_started=ev.TrialStarted(
-                    study_id=study_id, trial=trial.number, params=shown, mlflow_run_id=run_id, worker=self.worker))
+                self.ports.trial_started(study_id, trial.number, shown, run_id, self.worker)
 
             def epoch_done(run_id: str, e: EpochResult) -> None:
-                self.ports.publish_soon(epoch_completed=ev.EpochCompleted(
-                    study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epoch=e.epoch,
-                    train_loss=e.train_loss, val_loss=e.val_loss, val_accuracy=e.val_accuracy, elapsed_s=e.elapsed_s))
+                self.ports.epoch_completed(study_id, trial.number, run_id, e)
 
             run = _RunWhileTraining(self._background.submit(create_run), started, epoch_done)
 
@@ -326,9 +330,9 @@ class TrialRunner:
             curves.flush()
             epochs = len(curves.val_loss)
             best, metrics = curves.best_so_far()
-            return self._end(study, trial, "trial_pruned", ev.TrialPruned(
-                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, epochs_done=epochs, reason=str(pruned),
-                metrics=metrics, best_epoch=best), reason=str(pruned))
+            return self._end(study, trial, TrialEnd(
+                "trial_pruned", study_id, trial.number, run_id, epochs_done=epochs, reason=str(pruned),
+                metrics=metrics, best_epoch=best))
         except Exception as exc:  # noqa: BLE001 - a failed trial is a result, not a crash
             run_id = _announced(run)
             reason = f"{type(exc).__name__}: {exc}"
@@ -337,9 +341,9 @@ class TrialRunner:
             log.warning("trial %s/%d failed: %s", study_id, trial.number, reason, exc_info=True)
             curves.flush()
             best, metrics = curves.best_so_far()
-            return self._end(study, trial, "trial_failed", ev.TrialFailed(
-                study_id=study_id, trial=trial.number, mlflow_run_id=run_id, reason=reason[:1000], metrics=metrics,
-                best_epoch=best), reason=reason[:1000])
+            return self._end(study, trial, TrialEnd(
+                "trial_failed", study_id, trial.number, run_id, reason=reason[:1000], metrics=metrics,
+                best_epoch=best))
 
         if self._beat is not None and self._beat.taken_over.is_set():
             log.warning("trial %s/%d was finished elsewhere; stopped at epoch %d", study_id, trial.number, len(result.history) - 1)
@@ -357,8 +361,8 @@ class TrialRunner:
         log_model(self.mlflow, run_id, result, data, self._artifacts(attrs.get(store.EXPERIMENT, ""), run_id))
         self.ports.crash_point("after_model_logged")
         stored.result()
-        return self._end(study, trial, "trial_completed", ev.TrialCompleted(
-            study_id=study_id, trial=trial.number, mlflow_run_id=run_id, values=values, metrics=summary,
+        return self._end(study, trial, TrialEnd(
+            "trial_completed", study_id, trial.number, run_id, values=tuple(values), metrics=summary,
             epochs_done=len(result.history), best_epoch=result.best_epoch))
 
     def _artifacts(self, experiment_id: str, run_id: str):

@@ -69,9 +69,10 @@ up: install
 # in a process of its own from its start (log: .kubetune/images-build.log; a cold build is
 # about 15 minutes on 2 cores, a warm one seconds), runs the other tests meanwhile and the
 # platform from its images last; `make test-containers` runs those alone. The soak
-# (tests/reliability/test_soak.py: 500 trials, 20+ browser sessions, ~6-6.5 min on a quiet
-# machine) is part of it; `make test-soak` runs it alone.
-PYTEST_ARGS ?=
+# (tests/reliability/test_soak.py: 500 trials, 20+ browser sessions) runs with
+# `make test-soak`: it passes (525 s in a full run here), but on top of the rest it takes
+# `make test` past the 25-minute budget with a warm image cache (RELIABILITY.md §12).
+PYTEST_ARGS ?= -m "not soak"
 test: install-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 

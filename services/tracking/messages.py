@@ -7,9 +7,7 @@ from __future__ import annotations
 import time
 
 from kubetune.events.v1 import events_pb2
-from services.tracking.records import EpochCompleted, Event, StudyCompleted, TrialEnd
-
-TRIAL_ENDS = frozenset({"trial_completed", "trial_pruned", "trial_failed"})
+from services.tracking.records import TRIAL_ENDS, EpochCompleted, Event, StudyCompleted, TrialEnd
 
 
 def event_ms(event: events_pb2.Event) -> int:

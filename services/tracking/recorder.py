@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from kubetune_common.errors import InvalidArgument, NotFound
 from services.common import mlflow_tags
-from services.tracking.records import EpochCompleted, Event, MetricValue, StudyCompleted, TrialEnd
+from services.tracking.records import TRIAL_ENDS, EpochCompleted, Event, MetricValue, StudyCompleted, TrialEnd
 from services.tracking.store import TrackingStore
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class _NewRun(dict):
 
 
 class EventRecorder:
-    HANDLED = ("epoch_completed", "trial_completed", "trial_pruned", "trial_failed", "study_completed")
+    HANDLED = frozenset({"epoch_completed", *TRIAL_ENDS, "study_completed"})
 
     def __init__(self, store: TrackingStore, *, parallel_runs: int = 4, cache_runs: int = 10_000):
         self.store = store
@@ -115,7 +115,7 @@ class EventRecorder:
                 if not (key == "val_accuracy" and math.isnan(value)):
                     write.metrics.append(MetricValue(key, value, ms, p.epoch))
             return
-        if kind in ("trial_completed", "trial_pruned", "trial_failed"):
+        if kind in TRIAL_ENDS:
             # The saved epoch's summary (`val/loss`, test metrics...); a pruned or failed
             # trial's is its best epoch so far, so what a run table shows under val_loss
             # is what it sorts and filters by.

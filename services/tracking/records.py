@@ -133,6 +133,10 @@ class EpochCompleted:
     val_accuracy: float  # NaN for regression
 
 
+# The kinds of event that end a trial (each carries a TrialEnd).
+TRIAL_ENDS = frozenset({"trial_completed", "trial_pruned", "trial_failed"})
+
+
 @dataclass(frozen=True)
 class TrialEnd:
     """A trial completed, pruned or failed: its saved epoch's summary and why it stopped."""

@@ -23,7 +23,7 @@ from services.tuning.servicer import study_id_of
 from services.tuning.studies import StudyManager
 
 RECONCILE_EVERY_S = 3.0
-FINISHING = {"trial_completed", "trial_pruned", "trial_failed"}
+FINISHING = frozenset(store.END_STATES)  # the kinds of event that end a trial
 
 
 class TicketQueue:
